@@ -1,0 +1,49 @@
+"""spikeflow: one spiking graph IR, trained in PyTorch, simulated with numba, exchanged through NIR.
+
+Heavy dependencies (torch, numba, brian2, tonic) load on first use of the name that needs them.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from spikeflow import ir
+from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError
+from spikeflow.ir import Graph
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY = {
+    "save": "spikeflow.ir.hdf5",
+    "load": "spikeflow.ir.hdf5",
+    "from_nir": "spikeflow.ir.nir_bridge",
+    "to_nir": "spikeflow.ir.nir_bridge",
+    "from_snntorch": "spikeflow.ir.peers",
+    "from_norse": "spikeflow.ir.peers",
+    "to_torch": "spikeflow.torch.lowering",
+    "to_graph": "spikeflow.torch.lowering",
+    "Trainer": "spikeflow.train.trainer",
+    "simulate": "spikeflow.backends",
+    "export": "spikeflow.backends",
+}
+_SUBMODULES = {"datasets", "backends", "torch", "train", "plots", "cli"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return import_module(f"spikeflow.{name}")
+    raise AttributeError(f"module 'spikeflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))
+
+
+__all__ = [
+    "BackendError", "DataError", "FormatError", "Graph", "GraphError", "SpikeflowError", "ir",
+    *_LAZY,
+]
