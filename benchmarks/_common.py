@@ -1,0 +1,84 @@
+"""Shared benchmark plumbing: timing (warm-up, median of repeats), result records, the table.
+
+Every script writes ``benchmarks/results/<script>.json``: a list of records
+``{case, metric, ours, peer, peer_value, ratio, target_ratio}`` where ``ratio > 1`` means spikeflow
+is better. The README's performance table is generated from these files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+RESULTS = Path(__file__).parent / "results"
+
+
+def set_threads(n: int = 2) -> None:
+    """Pin torch (and numba, when loaded) to ``n`` threads so that peers run on equal terms."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def record(case: str, metric: str, ours: float, peer: str, peer_value: float, target_ratio: float, lower_is_better: bool = True) -> dict:
+    """One result record; ``ratio`` > 1 means spikeflow is better."""
+    ratio = peer_value / ours if lower_is_better else ours / peer_value
+    return {
+        "case": case,
+        "metric": metric,
+        "ours": float(ours),
+        "peer": peer,
+        "peer_value": float(peer_value),
+        "ratio": float(ratio),
+        "target_ratio": float(target_ratio),
+    }
+
+
+def write_results(script: str, records: list[dict]) -> Path:
+    """Print the records as a table and write them to ``benchmarks/results/<script>.json``."""
+    from spikeflow._atomic import atomic_path
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(table(records))
+    path = RESULTS / f"{Path(script).stem}.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(records, indent=2) + "\n")
+    return path
+
+
+def table(records: list[dict]) -> str:
+    """A Markdown table of records."""
+    lines = [
+        "| case | metric | spikeflow | peer | peer value | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        ok = "yes" if r["ratio"] >= r["target_ratio"] else "no"
+        lines.append(
+            f"| {r['case']} | {r['metric']} | {r['ours']:.4g} | {r['peer']} | {r['peer_value']:.4g} "
+            f"| {r['ratio']:.2f}x | {r['target_ratio']:.1f}x ({ok}) |"
+        )
+    return "\n".join(lines)
