@@ -120,7 +120,7 @@ def simulate(graph, inputs, record_state: bool = False):
         inputs = {only: inputs}
     inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
     T, B = next(iter(inputs.values())).shape[:2]
-    shapes = g.shapes()
+    shapes = graph.shapes()
     delayed = set(g.delayed_edges())
     coefs = {k: coefficients(v, g.dt, g.integration) for k, v in g.nodes.items()}
     out = {k: np.zeros((T, B) + shapes[k]) for k in g.nodes}

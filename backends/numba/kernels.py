@@ -1,0 +1,397 @@
+"""Private numba kernels: one interpreter that steps a lowered program (see ``program.py``).
+
+A program is a table of ops (int64 rows) over one flat memory vector per sample. Every op reads
+and writes ``mem`` at fixed offsets, so one compiled interpreter runs any graph and ``cache=True``
+makes later processes start without compiling. The float interpreter is compiled once per dtype
+(float32, float64); the fixed-point interpreter works on int64 with saturating arithmetic.
+
+Summation order is the same in the gather (clock) and scatter (event) variants: every output
+element receives its terms in ascending input index, and skipped zero inputs only add zero. That
+is why numba-clock and numba-event give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# op codes (column 0 of an op row); column meanings are listed in program.py
+OP_INPUT, OP_COPY, OP_ADD, OP_DENSE, OP_SCALE, OP_CONV, OP_POOL = 0, 1, 2, 3, 4, 5, 6
+OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF = 7, 8, 9, 10, 11
+# weight layouts of OP_DENSE
+ROWS, COLUMNS, CSR_ROWS, CSR_COLUMNS = 0, 1, 2, 3
+OP_WIDTH = 16
+
+# -------------------------------------------------------------------------- synaptic ops
+
+
+@njit(cache=True)
+def _dense_accumulate(m, o, params, iparams, event):
+    """Raw ``W x`` into ``m[dst:dst+n_out]``; returns the number of multiply-adds performed."""
+    dst, src, n_out, n_in, w, layout = o[1], o[2], o[3], o[4], o[5], o[7]
+    indptr, indices = o[8], o[9]
+    count = 0
+    if layout == ROWS:
+        for i in range(n_out):
+            m[dst + i] = 0
+            base = w + i * n_in
+            for j in range(n_in):
+                m[dst + i] += params[base + j] * m[src + j]
+        count = n_out * n_in
+    elif layout == CSR_ROWS:
+        for i in range(n_out):
+            m[dst + i] = 0
+            for k in range(iparams[indptr + i], iparams[indptr + i + 1]):
+                m[dst + i] += params[w + k] * m[src + iparams[indices + k]]
+        count = iparams[indptr + n_out] - iparams[indptr]
+    else:
+        for i in range(n_out):
+            m[dst + i] = 0
+        for j in range(n_in):
+            xj = m[src + j]
+            if xj == 0:
+                continue
+            if layout == COLUMNS:
+                base = w + j * n_out
+                for i in range(n_out):
+                    m[dst + i] += params[base + i] * xj
+                count += n_out
+            else:
+                lo, hi = iparams[indptr + j], iparams[indptr + j + 1]
+                for k in range(lo, hi):
+                    m[dst + iparams[indices + k]] += params[w + k] * xj
+                count += hi - lo
+    return count
+
+
+@njit(cache=True)
+def _conv_accumulate(m, o, params, iparams, event):
+    """Raw convolution (no bias) into ``dst``: gather per output, or scatter per nonzero input."""
+    dst, src, g, w = o[1], o[2], o[3], o[4]
+    c_in, h, wd, c_out, oh, ow = iparams[g], iparams[g + 1], iparams[g + 2], iparams[g + 3], iparams[g + 4], iparams[g + 5]
+    kh, kw, sh, sw = iparams[g + 6], iparams[g + 7], iparams[g + 8], iparams[g + 9]
+    ph, pw, dh, dw, groups = iparams[g + 10], iparams[g + 11], iparams[g + 12], iparams[g + 13], iparams[g + 14]
+    cin_g = c_in // groups
+    per_group = c_out // groups
+    count = 0
+    for k in range(c_out * oh * ow):
+        m[dst + k] = 0
+    if not event:
+        for co in range(c_out):
+            grp = co // per_group
+            for oy in range(oh):
+                for ox in range(ow):
+                    out = dst + (co * oh + oy) * ow + ox
+                    for cl in range(cin_g):
+                        ci = grp * cin_g + cl
+                        for ky in range(kh):
+                            iy = oy * sh - ph + ky * dh
+                            if iy < 0 or iy >= h:
+                                continue
+                            for kx in range(kw):
+                                ix = ox * sw - pw + kx * dw
+                                if ix < 0 or ix >= wd:
+                                    continue
+                                m[out] += params[w + ((co * cin_g + cl) * kh + ky) * kw + kx] * m[src + (ci * h + iy) * wd + ix]
+                                count += 1
+        return count
+    for ci in range(c_in):
+        grp = ci // cin_g
+        cl = ci - grp * cin_g
+        for iy in range(h):
+            for ix in range(wd):
+                x = m[src + (ci * h + iy) * wd + ix]
+                if x == 0:
+                    continue
+                for ky in range(kh):
+                    ny = iy + ph - ky * dh
+                    if ny < 0 or ny % sh != 0 or ny // sh >= oh:
+                        continue
+                    oy = ny // sh
+                    for kx in range(kw):
+                        nx = ix + pw - kx * dw
+                        if nx < 0 or nx % sw != 0 or nx // sw >= ow:
+                            continue
+                        ox = nx // sw
+                        for co in range(grp * per_group, (grp + 1) * per_group):
+                            m[dst + (co * oh + oy) * ow + ox] += params[w + ((co * cin_g + cl) * kh + ky) * kw + kx] * x
+                            count += 1
+    return count
+
+
+@njit(cache=True)
+def _pool_accumulate(m, o, iparams, event):
+    """Window sums into ``dst`` (the average divides afterwards); same term order in both modes."""
+    dst, src, g = o[1], o[2], o[3]
+    c, h, wd, oh, ow = iparams[g], iparams[g + 1], iparams[g + 2], iparams[g + 3], iparams[g + 4]
+    kh, kw, sh, sw, ph, pw = iparams[g + 5], iparams[g + 6], iparams[g + 7], iparams[g + 8], iparams[g + 9], iparams[g + 10]
+    count = 0
+    for k in range(c * oh * ow):
+        m[dst + k] = 0
+    if not event:
+        for ch in range(c):
+            for oy in range(oh):
+                for ox in range(ow):
+                    out = dst + (ch * oh + oy) * ow + ox
+                    for ky in range(kh):
+                        iy = oy * sh - ph + ky
+                        if iy < 0 or iy >= h:
+                            continue
+                        for kx in range(kw):
+                            ix = ox * sw - pw + kx
+                            if 0 <= ix < wd:
+                                m[out] += m[src + (ch * h + iy) * wd + ix]
+                                count += 1
+        return count
+    for ch in range(c):
+        for iy in range(h):
+            for ix in range(wd):
+                x = m[src + (ch * h + iy) * wd + ix]
+                if x == 0:
+                    continue
+                for ky in range(kh):
+                    ny = iy + ph - ky
+                    if ny < 0 or ny % sh != 0 or ny // sh >= oh:
+                        continue
+                    for kx in range(kw):
+                        nx = ix + pw - kx
+                        if nx < 0 or nx % sw != 0 or nx // sw >= ow:
+                            continue
+                        m[dst + (ch * oh + ny // sh) * ow + nx // sw] += x
+                        count += 1
+    return count
+
+
+# ------------------------------------------------------------------------- the interpreters
+
+
+@njit(cache=True)
+def _delay(m, o, iparams, tt):
+    dst, src, size, steps, ring, length = o[1], o[2], o[3], o[4], o[5], o[6]
+    slot = tt % length
+    for i in range(size):
+        m[ring + slot * size + i] = m[src + i]
+    for i in range(size):
+        m[dst + i] = m[ring + ((tt - iparams[steps + i]) % length) * size + i]
+
+
+@njit(cache=True)
+def _record(m, rec_table, rec, t, b):
+    for r in range(rec_table.shape[0]):
+        off, size, at = rec_table[r, 0], rec_table[r, 1], rec_table[r, 2]
+        for i in range(size):
+            rec[t, b, at + i] = m[off + i]
+
+
+@njit(cache=True)
+def _run_float(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event, counts):
+    """Step every sample ``b`` of ``mem[b]`` through ``inputs.shape[0]`` steps.
+
+    counts[0] += multiply-adds of synaptic ops, counts[1] += neuron state updates.
+    """
+    steps = inputs.shape[0]
+    for b in range(mem.shape[0]):
+        m = mem[b]
+        for t in range(steps):
+            tt = tcount[b]
+            for k in range(ops.shape[0]):
+                o = ops[k]
+                code = o[0]
+                if code == OP_INPUT:
+                    dst, size, at = o[1], o[2], o[3]
+                    for i in range(size):
+                        m[dst + i] = inputs[t, b, at + i]
+                elif code == OP_COPY:
+                    for i in range(o[3]):
+                        m[o[1] + i] = m[o[2] + i]
+                elif code == OP_ADD:
+                    for i in range(o[3]):
+                        m[o[1] + i] = m[o[1] + i] + m[o[2] + i]
+                elif code == OP_DENSE:
+                    counts[0] += _dense_accumulate(m, o, params, iparams, event)
+                    if o[6] >= 0:
+                        for i in range(o[3]):
+                            m[o[1] + i] = m[o[1] + i] + params[o[6] + i]
+                elif code == OP_CONV:
+                    counts[0] += _conv_accumulate(m, o, params, iparams, event)
+                    if o[5] >= 0:
+                        n_out, per = o[6], o[7]
+                        for i in range(n_out):
+                            m[o[1] + i] = m[o[1] + i] + params[o[5] + i // per]
+                elif code == OP_POOL:
+                    counts[0] += _pool_accumulate(m, o, iparams, event)
+                    if o[4] > 0:
+                        for i in range(o[5]):
+                            m[o[1] + i] = m[o[1] + i] / o[4]
+                elif code == OP_SCALE:
+                    for i in range(o[3]):
+                        m[o[1] + i] = m[o[2] + i] * params[o[4] + i]
+                elif code == OP_THRESHOLD:
+                    for i in range(o[3]):
+                        m[o[1] + i] = 1 if m[o[2] + i] > params[o[4] + i] else 0
+                elif code == OP_DELAY:
+                    _delay(m, o, iparams, tt)
+                elif code == OP_LIF:
+                    dst, src, size, v, a, bb, c, thr, vr, spiking, sub = o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11]
+                    for i in range(size):
+                        m[v + i] = params[a + i] * m[v + i] + params[c + i] * m[src + i] + params[bb + i]
+                    _spike(m, params, dst, v, size, thr, vr, spiking, sub)
+                    counts[1] += size
+                elif code == OP_CUBA:
+                    dst, src, size, v, cur = o[1], o[2], o[3], o[4], o[5]
+                    a_syn, c_syn, a_mem, c_mem, b_mem = o[6], o[7], o[8], o[9], o[10]
+                    for i in range(size):
+                        m[cur + i] = params[a_syn + i] * m[cur + i] + params[c_syn + i] * m[src + i]
+                        m[v + i] = params[a_mem + i] * m[v + i] + params[c_mem + i] * m[cur + i] + params[b_mem + i]
+                    _spike(m, params, dst, v, size, o[11], o[12], o[13], o[14])
+                    counts[1] += size
+                elif code == OP_IF:
+                    dst, src, size, v, c = o[1], o[2], o[3], o[4], o[5]
+                    for i in range(size):
+                        m[v + i] = m[v + i] + params[c + i] * m[src + i]
+                    _spike(m, params, dst, v, size, o[6], o[7], o[8], o[9])
+                    counts[1] += size
+            _record(m, rec_table, rec, t, b)
+            tcount[b] += 1
+
+
+@njit(cache=True)
+def _spike(m, params, dst, v, size, thr, vr, spiking, sub):
+    """``z = v > v_threshold`` then reset; non-spiking neurons output ``v``."""
+    if not spiking:
+        for i in range(size):
+            m[dst + i] = m[v + i]
+        return
+    for i in range(size):
+        if m[v + i] > params[thr + i]:
+            m[dst + i] = 1
+            if sub:
+                m[v + i] = m[v + i] - params[thr + i]
+            else:
+                m[v + i] = params[vr + i]
+        else:
+            m[dst + i] = 0
+
+
+# ------------------------------------------------------------------------------ fixed point
+
+
+@njit(cache=True)
+def _sat(x, lo, hi, counts):
+    if x > hi:
+        counts[2] += 1
+        return hi
+    if x < lo:
+        counts[2] += 1
+        return lo
+    return x
+
+
+@njit(cache=True)
+def _shift(x, frac):
+    """Divide by 2**frac, rounding half up (arithmetic shift)."""
+    if frac <= 0:
+        return x << (-frac)
+    return (x + (np.int64(1) << (frac - 1))) >> frac
+
+
+@njit(cache=True)
+def _run_fixed(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event, counts, fmt):
+    """The integer interpreter: values in state format (``fmt[2]`` fractional bits), weights and
+    coefficients rescaled by rounding shifts, every result saturated to ``fmt[0]..fmt[1]``.
+
+    fmt = [state_lo, state_hi, state_frac, coef_frac]; counts[2] += saturations. Dense, conv and
+    pool ops keep their per-op weight fraction in the op row (column 12).
+    """
+    lo, hi, frac, cfrac = fmt[0], fmt[1], fmt[2], fmt[3]
+    one = np.int64(1) << frac
+    steps = inputs.shape[0]
+    for b in range(mem.shape[0]):
+        m = mem[b]
+        for t in range(steps):
+            tt = tcount[b]
+            for k in range(ops.shape[0]):
+                o = ops[k]
+                code = o[0]
+                if code == OP_INPUT:
+                    for i in range(o[2]):
+                        m[o[1] + i] = inputs[t, b, o[3] + i]
+                elif code == OP_COPY:
+                    for i in range(o[3]):
+                        m[o[1] + i] = m[o[2] + i]
+                elif code == OP_ADD:
+                    for i in range(o[3]):
+                        m[o[1] + i] = _sat(m[o[1] + i] + m[o[2] + i], lo, hi, counts)
+                elif code == OP_DENSE:
+                    counts[0] += _dense_accumulate(m, o, params, iparams, event)
+                    for i in range(o[3]):
+                        y = _shift(m[o[1] + i], o[12])
+                        if o[6] >= 0:
+                            y += params[o[6] + i]
+                        m[o[1] + i] = _sat(y, lo, hi, counts)
+                elif code == OP_CONV:
+                    counts[0] += _conv_accumulate(m, o, params, iparams, event)
+                    n_out, per = o[6], o[7]
+                    for i in range(n_out):
+                        y = _shift(m[o[1] + i], o[12])
+                        if o[5] >= 0:
+                            y += params[o[5] + i // per]
+                        m[o[1] + i] = _sat(y, lo, hi, counts)
+                elif code == OP_POOL:
+                    counts[0] += _pool_accumulate(m, o, iparams, event)
+                    n = o[4]
+                    for i in range(o[5]):
+                        y = m[o[1] + i]
+                        if n > 0:  # round half up: floor(y / n + 1/2)
+                            y = (2 * y + n) // (2 * n)
+                        m[o[1] + i] = _sat(y, lo, hi, counts)
+                elif code == OP_SCALE:
+                    for i in range(o[3]):
+                        m[o[1] + i] = _sat(_shift(m[o[2] + i] * params[o[4] + i], cfrac), lo, hi, counts)
+                elif code == OP_THRESHOLD:
+                    for i in range(o[3]):
+                        m[o[1] + i] = one if m[o[2] + i] > params[o[4] + i] else 0
+                elif code == OP_DELAY:
+                    _delay(m, o, iparams, tt)
+                elif code == OP_LIF:
+                    dst, src, size, v, a, bb, c = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
+                    for i in range(size):
+                        y = _shift(params[a + i] * m[v + i], cfrac) + _shift(params[c + i] * m[src + i], cfrac) + params[bb + i]
+                        m[v + i] = _sat(y, lo, hi, counts)
+                    _spike_fixed(m, params, dst, v, size, o[8], o[9], o[10], o[11], one, lo, hi, counts)
+                    counts[1] += size
+                elif code == OP_CUBA:
+                    dst, src, size, v, cur = o[1], o[2], o[3], o[4], o[5]
+                    a_syn, c_syn, a_mem, c_mem, b_mem = o[6], o[7], o[8], o[9], o[10]
+                    for i in range(size):
+                        y = _shift(params[a_syn + i] * m[cur + i], cfrac) + _shift(params[c_syn + i] * m[src + i], cfrac)
+                        m[cur + i] = _sat(y, lo, hi, counts)
+                        y = _shift(params[a_mem + i] * m[v + i], cfrac) + _shift(params[c_mem + i] * m[cur + i], cfrac) + params[b_mem + i]
+                        m[v + i] = _sat(y, lo, hi, counts)
+                    _spike_fixed(m, params, dst, v, size, o[11], o[12], o[13], o[14], one, lo, hi, counts)
+                    counts[1] += size
+                elif code == OP_IF:
+                    dst, src, size, v, c = o[1], o[2], o[3], o[4], o[5]
+                    for i in range(size):
+                        m[v + i] = _sat(m[v + i] + _shift(params[c + i] * m[src + i], cfrac), lo, hi, counts)
+                    _spike_fixed(m, params, dst, v, size, o[6], o[7], o[8], o[9], one, lo, hi, counts)
+                    counts[1] += size
+            _record(m, rec_table, rec, t, b)
+            tcount[b] += 1
+
+
+@njit(cache=True)
+def _spike_fixed(m, params, dst, v, size, thr, vr, spiking, sub, one, lo, hi, counts):
+    if not spiking:
+        for i in range(size):
+            m[dst + i] = m[v + i]
+        return
+    for i in range(size):
+        if m[v + i] > params[thr + i]:
+            m[dst + i] = one
+            if sub:
+                m[v + i] = _sat(m[v + i] - params[thr + i], lo, hi, counts)
+            else:
+                m[v + i] = params[vr + i]
+        else:
+            m[dst + i] = 0

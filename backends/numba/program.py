@@ -1,0 +1,310 @@
+"""Lowering a graph to a program for the numba interpreter: one rule per node type.
+
+A program is a table of int64 op rows, a flat parameter vector, a flat integer vector (CSR index
+arrays, conv geometry, delay steps) and the size of one sample's memory. Op rows (column 0 is the
+op code from ``kernels.py``; "@x" is an offset into memory, "#x" into params, "%x" into iparams):
+
+==========  =====================================================================================
+INPUT       @dst, size, input column
+COPY, ADD   @dst, @src, size                      (ADD: dst += src)
+DENSE       @dst, @src, n_out, n_in, #w, #bias|-1, layout, %indptr, %indices, -, -, weight frac
+SCALE       @dst, @src, size, #scale
+CONV        @dst, @src, %geometry, #w, #bias|-1, n_out, outputs per channel, ..., weight frac
+POOL        @dst, @src, %geometry, divisor (0: sum), n_out
+THRESHOLD   @dst, @src, size, #threshold
+DELAY       @dst, @src, size, %steps, @ring, ring length
+LIF (LI)    @dst, @src, size, @v, #a, #b, #c, #v_threshold, #v_reset, spiking, subtract
+CUBA        @dst, @src, size, @v, @i, #a_syn, #c_syn, #a_mem, #c_mem, #b_mem, #v_th, #v_reset, spiking, subtract
+IF (I)      @dst, @src, size, @v, #c, #v_threshold, #v_reset, spiking, subtract
+==========  =====================================================================================
+
+The order of ops is :meth:`Graph.order`; a node's input is the sum of its sources in sorted name
+order, exactly as ``tests/reference/graph_sim.py`` computes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels as K
+from spikeflow.errors import BackendError
+from spikeflow.ir import nodes as n
+from spikeflow.ir.discretise import coefficients
+
+SPARSE_DENSITY = 0.25
+"""``sparse="auto"`` stores a weight matrix as CSR when at most this fraction is nonzero."""
+
+
+@dataclass
+class Program:
+    """A lowered graph: everything the interpreter needs, plus where each node lives in memory."""
+
+    ops: np.ndarray
+    params: np.ndarray
+    iparams: np.ndarray
+    mem_size: int
+    dtype: np.dtype
+    inputs: dict[str, tuple[int, tuple[int, ...]]]
+    """Input name -> (first column in the packed input vector, per-sample shape)."""
+    n_input: int
+    outputs: dict[str, tuple[int, tuple[int, ...]]]
+    """Node name -> (memory offset, shape) of its output."""
+    traces: dict[str, tuple[int, tuple[int, ...]]]
+    """Neuron name -> (memory offset, shape) of its membrane potential."""
+    spiking: set[str]
+    output_names: list[str]
+    fixed: object | None = None
+    saturated_params: int = 0
+    layouts: dict[str, str] = field(default_factory=dict)
+    """Synaptic node name -> weight layout chosen ("rows", "columns", "csr-rows", "csr-columns")."""
+
+
+class ProgramBuilder:
+    """Collects op rows, parameters and memory; the graph lowering and the benchmark use it."""
+
+    def __init__(self, dtype=np.float64, event: bool = False, sparse: str | bool = "auto", fixed=None):
+        if sparse not in ("auto", True, False):
+            raise BackendError(f"argument 'sparse': expected 'auto', True or False, got {sparse!r}")
+        self.dtype = np.dtype(np.int64 if fixed is not None else dtype)
+        self.event, self.sparse, self.fixed = event, sparse, fixed
+        self.ops: list[list[int]] = []
+        self._params: list[np.ndarray] = []
+        self._n_params = 0
+        self._iparams: list[np.ndarray] = []
+        self._n_iparams = 0
+        self.mem = 0
+        self.saturated = 0
+        self.layouts: dict[str, str] = {}
+
+    # ---------------------------------------------------------------------------- storage
+
+    def alloc(self, size: int) -> int:
+        off, self.mem = self.mem, self.mem + int(size)
+        return off
+
+    def param(self, values, role: str, frac: int | None = None) -> int:
+        """Append parameters; ``role`` (weight, state, coef, threshold) picks the fixed-point format."""
+        arr = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        if self.fixed is not None:
+            arr, saturated = self.fixed.quantise_role(arr, role, frac)
+            self.saturated += saturated
+        off = self._n_params
+        self._params.append(arr)
+        self._n_params += arr.size
+        return off
+
+    def iparam(self, values) -> int:
+        arr = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)
+        off = self._n_iparams
+        self._iparams.append(arr)
+        self._n_iparams += arr.size
+        return off
+
+    def op(self, *cols: int) -> None:
+        row = [int(c) for c in cols]
+        self.ops.append(row + [0] * (K.OP_WIDTH - len(row)))
+
+    # ------------------------------------------------------------------------------- ops
+
+    def dense(self, name: str, dst: int, src: int, weight, bias=None) -> None:
+        """``W x (+ b)``; ``weight`` is a dense array or a ``(indptr, indices, data, shape)`` CSR
+        tuple by rows (or any object with ``tocsr()``), stored in the layout the mode prefers."""
+        csr = _as_csr(weight)
+        n_out, n_in = csr[3] if csr is not None else weight.shape
+        if csr is not None:
+            nnz = len(csr[2])
+        else:
+            weight = np.asarray(weight, dtype=np.float64)
+            nnz = int(np.count_nonzero(weight))
+        use_csr = self.sparse is True or (self.sparse == "auto" and nnz <= SPARSE_DENSITY * max(n_out * n_in, 1))
+        frac = None
+        if self.fixed is not None:
+            frac = self.fixed.weight_frac_for(csr[2] if csr is not None else weight)
+        if use_csr:
+            indptr, indices, data = csr[:3] if csr is not None else _dense_to_csr(weight)
+            if self.event:  # scatter needs the columns: transpose the CSR
+                indptr, indices, data = _transpose_csr(indptr, indices, data, n_out, n_in)
+            layout, ip, ix = (K.CSR_COLUMNS if self.event else K.CSR_ROWS), self.iparam(indptr), self.iparam(indices)
+            w = self.param(data, "weight", frac)
+        else:
+            dense = weight if csr is None else _csr_to_dense(*csr)
+            layout, ip, ix = (K.COLUMNS if self.event else K.ROWS), 0, 0
+            w = self.param(dense.T if self.event else dense, "weight", frac)
+        self.layouts[name] = {K.ROWS: "rows", K.COLUMNS: "columns", K.CSR_ROWS: "csr-rows", K.CSR_COLUMNS: "csr-columns"}[layout]
+        b = -1 if bias is None else self.param(bias, "state")
+        self.op(K.OP_DENSE, dst, src, n_out, n_in, w, b, layout, ip, ix, 0, 0, frac or 0)
+
+    def lif(self, dst: int, src: int, size: int, coef: dict, spiking: bool, subtract: bool) -> int:
+        v = self.alloc(size)
+        a, b, c = (self.param(_full(coef[k], size), r) for k, r in (("a", "coef"), ("b", "state"), ("c", "coef")))
+        thr, vr = self.spike_params(coef, size, spiking)
+        self.op(K.OP_LIF, dst, src, size, v, a, b, c, thr, vr, spiking, subtract)
+        return v
+
+    def spike_params(self, coef: dict, size: int, spiking: bool) -> tuple[int, int]:
+        if not spiking:
+            return 0, 0
+        return self.param(_full(coef["v_threshold"], size), "threshold"), self.param(_full(coef["v_reset"], size), "state")
+
+    def finish(self, **fields) -> Program:
+        ops = np.array(self.ops, dtype=np.int64).reshape(-1, K.OP_WIDTH)
+        params = np.concatenate(self._params).astype(self.dtype) if self._params else np.zeros(1, self.dtype)
+        iparams = np.concatenate(self._iparams) if self._iparams else np.zeros(1, np.int64)
+        return Program(ops=ops, params=params, iparams=iparams, mem_size=max(self.mem, 1), dtype=self.dtype,
+                       fixed=self.fixed, saturated_params=self.saturated, layouts=dict(self.layouts), **fields)
+
+
+# ------------------------------------------------------------------------------ the lowering
+
+
+def lower(graph, *, backend: str, dtype=np.float64, event: bool = False, sparse="auto", fixed=None) -> Program:
+    """Lower a validated graph to a :class:`Program`; unsupported nodes raise BackendError."""
+    g = graph.flatten()
+    shapes = graph.shapes()  # of the flattened graph (shapes() of ``g`` itself rejects dotted names)
+    order = g.order()
+    position = {k: i for i, k in enumerate(order)}
+    for a, b in g.delayed_edges():
+        if position[a] < position[b]:  # cannot happen for a DFS back edge; guard the invariant
+            raise BackendError(f"node {b!r}: delayed edge from {a!r} runs before its target")
+    pb = ProgramBuilder(dtype, event=event, sparse=sparse, fixed=fixed)
+    out = {k: (pb.alloc(math.prod(shapes[k])), shapes[k]) for k in order}
+    inputs: dict[str, tuple[int, tuple[int, ...]]] = {}
+    traces: dict[str, tuple[int, tuple[int, ...]]] = {}
+    n_input = 0
+    for name in order:
+        node = g.nodes[name]
+        dst, shape = out[name]
+        size = math.prod(shape)
+        sources = sorted(a for a, b in g.edges if b == name)
+        if isinstance(node, n.Input) and not sources:
+            inputs[name] = (n_input, shape)
+            pb.op(K.OP_INPUT, dst, size, n_input)
+            n_input += size
+            continue
+        in_shape = shapes[sources[0]]
+        src = _input_sum(pb, sources, out, math.prod(in_shape))
+        v = _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend)
+        if v is not None:
+            traces[name] = (v, shape)
+    spiking = {k for k in order if getattr(g.nodes[k], "spiking", False)}
+    return pb.finish(inputs=inputs, n_input=n_input, outputs=out, traces=traces, spiking=spiking, output_names=g.outputs)
+
+
+def _input_sum(pb: ProgramBuilder, sources: list[str], out: dict, size: int) -> int:
+    """Offset of the node's input: the single source's buffer, or a buffer summing all sources."""
+    if len(sources) == 1:
+        return out[sources[0]][0]
+    dst = pb.alloc(size)
+    pb.op(K.OP_COPY, dst, out[sources[0]][0], size)
+    for a in sources[1:]:
+        pb.op(K.OP_ADD, dst, out[a][0], size)
+    return dst
+
+
+def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend) -> int | None:
+    """Emit the ops of one node; return the offset of its membrane potential, if it has one."""
+    size, n_in = math.prod(shape), math.prod(in_shape)
+    coef = coefficients(node, g.dt, g.integration, where=f"node {name!r}: ")
+    if isinstance(node, (n.Output, n.Flatten)):
+        pb.op(K.OP_COPY, dst, src, size)
+    elif isinstance(node, (n.Affine, n.Linear)):
+        pb.dense(name, dst, src, node.weight, getattr(node, "bias", None))
+    elif isinstance(node, n.Scale):
+        pb.op(K.OP_SCALE, dst, src, size, pb.param(_full(node.scale, size, shape), "coef"))
+    elif isinstance(node, (n.Conv1d, n.Conv2d)):
+        _conv(pb, node, dst, src, in_shape, shape)
+    elif isinstance(node, (n.SumPool2d, n.AvgPool2d)):
+        (c, h, w), (_, oh, ow) = in_shape, shape
+        geo = pb.iparam([c, h, w, oh, ow, *node.kernel_size, *node.stride, *node.padding])
+        divisor = node.kernel_size[0] * node.kernel_size[1] if isinstance(node, n.AvgPool2d) else 0
+        pb.op(K.OP_POOL, dst, src, geo, divisor, size)
+    elif isinstance(node, n.Threshold):
+        pb.op(K.OP_THRESHOLD, dst, src, size, pb.param(_full(node.threshold, size, shape), "threshold"))
+    elif isinstance(node, n.Delay):
+        steps = _full(coef["steps"], size, shape).astype(np.int64)
+        length = int(steps.max(initial=0)) + 1
+        pb.op(K.OP_DELAY, dst, src, size, pb.iparam(steps), pb.alloc(size * length), length)
+    elif isinstance(node, (n.LI, n.LIF)):
+        coef = {k: _full(v, size, shape) for k, v in coef.items()}
+        return pb.lif(dst, src, size, coef, node.spiking, getattr(node, "reset", "zero") == "subtract")
+    elif isinstance(node, (n.CubaLI, n.CubaLIF)):
+        full = {k: _full(v, size, shape) for k, v in coef.items()}
+        v, cur = pb.alloc(size), pb.alloc(size)
+        roles = (("a_syn", "coef"), ("c_syn", "coef"), ("a_mem", "coef"), ("c_mem", "coef"), ("b_mem", "state"))
+        cols = [pb.param(full[k], r) for k, r in roles]
+        thr, vr = pb.spike_params(full, size, node.spiking)
+        pb.op(K.OP_CUBA, dst, src, size, v, cur, *cols, thr, vr, node.spiking, getattr(node, "reset", "zero") == "subtract")
+        return v
+    elif isinstance(node, (n.I, n.IF)):
+        full = {k: _full(v, size, shape) for k, v in coef.items()}
+        v = pb.alloc(size)
+        c = pb.param(full["c"], "coef")
+        thr, vr = pb.spike_params(full, size, node.spiking)
+        pb.op(K.OP_IF, dst, src, size, v, c, thr, vr, node.spiking, getattr(node, "reset", "zero") == "subtract")
+        return v
+    else:
+        raise BackendError(f"node {name!r} of type {type(node).__name__} is not supported by backend {backend!r}")
+    return None
+
+
+def _conv(pb, node, dst, src, in_shape, shape) -> None:
+    w = node.weight
+    if isinstance(node, n.Conv1d):  # a 1-d convolution is a 2-d one of height 1
+        w = w[:, :, None, :]
+        (c_in, length), (c_out, out_len) = in_shape, shape
+        h, wd, oh, ow = 1, length, 1, out_len
+        stride, padding, dilation = (1, *node.stride), (0, *node.padding), (1, *node.dilation)
+    else:
+        (c_in, h, wd), (c_out, oh, ow) = in_shape, shape
+        stride, padding, dilation = node.stride, node.padding, node.dilation
+    geo = pb.iparam([c_in, h, wd, c_out, oh, ow, w.shape[2], w.shape[3], *stride, *padding, *dilation, node.groups])
+    frac = pb.fixed.weight_frac_for(w) if pb.fixed is not None else 0
+    wo = pb.param(w, "weight", frac)
+    b = pb.param(node.bias, "state")
+    pb.op(K.OP_CONV, dst, src, geo, wo, b, c_out * oh * ow, oh * ow, 0, 0, 0, 0, frac)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def _full(values, size: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Broadcast a (possibly scalar) parameter to the node's shape, flattened to ``size``."""
+    arr = np.asarray(values, dtype=np.float64)
+    return np.ascontiguousarray(np.broadcast_to(arr, shape if shape is not None else (size,))).reshape(-1)
+
+
+def _as_csr(weight):
+    """A ``(indptr, indices, data, shape)`` tuple for sparse weights, or None for a dense array."""
+    if isinstance(weight, tuple) and len(weight) == 4:
+        indptr, indices, data, shape = weight
+        return np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.float64), tuple(shape)
+    if hasattr(weight, "tocsr"):
+        m = weight.tocsr()
+        m.sort_indices()
+        return m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data.astype(np.float64), m.shape
+    return None
+
+
+def _dense_to_csr(w: np.ndarray):
+    rows, cols = np.nonzero(w)  # row-major, so columns ascend within a row
+    indptr = np.zeros(w.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=w.shape[0]), out=indptr[1:])
+    return indptr, cols.astype(np.int64), w[rows, cols]
+
+
+def _transpose_csr(indptr, indices, data, n_out, n_in):
+    rows = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(indptr))
+    order = np.argsort(indices, kind="stable")
+    t_indptr = np.zeros(n_in + 1, np.int64)
+    np.cumsum(np.bincount(indices, minlength=n_in), out=t_indptr[1:])
+    return t_indptr, rows[order], np.asarray(data)[order]
+
+
+def _csr_to_dense(indptr, indices, data, shape):
+    w = np.zeros(shape)
+    rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+    w[rows, indices] = data
+    return w

@@ -1,0 +1,241 @@
+"""Simulation speed: numba-event against Brian2 and against the torch forward.
+
+(a) 10,000 LIF neurons, 10 million random recurrent synapses (1,000 per neuron), each neuron driven
+    by its own 15 Hz Poisson input, dt 0.1 ms, 1 s of biological time, one thread: numba-event
+    against Brian2 runtime (cython) and cpp_standalone on the same network and the same input
+    spikes. Metric: synaptic events per second (recurrent spikes x fan-out / simulation time).
+    The recurrent weights are built directly as CSR arrays with the numba ProgramBuilder: the IR's
+    Linear node holds a dense matrix, which would be 800 MB here. Also reported: numba first-call
+    compile time (fresh cache) and cached start time (a new process that finds the cache).
+(b) A trained-MLP-like network 64-128-10 (LIF hidden, LIF output) on sparse event input (5 %
+    density, 100 steps) at batch 1: numba-event (streaming Simulator, reset per sample) against the
+    torch no-grad forward of ``sf.to_torch(graph)``, time per sample.
+
+Run: ``.venv/bin/python benchmarks/simulate.py [--scale 0.2] [--repeats 5] [--skip-brian2]``;
+``--scale`` shrinks network (a) (neurons and fan-out) for a quick check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import median_time, record, set_threads, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DT, STEPS, TAU, RATE, W_IN, W_REC_STD = 1e-4, 10_000, 0.02, 15.0, 1.2, 0.02
+
+
+def _import_backends():
+    """``spikeflow.backends``, loaded from the repository if the install maps it elsewhere."""
+    try:
+        return importlib.import_module("spikeflow.backends")
+    except ModuleNotFoundError:
+        spec = importlib.util.spec_from_file_location("spikeflow.backends", ROOT / "backends" / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT / "backends")])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["spikeflow.backends"] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+# ------------------------------------------------------------------------------ (a) network
+
+
+def network(n: int, fan_out: int, seed: int = 0):
+    """CSR (by source) of the recurrent weights, and the Poisson input spikes [STEPS, n]."""
+    rng = np.random.default_rng(seed)
+    targets = np.concatenate([np.sort(rng.choice(n, fan_out, replace=False)) for _ in range(n)]).astype(np.int64)
+    sources = np.repeat(np.arange(n, dtype=np.int64), fan_out)
+    weights = rng.normal(0.0, W_REC_STD, n * fan_out)
+    spikes = rng.random((STEPS, n)) < RATE * DT
+    return sources, targets, weights, spikes
+
+
+def numba_engine(n, sources, targets, weights):
+    """input -> Scale(W_IN) -> LIF <- CSR recurrent Linear (delayed edge), as the graph lowering would emit."""
+    from spikeflow.backends.numba import kernels as K
+    from spikeflow.backends.numba.engine import Engine
+    from spikeflow.backends.numba.program import ProgramBuilder
+    from spikeflow.ir.discretise import leak
+
+    pb = ProgramBuilder(event=True, sparse=True)
+    inp, scaled, rec, z, x = (pb.alloc(n) for _ in range(5))
+    pb.op(K.OP_INPUT, inp, n, 0)
+    pb.op(K.OP_SCALE, scaled, inp, n, pb.param(np.full(n, W_IN), "coef"))
+    pb.op(K.OP_COPY, x, scaled, n)
+    pb.op(K.OP_ADD, x, rec, n)  # rec still holds the previous step's recurrent input
+    a, g = leak(np.array(TAU), DT, "euler")
+    r = TAU / DT  # so that c = g * r = 1: an input of w moves v by w
+    pb.lif(z, x, n, {"a": np.full(n, a), "b": np.zeros(n), "c": np.full(n, g * r), "v_threshold": np.ones(n), "v_reset": np.zeros(n)},
+           spiking=True, subtract=False)
+    order = np.lexsort((sources, targets))  # rows = targets for the builder's (indptr, indices, data, shape)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(targets, minlength=n), out=indptr[1:])
+    pb.dense("recurrent", rec, z, (indptr, sources[order], weights[order], (n, n)))
+    program = pb.finish(inputs={"input": (0, (n,))}, n_input=n, outputs={"lif": (z, (n,))}, traces={}, spiking={"lif"}, output_names=["lif"])
+    return Engine(backend="numba-event", event=True, program=program)
+
+
+def run_numba(engine, spikes):
+    engine.reset()
+    res = engine.run({"input": spikes[:, None, :].astype(np.float64)})
+    return res.outputs["lif"][:, 0], res.stats
+
+
+def run_brian2(n, sources, targets, weights, spikes, target: str):
+    """The same network in Brian2; returns (spikes [STEPS, n], simulation seconds)."""
+    import brian2 as b2
+
+    saved = b2.prefs.codegen.target
+    tmp = tempfile.mkdtemp(prefix="sf_bench_brian2_")
+    try:
+        if target == "cpp_standalone":
+            b2.set_device("cpp_standalone", directory=tmp, build_on_run=True)
+        else:
+            b2.prefs.codegen.target = target
+        dt = DT * b2.second
+        a = 1.0 - DT / TAU
+        group = b2.NeuronGroup(n, "v : 1\nx : 1", threshold="v > 1.0", reset="v = 0.0", dt=dt, name="sf_lif")
+        group.run_regularly(f"v = {a!r}*v + x\nx = 0", dt=dt, when="groups", name="sf_update")
+        t_idx, i_idx = np.nonzero(spikes)
+        # Brian2 delivers in the synapses slot, after the update: input spikes are sent one step
+        # early so that they count in the step they belong to, as in the IR.
+        keep = t_idx > 0
+        source = b2.SpikeGeneratorGroup(n, i_idx[keep], (t_idx[keep] - 1) * dt, dt=dt, name="sf_poisson")
+        feed = b2.Synapses(source, group, on_pre=f"x_post += {W_IN!r}", dt=dt, name="sf_feed")
+        feed.connect(j="i")
+        recurrent = b2.Synapses(group, group, "w : 1 (constant)", on_pre="x_post += w", dt=dt, name="sf_recurrent")
+        recurrent.connect(i=sources, j=targets)
+        recurrent.w = weights
+        monitor = b2.SpikeMonitor(group, name="sf_spikes")
+        # fixed names: the generated code (and Cython's compile cache) is the same every run
+        net = b2.Network(group, source, feed, recurrent, monitor, name="sf_net")
+        start = time.perf_counter()
+        net.run(STEPS * dt, namespace={})
+        elapsed = time.perf_counter() - start
+        if target == "cpp_standalone":  # the build and compile are not simulation time
+            elapsed = float(getattr(b2.get_device(), "_last_run_time", elapsed))
+        z = np.zeros((STEPS, n))
+        steps = np.rint(np.asarray(monitor.t / dt)).astype(np.int64)
+        ok = steps < STEPS
+        z[steps[ok], np.asarray(monitor.i)[ok]] = 1
+        return z, elapsed
+    finally:
+        b2.prefs.codegen.target = saved
+        if target == "cpp_standalone":
+            from brian2.devices.device import reset_device
+
+            b2.get_device().reinit()
+            reset_device()
+
+
+def compile_times() -> tuple[float, float]:
+    """Seconds to the first result in a new process: with an empty numba cache, then with it filled."""
+    code = (
+        "import sys, time; start = time.perf_counter(); sys.path.insert(0, %r); import simulate as s; import numpy as np; "
+        "import spikeflow as sf; B = s._import_backends(); "
+        "g = sf.Graph.sequential(sf.ir.Linear(weight=np.ones((2, 3))), sf.ir.LIF(tau=0.01, v_threshold=0.5)); "
+        "B.simulate(g, np.ones((3, 1, 3)), backend='numba-event'); print(time.perf_counter() - start)"
+    ) % str(Path(__file__).parent)
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**__import__("os").environ, "NUMBA_CACHE_DIR": cache, "NUMBA_NUM_THREADS": "1"}
+        first = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
+        cached = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
+    return first, cached
+
+
+# ---------------------------------------------------------------------------------- (b) MLP
+
+
+def mlp(seed: int = 0):
+    import spikeflow as sf
+    from spikeflow.ir import nodes as n
+
+    rng = np.random.default_rng(seed)
+    return sf.Graph.sequential(
+        n.Input(shape=(64,)),
+        n.Linear(weight=rng.normal(0, 0.5, (128, 64))),
+        n.LIF(tau=0.01, v_threshold=1.0, r=10.0),
+        n.Linear(weight=rng.normal(0, 0.3, (10, 128))),
+        n.LIF(tau=0.01, v_threshold=1.0, r=10.0),
+        dt=1e-3,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 10,000 neurons and 1,000 fan-out in (a)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-brian2", action="store_true")
+    args = parser.parse_args()
+    backends = _import_backends()
+    records = []
+
+    # (a) ----------------------------------------------------------------------------------
+    set_threads(1)
+    n = max(int(10_000 * args.scale), 10)
+    fan_out = max(int(1_000 * args.scale), 1)
+    case = f"LIF {n} neurons, {n * fan_out / 1e6:g}M synapses, 1 s at 0.1 ms"
+    first, cached = compile_times()
+    print(f"numba compile (first call, empty cache): {first:.2f} s; cached start: {cached:.2f} s")
+    sources, targets, weights, spikes = network(n, fan_out)
+    engine = numba_engine(n, sources, targets, weights)
+    z, stats = run_numba(engine, spikes)
+    t_numba = median_time(lambda: run_numba(engine, spikes), repeats=args.repeats)
+    events = stats["synaptic_events"]
+    print(f"numba-event: {z.sum() / n:.1f} Hz mean rate, {events:,} synaptic events, {t_numba:.3f} s")
+    ours = events / t_numba
+    if not args.skip_brian2:
+        for target, label, goal in (("cython", "Brian2 runtime (cython)", 3.0), ("cpp_standalone", "Brian2 cpp_standalone", 1.5)):
+            zb, _ = run_brian2(n, sources, targets, weights, spikes, target)  # warm-up: code generation, compilation
+            times = [run_brian2(n, sources, targets, weights, spikes, target)[1] for _ in range(args.repeats)]
+            t_peer = float(np.median(times))
+            print(f"{label}: {zb.sum() / n:.1f} Hz, {t_peer:.3f} s (spike count {zb.sum():.0f} vs numba {z.sum():.0f})")
+            records.append(record(case, "synaptic events per second", ours, label, events / t_peer, goal, lower_is_better=False))
+    records.append(record(case, "numba first-call compile time (s)", first, "numba cached start (s)", cached, 1.0))
+
+    # (b) ----------------------------------------------------------------------------------
+    set_threads(2)
+    import torch
+
+    import spikeflow as sf
+
+    g = mlp()
+    rng = np.random.default_rng(1)
+    x = (rng.random((100, 1, 64)) < 0.05).astype(np.float64)
+    sim = backends.Simulator(g, backend="numba-event")
+
+    def ours_b():
+        sim.reset()
+        return sim.step(x)
+
+    net = sf.to_torch(g).double().eval()
+    xt = torch.from_numpy(x)
+
+    def torch_b():
+        with torch.no_grad():
+            return net(xt)
+
+    y_ours = ours_b().output
+    y_torch = torch_b()
+    y_torch = (y_torch[0] if isinstance(y_torch, tuple) else y_torch).numpy()
+    print(f"MLP outputs identical to torch: {np.array_equal(y_ours, y_torch)} ({y_ours.sum():.0f} output spikes)")
+    t_ours = median_time(ours_b, repeats=max(args.repeats, 20))
+    t_torch = median_time(torch_b, repeats=max(args.repeats, 20))
+    records.append(record("MLP 64-128-10 LIF, 100 steps, batch 1, 5% input", "seconds per sample", t_ours, "torch no-grad forward", t_torch, 5.0))
+    path = write_results(__file__, records)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""One training step (forward + backward) of spiking MLPs: spikeflow vs snnTorch 1.0 vs Norse 1.1.
+
+Cases (time-major, T=100, batch 64, float32, 2 threads, median of 5 after one warm-up):
+
+* ``Linear(700,256)-LIF-Linear(256,20)-LIF`` on 5% Bernoulli input spikes (target: 3x the faster peer);
+* ``Linear(1000,1000)-LIF-Linear(1000,1000)-LIF`` on 20% input spikes (target: 2x).
+
+All three run the same weights and inputs and the same loss (cross-entropy on output spike counts).
+The neuron is the same ODE everywhere: a leaky integrator without synaptic current, beta = 0.95.
+
+* spikeflow: ``sf.to_torch(graph).float()``: GEMMs batched over time (sparse inputs go through a
+  sparse kernel) and the fused numba LIF scan; ``r = tau/dt`` so the input gain is 1, as in snnTorch.
+* snnTorch: ``snn.Leaky(beta=0.95)`` stepped module by module in a loop over time, the documented way.
+* Norse: ``LIFBoxCell`` lifted over time with ``norse.torch.Lift``, the Linear layers applied to the
+  whole sequence at once (as Norse's ``SequentialState`` does). LIFBox is Norse's LIF without the
+  synaptic current term, i.e. the same model as ``snn.Leaky`` and spikeflow's LIF; Norse's ``LIF``
+  is a current-based neuron (spikeflow's CubaLIF) and would do more work per step.
+
+Run: ``.venv/bin/python benchmarks/train_step.py``. Timings are noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import median_time, record, set_threads, write_results  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+T, B = 100, 64
+DT, TAU, THRESHOLD = 1e-3, 20e-3, 1.0
+BETA = 1 - DT / TAU
+CASES = [
+    ("mlp 700-256-20, 5% input spikes", (700, 256, 20), 0.05, 3.0),
+    ("mlp 1000-1000-1000, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0),
+]
+
+
+def make_data(sizes, density, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T, B, sizes[0], generator=gen) < density).float()
+    labels = torch.randint(0, sizes[-1], (B,), generator=gen)
+    layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
+    return x, labels, [(lay.weight.detach().clone(), lay.bias.detach().clone()) for lay in layers]
+
+
+def _linears(weights):
+    out = []
+    for w, b in weights:
+        lay = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lay.weight.copy_(w)
+            lay.bias.copy_(b)
+        out.append(lay)
+    return out
+
+
+def spikeflow_step(weights):
+    import spikeflow as sf
+    from spikeflow.ir import nodes as n
+
+    layers = []
+    for w, b in weights:
+        layers += [n.Affine(weight=w.double().numpy(), bias=b.double().numpy()), n.LIF(tau=TAU, v_threshold=THRESHOLD, r=TAU / DT, reset="subtract")]
+    net = sf.to_torch(sf.Graph.sequential(n.Input(shape=(weights[0][0].shape[1],)), *layers, dt=DT)).float()
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, labels):
+        net.zero_grad(set_to_none=True)
+        out = net(x)
+        loss_fn(out.sum(0), labels).backward()
+        return out
+
+    return step
+
+
+def snntorch_step(weights):
+    import snntorch as snn
+
+    fcs = _linears(weights)
+    lifs = [snn.Leaky(beta=BETA, threshold=THRESHOLD) for _ in fcs]
+    params = [p for fc in fcs for p in fc.parameters()]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, labels):
+        for p in params:
+            p.grad = None
+        mems = [lif.init_leaky() for lif in lifs]
+        record_ = []
+        for t in range(x.shape[0]):
+            h = x[t]
+            for i, (fc, lif) in enumerate(zip(fcs, lifs)):
+                h, mems[i] = lif(fc(h), mems[i])
+            record_.append(h)
+        out = torch.stack(record_)
+        loss_fn(out.sum(0), labels).backward()
+        return out
+
+    return step
+
+
+def norse_step(weights):
+    import norse.torch as norse
+
+    fcs = _linears(weights)
+    # Same membrane dynamics as snnTorch and spikeflow up to the input gain dt/tau: scale the threshold.
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.as_tensor(1 / TAU), v_th=torch.as_tensor(THRESHOLD * DT / TAU))
+    lifts = [norse.Lift(norse.LIFBoxCell(p, dt=DT)) for _ in fcs]
+    params = [q for fc in fcs for q in fc.parameters()]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, labels):
+        for q in params:
+            q.grad = None
+        h = x
+        for fc, lift in zip(fcs, lifts):
+            h, _ = lift(fc(h))
+        loss_fn(h.sum(0), labels).backward()
+        return h
+
+    return step
+
+
+PEERS = {"snntorch 1.0 Leaky": snntorch_step, "norse 1.1 LIFBoxCell (Lift)": norse_step}
+
+
+def main() -> list[dict]:
+    set_threads(2)
+    torch.manual_seed(0)
+    records = []
+    for case, sizes, density, target in CASES:
+        x, labels, weights = make_data(sizes, density)
+        ours_fn = spikeflow_step(weights)
+        out = ours_fn(x, labels)
+        ours = median_time(lambda: ours_fn(x, labels), repeats=5, warmup=1)
+        print(f"{case}: spikeflow {ours * 1e3:.1f} ms (output spike rate {float(out.mean()):.3f})", flush=True)
+        peers = {}
+        for name, make in PEERS.items():
+            fn = make(weights)
+            out = fn(x, labels)
+            peers[name] = median_time(lambda: fn(x, labels), repeats=5, warmup=1)
+            print(f"{case}: {name} {peers[name] * 1e3:.1f} ms (output spike rate {float(out.mean()):.3f})", flush=True)
+        for name, value in sorted(peers.items(), key=lambda kv: kv[1]):
+            records.append(record(case, "train step fwd+bwd (s)", ours, name, value, target))
+    write_results(__file__, records)
+    return records
+
+
+if __name__ == "__main__":
+    main()

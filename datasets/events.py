@@ -1,0 +1,173 @@
+"""Event arrays like tonic's: structured ``(x, y, t, p)`` arrays (t in µs) plus a ``sensor_size``.
+
+The dtype is the one tonic's readers produce (``tonic.io.events_struct``), so tonic's transforms
+apply directly. Binning into ``[T, C, H, W]`` frames goes through tonic's ``ToFrame``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from spikeflow.errors import DataError
+
+#: Same fields, order and types as ``tonic.io.events_struct``.
+EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+
+
+def make_events(x, y, t, p) -> np.ndarray:
+    """Build an event array from four equally long sequences.
+
+    Example:
+        >>> ev = make_events([1, 2], [3, 4], [10, 20], [1, 0])
+        >>> ev["t"].tolist(), ev.dtype == EVENT_DTYPE
+        ([10, 20], True)
+    """
+    cols = [np.asarray(c).reshape(-1) for c in (x, y, t, p)]
+    n = len(cols[0])
+    if any(len(c) != n for c in cols):
+        raise DataError(f"make_events: x, y, t, p must have equal lengths, got {[len(c) for c in cols]}")
+    events = np.empty(n, dtype=EVENT_DTYPE)
+    for name, col in zip("xytp", cols):
+        events[name] = col
+    return events
+
+
+def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool = True, what: str = "events") -> np.ndarray:
+    """Check an event array against a sensor; return it unchanged or raise ``DataError``.
+
+    Args:
+        events: structured array with at least fields ``x``, ``t``, ``p`` (and ``y`` for 2-D sensors).
+        sensor_size: ``(W, H, P)`` as in tonic.
+        sorted_t: also require non-decreasing timestamps.
+        what: name used in error messages.
+    """
+    if not isinstance(events, np.ndarray) or events.dtype.names is None:
+        raise DataError(f"{what}: expected a structured NumPy array with fields x, y, t, p, got {type(events).__name__}")
+    names = events.dtype.names
+    for field in ("x", "t", "p"):
+        if field not in names:
+            raise DataError(f"{what}: missing field {field!r}; fields are {names}")
+    if len(sensor_size) != 3 or any(int(s) < 1 for s in sensor_size):
+        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {tuple(sensor_size)}")
+    w, h, p = (int(s) for s in sensor_size)
+    limits = {"x": w, "y": h, "p": max(p, 2)}
+    for field, limit in limits.items():
+        if field not in names or len(events) == 0:
+            continue
+        col = events[field].astype(np.int64)
+        bad = np.flatnonzero((col < 0) | (col >= limit))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(f"{what}: event {i} has {field}={int(col[i])}, outside [0, {limit}) of sensor {tuple(sensor_size)}")
+    if h > 1 and "y" not in names:
+        raise DataError(f"{what}: sensor {tuple(sensor_size)} is 2-D but events have no 'y' field")
+    if sorted_t and len(events) > 1:
+        bad = np.flatnonzero(np.diff(events["t"]) < 0)
+        if bad.size:
+            i = int(bad[0]) + 1
+            raise DataError(f"{what}: timestamps decrease at event {i} ({int(events['t'][i - 1])} -> {int(events['t'][i])} µs)")
+    return events
+
+
+def sort_events(events: np.ndarray) -> np.ndarray:
+    """Events sorted by time (stable, so simultaneous events keep their order)."""
+    return events[np.argsort(events["t"], kind="stable")]
+
+
+def to_frames(events: np.ndarray, sensor_size: Sequence[int], n_bins: int, duration: float | None = None, start: float = 0.0) -> np.ndarray:
+    """Bin events into ``[T, P, H, W]`` counts with tonic's ``ToFrame`` over a fixed time span.
+
+    Unlike ``ToFrame(n_time_bins=...)``, the span is fixed (``start`` to ``start + duration``), so
+    every sample of a dataset yields the same ``T`` and the same bin edges. Events outside the span
+    are dropped.
+
+    Args:
+        events: event array (tonic dtype).
+        sensor_size: ``(W, H, P)``.
+        n_bins: number of time bins ``T``.
+        duration: span in µs; default: up to the last event.
+        start: start of the span in µs.
+
+    Returns:
+        int16 array ``[T, P, H, W]``.
+    """
+    from tonic.transforms import ToFrame
+
+    check_events(events, sensor_size, sorted_t=False)
+    if n_bins < 1:
+        raise DataError(f"to_frames: n_bins must be >= 1, got {n_bins}")
+    if duration is None:
+        duration = float(events["t"].max() - start + 1) if len(events) else 1.0
+    if duration <= 0:
+        raise DataError(f"to_frames: duration must be > 0 µs, got {duration}")
+    w, h, p = (int(s) for s in sensor_size)
+    out = np.zeros((n_bins, p, h, w), dtype=np.int16)
+    end = start + duration
+    inside = events[(events["t"] >= start) & (events["t"] < end)]
+    if len(inside) == 0:
+        return out
+    window = duration / n_bins
+    frames = ToFrame(sensor_size=(w, h, p), time_window=window, start_time=start, end_time=end, include_incomplete=True)(inside.copy())
+    # ToFrame's float slicing can add one trailing, empty-by-construction frame; keep exactly T.
+    n = min(n_bins, frames.shape[0])
+    out[:n] = frames[:n].reshape(n, p, h, w)
+    return out
+
+
+@dataclass(frozen=True)
+class EventCollate:
+    """Collate function for a torch ``DataLoader`` over ``(events, label)`` samples.
+
+    ``mode="bin"`` turns every sample into ``[T, P, H, W]`` counts and stacks them time-major
+    ``[T, B, P, H, W]`` (float32). ``mode="pad"`` pads the variable-length event arrays to the
+    longest one: returns ``(events[B, N_max, 4] int64 as x, y, t, p; lengths[B]; labels[B])``;
+    padded rows are zero.
+
+    Example:
+        >>> collate = EventCollate(sensor_size=(34, 34, 2), n_bins=10, duration=300_000)
+    """
+
+    sensor_size: tuple[int, int, int]
+    n_bins: int = 10
+    duration: float | None = None
+    mode: str = "bin"
+
+    def __call__(self, batch):
+        import torch
+
+        if self.mode not in ("bin", "pad"):
+            raise DataError(f"EventCollate: mode must be 'bin' or 'pad', got {self.mode!r}")
+        if len(batch) == 0:
+            raise DataError("EventCollate: empty batch")
+        labels = torch.as_tensor(np.array([int(label) for _, label in batch]), dtype=torch.int64)
+        if self.mode == "bin":
+            frames = np.stack([to_frames(ev, self.sensor_size, self.n_bins, self.duration) for ev, _ in batch], axis=1)
+            return torch.from_numpy(frames.astype(np.float32)), labels
+        lengths = np.array([len(ev) for ev, _ in batch], dtype=np.int64)
+        padded = np.zeros((len(batch), int(lengths.max()), 4), dtype=np.int64)
+        for b, (ev, _) in enumerate(batch):
+            check_events(ev, self.sensor_size, sorted_t=False, what=f"batch sample {b}")
+            for c, name in enumerate("xytp"):
+                if name in ev.dtype.names:
+                    padded[b, : len(ev), c] = ev[name]
+        return torch.from_numpy(padded), torch.from_numpy(lengths), labels
+
+
+class SampleIndexError(DataError, IndexError):
+    """A sample index is out of range (also an ``IndexError``, so ``for x in dataset`` stops)."""
+
+
+def check_index(index, length: int, what: str) -> int:
+    """Return ``index`` as a non-negative int below ``length`` (negative counts from the end)."""
+    try:
+        i = int(index)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what}: sample index must be an integer, got {index!r}") from exc
+    if i < 0:
+        i += length
+    if not 0 <= i < length:
+        raise SampleIndexError(f"{what}: sample index {index} out of range for {length} samples")
+    return i

@@ -1,0 +1,112 @@
+"""Pictures of event data as PNG (matplotlib, Agg backend, atomic writes).
+
+ON events are drawn red, OFF events blue; pixels with both mix towards purple.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from spikeflow._atomic import atomic_path
+from spikeflow.datasets.events import check_events, to_frames
+from spikeflow.errors import DataError
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def event_image(events: np.ndarray, sensor_size: Sequence[int]) -> np.ndarray:
+    """RGB image ``[H, W, 3]`` in [0, 1]: red = ON count, blue = OFF count, each scaled to its maximum."""
+    check_events(events, sensor_size, sorted_t=False)
+    w, h = int(sensor_size[0]), int(sensor_size[1])
+    rgb = np.zeros((h, w, 3))
+    y = events["y"].astype(np.int64) if "y" in events.dtype.names else np.zeros(len(events), np.int64)
+    for channel, mask in ((0, events["p"].astype(bool)), (2, ~events["p"].astype(bool))):
+        counts = np.zeros((h, w))
+        np.add.at(counts, (y[mask], events["x"][mask].astype(np.int64)), 1)
+        if counts.max() > 0:
+            rgb[..., channel] = counts / counts.max()
+    return rgb
+
+
+def _save(fig, path) -> Path:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_event_frame(events: np.ndarray, sensor_size: Sequence[int], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Save all events of a sample as one ON/OFF coloured frame."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(event_image(events, sensor_size), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_frame_strip(events: np.ndarray, sensor_size: Sequence[int], path: str | os.PathLike, n_frames: int = 6, duration: float | None = None, title: str | None = None) -> Path:
+    """Save a strip of ``n_frames`` ON/OFF frames over time (an animation laid out left to right)."""
+    if n_frames < 1:
+        raise DataError(f"plot_frame_strip: n_frames must be >= 1, got {n_frames}")
+    frames = to_frames(events, sensor_size, n_frames, duration)
+    edges = np.linspace(0, duration if duration is not None else (events["t"].max() + 1 if len(events) else 1), n_frames + 1)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, n_frames, figsize=(2 * n_frames, 2.3), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        rgb = np.zeros((*frames.shape[2:], 3))
+        on = frames[k, 1] if frames.shape[1] > 1 else frames[k, 0]
+        off = frames[k, 0] if frames.shape[1] > 1 else np.zeros_like(on)
+        top = max(int(on.max()), int(off.max()), 1)
+        rgb[..., 0], rgb[..., 2] = on / top, off / top
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(f"{edges[k] / 1000:.0f}-{edges[k + 1] / 1000:.0f} ms", fontsize=8)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_raster(spikes, path: str | os.PathLike, dt_ms: float = 1.0, title: str | None = None, max_neurons: int = 2000) -> Path:
+    """Save a spike raster of a time-major ``[T, N]`` (or ``[T, ...]``, flattened) spike tensor or of events.
+
+    Events (structured with ``t`` and ``x``) are drawn at their time with neuron index ``x`` (or
+    ``y * W + x`` for 2-D events).
+    """
+    plt = _pyplot()
+    if isinstance(spikes, np.ndarray) and spikes.dtype.names is not None:
+        if "t" not in spikes.dtype.names or "x" not in spikes.dtype.names:
+            raise DataError(f"plot_raster: events need fields 't' and 'x', got {spikes.dtype.names}")
+        times = spikes["t"] / 1000.0
+        idx = spikes["x"].astype(np.int64)
+        if "y" in spikes.dtype.names and len(spikes):
+            idx = spikes["y"].astype(np.int64) * (int(idx.max()) + 1) + idx
+        xlabel = "time (ms)"
+    else:
+        arr = spikes.detach().cpu().numpy() if hasattr(spikes, "detach") else np.asarray(spikes)
+        if arr.ndim < 2:
+            raise DataError(f"plot_raster: expected a [T, N, ...] spike tensor, got shape {arr.shape}")
+        arr = arr.reshape(arr.shape[0], -1)[:, :max_neurons]
+        t_idx, idx = np.nonzero(arr)
+        times = t_idx * dt_ms
+        xlabel = "time (ms)" if dt_ms != 1.0 else "time step"
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.scatter(times, idx, s=1, c="k", marker="|")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("neuron")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,209 @@
+"""Character-level language model on CPython's reference-manual topics: EGRU vs GRU vs LSTM.
+
+The text is ``pydoc_data.topics`` (ships with CPython, no download), topics joined in sorted key
+order and split 90/5/5 into contiguous train/validation/test parts. Every model is an embedding,
+one recurrent layer and a linear readout, with the same parameter count (the LSTM's hidden size
+is chosen to match). Reports test bits per character and, for the EGRU, activity sparsity (the
+fraction of zero outputs ``y``), then checks the EGRU against the numba-event runner.
+
+Run:  .venv/bin/python examples/egru_language_model.py [--steps 600] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from spikeflow._atomic import atomic_path
+from spikeflow.torch.egru import EGRU
+
+
+def load_text() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Token ids of the train/validation/test parts and the vocabulary."""
+    from pydoc_data.topics import topics
+
+    text = "\n".join(topics[k] for k in sorted(topics))
+    vocab = sorted(set(text))
+    lookup = {ch: i for i, ch in enumerate(vocab)}
+    data = np.fromiter((lookup[ch] for ch in text), dtype=np.int64, count=len(text))
+    a, b = int(0.9 * len(data)), int(0.95 * len(data))
+    return data[:a], data[a:b], data[b:], vocab
+
+
+class CharModel(nn.Module):
+    """Embedding -> recurrent layer -> linear readout; ``kind`` is "egru", "gru" or "lstm"."""
+
+    def __init__(self, kind: str, vocab: int, embed: int, hidden: int, **egru_kwargs):
+        super().__init__()
+        self.kind = kind
+        self.embed = nn.Embedding(vocab, embed)
+        if kind == "egru":
+            self.rnn = EGRU(embed, hidden, **egru_kwargs)
+        else:
+            self.rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[kind](embed, hidden)
+        self.readout = nn.Linear(hidden, vocab)
+
+    def forward(self, x, state=None):
+        h, state = self.rnn(self.embed(x), state)
+        return self.readout(h), state
+
+
+def detach(state):
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(*(s.detach() for s in state)) if hasattr(state, "_fields") else tuple(s.detach() for s in state)
+
+
+def streams(data: np.ndarray, batch: int) -> torch.Tensor:
+    """The text cut into ``batch`` contiguous streams, time-major (T, batch)."""
+    n = len(data) // batch
+    return torch.from_numpy(data[: n * batch].reshape(batch, n).T.copy())
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+
+def lstm_hidden_for(target: int, vocab: int, embed: int) -> int:
+    """The LSTM hidden size whose model has the parameter count closest to ``target``."""
+    def count(h):
+        return vocab * embed + 4 * (embed * h + h * h + 2 * h) + h * vocab + vocab
+
+    return min(range(8, 2048), key=lambda h: abs(count(h) - target))
+
+
+@torch.no_grad()
+def evaluate(model: CharModel, data: np.ndarray, seq: int = 200, batch: int = 16) -> tuple[float, float]:
+    """Bits per character over ``data`` (state carried across chunks) and EGRU activity sparsity."""
+    model.eval()
+    x = streams(data, batch)
+    state, nll, count, zeros, total = None, 0.0, 0, 0.0, 0
+    for start in range(0, len(x) - 1, seq):
+        inp, tgt = x[start : start + seq], x[start + 1 : start + seq + 1]
+        inp = inp[: len(tgt)]
+        logits, state = model(inp, state)
+        nll += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum").item()
+        count += tgt.numel()
+        if model.kind == "egru":
+            zeros += model.rnn.last_stats[0]["activity_sparsity"] * tgt.numel()
+            total += tgt.numel()
+    return nll / count / math.log(2), (zeros / total if total else float("nan"))
+
+
+def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, lr: float, act_rate: float, target_rate: float) -> float:
+    """Truncated BPTT with Adam and cosine decay; returns seconds spent."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    x = streams(data, batch)
+    state, pos = None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"train {model.kind}", leave=False)
+    for _ in bar:
+        if pos + seq + 1 > len(x):
+            state, pos = None, 0
+        model.train()
+        logits, state = model(x[pos : pos + seq], detach(state))
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[pos + 1 : pos + seq + 1].reshape(-1))
+        total = loss
+        if model.kind == "egru" and act_rate:
+            total = total + model.rnn.activity_loss(rate=act_rate, target_rate=target_rate)
+        opt.zero_grad()
+        total.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        pos += seq
+        post = {"bpc": f"{loss.item() / math.log(2):.3f}"}
+        if model.kind == "egru":
+            post["sparsity"] = f"{model.rnn.last_stats[0]['activity_sparsity']:.2f}"
+        bar.set_postfix(post)
+    return time.perf_counter() - start
+
+
+def check_numba_events(model: CharModel, data: np.ndarray, length: int = 300) -> bool:
+    """The trained EGRU run by the numba-event runner in float64 gives the torch forward's events."""
+    from spikeflow.backends.numba import egru as nb
+    from spikeflow.torch.egru import egru_from_node
+
+    nodes = model.rnn.to_nodes()
+    with torch.no_grad():
+        emb = model.embed(torch.from_numpy(data[:length])).double()[:, None]
+        want, _ = egru_from_node(nodes).eval()(emb)
+    stream = nb.EGRUStream(nodes)
+    got = np.stack([stream.step(emb[t, 0].numpy()) for t in range(length)])
+    return bool(np.array_equal(got, want[:, 0].numpy()))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--seq", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--embed", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--threshold-mean", type=float, default=0.2)
+    ap.add_argument("--act-rate", type=float, default=1.0, help="weight of the event-rate regulariser")
+    ap.add_argument("--target-rate", type=float, default=0.1)
+    ap.add_argument("--trace", type=float, default=0.0, help="EGRU output-trace decay read out by the linear layer")
+    ap.add_argument("--dampening", type=float, default=0.3, help="EGRU pseudo-derivative dampening γ")
+    ap.add_argument("--models", default="egru,gru,lstm")
+    ap.add_argument("--quick", action="store_true", help="a 40-step smoke run")
+    ap.add_argument("--threads", type=int, default=1, help="torch and numba threads (1 is fastest on a shared machine)")
+    ap.add_argument("--out", default="examples/out/egru_language_model.json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.hidden = 40, 64
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    torch.manual_seed(0)
+    train_ids, val_ids, test_ids, vocab = load_text()
+    print(f"text: {len(train_ids)} / {len(val_ids)} / {len(test_ids)} chars (train/val/test), vocabulary {len(vocab)}")
+    results = {}
+    gru_params = None
+    for kind in args.models.split(","):
+        torch.manual_seed(0)
+        if kind == "lstm":
+            target = gru_params or n_params(CharModel("gru", len(vocab), args.embed, args.hidden))
+            hidden = lstm_hidden_for(target, len(vocab), args.embed)
+        else:
+            hidden = args.hidden
+        kwargs = dict(threshold_mean=args.threshold_mean, pseudo_derivative_width=2.0,
+                      pseudo_derivative_dampening=args.dampening, trace_decay=args.trace) if kind == "egru" else {}
+        model = CharModel(kind, len(vocab), args.embed, hidden, **kwargs)
+        if kind == "gru":
+            gru_params = n_params(model)
+        seconds = train(model, train_ids, args.steps, args.seq, args.batch, args.lr, args.act_rate, args.target_rate)
+        val_bpc, _ = evaluate(model, val_ids)
+        test_bpc, sparsity = evaluate(model, test_ids)
+        results[kind] = {"hidden": hidden, "params": n_params(model), "train_seconds": round(seconds, 1),
+                         "val_bpc": round(val_bpc, 4), "test_bpc": round(test_bpc, 4)}
+        if kind == "egru":
+            results[kind]["activity_sparsity"] = round(sparsity, 4)
+            results[kind]["numba_event_exact"] = check_numba_events(model, test_ids)
+        print(f"{kind:5s} {results[kind]}")
+    if "egru" in results and "gru" in results:
+        ratio = results["egru"]["test_bpc"] / results["gru"]["test_bpc"]
+        results["egru_over_gru_bpc"] = round(ratio, 4)
+        ok = ratio <= 1.05 and results["egru"]["activity_sparsity"] >= 0.8
+        print(f"EGRU/GRU test bpc = {ratio:.3f} (target <= 1.05), EGRU activity sparsity = "
+              f"{results['egru']['activity_sparsity']:.3f} (target >= 0.80): {'met' if ok else 'NOT met'}")
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

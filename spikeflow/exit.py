@@ -1,0 +1,46 @@
+"""Dynamic-confidence early exit, the public namespace: ``sf.exit.calibrate(...)`` and friends.
+
+Example:
+    >>> import spikeflow as sf
+    >>> sf.exit.ExitPolicy(output="output", threshold=0.9).min_steps
+    1
+"""
+
+from spikeflow.ir.exit_policy import (
+    ExitPolicy,
+    check_exit_policy,
+    clear_exit_policy,
+    get_exit_policy,
+    set_exit_policy,
+)
+from spikeflow.train.early_exit import (
+    CalibrationResult,
+    TorchExitRunner,
+    calibrate,
+    calibrate_outputs,
+    evaluate,
+    evaluate_outputs,
+    plot_exit_histogram,
+    plot_latency_accuracy,
+)
+
+
+def simulate(graph, inputs, backend: str = "numba-event", **options):
+    """Early-exit inference; see :func:`spikeflow.backends.early_exit.simulate_exit`."""
+    from spikeflow.backends.early_exit import simulate_exit
+
+    return simulate_exit(graph, inputs, backend=backend, **options)
+
+
+def ExitSimulator(graph, backend: str = "numba-event", **options):  # noqa: N802 (a class, loaded lazily)
+    """A reusable numba early-exit runner; see :class:`spikeflow.backends.early_exit.ExitSimulator`."""
+    from spikeflow.backends.early_exit import ExitSimulator as _ExitSimulator
+
+    return _ExitSimulator(graph, backend, **options)
+
+
+__all__ = [
+    "CalibrationResult", "ExitPolicy", "ExitSimulator", "TorchExitRunner", "calibrate", "calibrate_outputs",
+    "check_exit_policy", "clear_exit_policy", "evaluate", "evaluate_outputs", "get_exit_policy", "plot_exit_histogram",
+    "plot_latency_accuracy", "set_exit_policy", "simulate",
+]

@@ -1,0 +1,486 @@
+"""Pure neuron step functions and fused multi-step scans (LIF, CubaLIF, LI, IF and their kin).
+
+Every neuron follows :mod:`spikeflow.ir.discretise` to the letter: the same float64 coefficients
+and the same update order, so float64 spike trains equal the NumPy reference bit for bit.
+
+* ``lif_step(x, state, params) -> (z, state)`` (and ``li_step``, ``if_step``, ``i_step``,
+  ``cuba_lif_step``, ``cuba_li_step``) advance one step for a batch ``x[B, ...]``.
+* ``lif_scan(x, params) -> z`` (and the others) run a whole sequence ``x[T, B, ...]``. On CPU
+  tensors the time loop runs in one numba kernel inside a custom autograd Function whose backward
+  runs the reverse-time recurrence in one kernel as well; on other devices they fall back to a
+  plain loop over the step functions (same values, gradients through autograd).
+
+Parameters (``tau``, ``v_threshold``, ...) may be floats, arrays or tensors that require grad; a
+trainable ``tau`` is turned into the decay ``a`` and gain ``g`` in torch with the formula of
+:func:`spikeflow.ir.discretise.leak`, so gradients reach it.
+
+Reset gradient: by default (``detach_reset=True``, as in snnTorch) the reset is treated as a
+constant in the backward pass: after a spike, the gradient does not flow through the spike into
+the reset. Gradients still flow to the input, to a trainable ``tau`` and to a trainable
+``v_threshold`` (through the surrogate, and through the subtraction of a subtract reset). With
+``detach_reset=False`` the reset's dependence on the spike is differentiated too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from spikeflow.errors import DataError, GraphError
+from spikeflow.ir import discretise
+from spikeflow.ir.nodes import RESETS
+from spikeflow.torch.surrogate import ATan, FastSigmoid, Sigmoid, StraightThrough, Surrogate, Triangle
+from spikeflow.torch.surrogate import surrogate as lookup_surrogate
+
+# ----------------------------------------------------------------------------- parameters
+
+
+class LIFParams(NamedTuple):
+    """Leaky integrate-and-fire: ``v = a*v + c*x + b``, spike ``v > v_threshold``, reset."""
+
+    tau: Any
+    v_threshold: Any = 1.0
+    r: Any = 1.0
+    v_leak: Any = 0.0
+    v_reset: Any = 0.0
+    reset: str = "zero"
+    dt: float = 1e-3
+    integration: str = "euler"
+    surrogate: Any = "atan"
+    detach_reset: bool = True
+
+
+class LIParams(NamedTuple):
+    """Leaky integrator: ``v = a*v + c*x + b``, output ``v``."""
+
+    tau: Any
+    r: Any = 1.0
+    v_leak: Any = 0.0
+    dt: float = 1e-3
+    integration: str = "euler"
+
+
+class IFParams(NamedTuple):
+    """Integrate-and-fire: ``v = v + c*x`` with ``c = dt*r``, spike, reset."""
+
+    v_threshold: Any = 1.0
+    r: Any = 1.0
+    v_reset: Any = 0.0
+    reset: str = "zero"
+    dt: float = 1e-3
+    surrogate: Any = "atan"
+    detach_reset: bool = True
+
+
+class IParams(NamedTuple):
+    """Integrator: ``v = v + c*x`` with ``c = dt*r``, output ``v``."""
+
+    r: Any = 1.0
+    dt: float = 1e-3
+
+
+class CubaLIFParams(NamedTuple):
+    """Current-based LIF: ``i = a_syn*i + c_syn*x``; ``v = a*v + c*i + b``; spike, reset."""
+
+    tau_syn: Any
+    tau_mem: Any
+    v_threshold: Any = 1.0
+    r: Any = 1.0
+    v_leak: Any = 0.0
+    v_reset: Any = 0.0
+    w_in: Any = 1.0
+    reset: str = "zero"
+    dt: float = 1e-3
+    integration: str = "euler"
+    surrogate: Any = "atan"
+    detach_reset: bool = True
+
+
+class CubaLIParams(NamedTuple):
+    """Current-based leaky integrator: ``i = a_syn*i + c_syn*x``; ``v = a*v + c*i + b``, output ``v``."""
+
+    tau_syn: Any
+    tau_mem: Any
+    r: Any = 1.0
+    v_leak: Any = 0.0
+    w_in: Any = 1.0
+    dt: float = 1e-3
+    integration: str = "euler"
+
+
+class State(NamedTuple):
+    """Membrane ``v`` (and synaptic current ``i`` for the current-based neurons)."""
+
+    v: torch.Tensor
+    i: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """The static part of a neuron: which update, spiking or not, reset mode, surrogate."""
+
+    kind: str  # "leaky" (LI/LIF), "integrator" (I/IF) or "cuba" (CubaLI/CubaLIF)
+    spiking: bool
+    reset: str = "zero"
+    surrogate: Surrogate | None = None
+    detach_reset: bool = True
+
+
+class Coefficients(NamedTuple):
+    """Discrete coefficients (tensors broadcastable to the neuron shape); unused ones are None."""
+
+    c: torch.Tensor
+    a: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+    a_syn: torch.Tensor | None = None
+    c_syn: torch.Tensor | None = None
+    v_threshold: torch.Tensor | None = None
+    v_reset: torch.Tensor | None = None
+
+
+# ------------------------------------------------------------------------ discretisation
+
+
+def _tensor(value: Any, like: torch.Tensor) -> torch.Tensor:
+    """float64 tensor on ``like``'s device (tensors that require grad keep their dtype)."""
+    if isinstance(value, torch.Tensor):
+        if value.requires_grad:
+            return value.to(like.device)
+        return value.detach().to(device=like.device, dtype=torch.float64)
+    return torch.as_tensor(np.asarray(value, dtype=np.float64), device=like.device)
+
+
+def leak(tau: Any, dt: float, integration: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decay ``a`` and gain ``g`` of one step, as :func:`spikeflow.ir.discretise.leak`.
+
+    A ``tau`` that requires grad is discretised in torch (differentiable); otherwise the float64
+    NumPy coefficients are used unchanged, so results stay bit-identical to the reference.
+    """
+    if isinstance(tau, torch.Tensor) and tau.requires_grad:
+        if integration not in discretise.INTEGRATIONS:
+            raise GraphError(f"unknown integration {integration!r}; expected one of {discretise.INTEGRATIONS}")
+        tau = tau.to(like.device)
+        ratio = torch.full_like(tau, dt) / tau  # not dt / tau: torch computes that as dt * (1 / tau)
+        if integration == "euler":
+            if bool((ratio > 1).any()):
+                raise GraphError(f"dt={dt:g} exceeds tau={float(tau.detach().min()):g}: forward Euler would oscillate")
+            return 1 - ratio, ratio
+        a = torch.exp(-ratio)
+        return a, 1 - a
+    arr = tau.detach().cpu().double().numpy() if isinstance(tau, torch.Tensor) else tau
+    a, g = discretise.leak(np.asarray(arr, dtype=np.float64), dt, integration)
+    return _tensor(a, like), _tensor(g, like)
+
+
+def _check_reset(reset: str) -> None:
+    if reset not in RESETS:
+        raise GraphError(f"field 'reset': expected one of {RESETS}, got {reset!r}")
+
+
+def discretise_params(params: Any, like: torch.Tensor) -> tuple[Dynamics, Coefficients]:
+    """The :class:`Dynamics` and :class:`Coefficients` of ``params`` in ``like``'s dtype/device."""
+    t = lambda v: _tensor(v, like)  # noqa: E731
+    if isinstance(params, (LIFParams, LIParams)):
+        a, g = leak(params.tau, params.dt, params.integration, like)
+        coef = Coefficients(c=g * t(params.r), a=a, b=g * t(params.v_leak))
+        kind = "leaky"
+    elif isinstance(params, (IFParams, IParams)):
+        coef = Coefficients(c=params.dt * t(params.r))
+        kind = "integrator"
+    elif isinstance(params, (CubaLIFParams, CubaLIParams)):
+        a_syn, g_syn = leak(params.tau_syn, params.dt, params.integration, like)
+        a, g = leak(params.tau_mem, params.dt, params.integration, like)
+        coef = Coefficients(c=g * t(params.r), a=a, b=g * t(params.v_leak), a_syn=a_syn, c_syn=g_syn * t(params.w_in))
+        kind = "cuba"
+    else:
+        raise TypeError(f"expected neuron parameters (LIFParams, ...), got {type(params).__name__}")
+    if isinstance(params, (LIFParams, IFParams, CubaLIFParams)):
+        _check_reset(params.reset)
+        coef = coef._replace(v_threshold=t(params.v_threshold), v_reset=t(params.v_reset))
+        dyn = Dynamics(kind, True, params.reset, lookup_surrogate(params.surrogate), params.detach_reset)
+    else:
+        dyn = Dynamics(kind, False)
+    coef = Coefficients(*(None if c is None else c.to(like.dtype) for c in coef))
+    return dyn, coef
+
+
+# ------------------------------------------------------------------------------ one step
+
+
+def neuron_step(x: torch.Tensor, state: State | None, dyn: Dynamics, coef: Coefficients) -> tuple[torch.Tensor, State]:
+    """Advance any neuron by one step (the update order of :mod:`spikeflow.ir.discretise`)."""
+    if state is None:
+        zero = torch.zeros_like(x)
+        state = State(zero, zero if dyn.kind == "cuba" else None)
+    i = None
+    if dyn.kind == "cuba":
+        i = coef.a_syn * state.i + coef.c_syn * x
+        u = coef.a * state.v + coef.c * i + coef.b
+    elif dyn.kind == "leaky":
+        u = coef.a * state.v + coef.c * x + coef.b
+    else:
+        u = state.v + coef.c * x
+    if not dyn.spiking:
+        return u, State(u, i)
+    z = dyn.surrogate(u - coef.v_threshold)
+    spike = z if not dyn.detach_reset else z.detach()
+    if dyn.reset == "subtract":
+        v = u - spike * coef.v_threshold
+    else:
+        # where() keeps the reset value exact; the added term is zero but carries d v / d z.
+        v = torch.where(z.detach() > 0, coef.v_reset.expand_as(u), u)
+        if not dyn.detach_reset:
+            v = v + (z - z.detach()) * (coef.v_reset - u)
+    return z, State(v, i)
+
+
+def _step(params_type):
+    def step(x: torch.Tensor, state: State | None, params) -> tuple[torch.Tensor, State]:
+        if not isinstance(params, params_type):
+            raise TypeError(f"expected {params_type.__name__}, got {type(params).__name__}")
+        return neuron_step(x, state, *discretise_params(params, x))
+
+    step.__name__ = step.__qualname__ = f"{params_type.__name__[:-6].lower()}_step"
+    step.__doc__ = f"One step of {params_type.__name__[:-6]} for ``x[B, ...]``: returns ``(output, State)``."
+    return step
+
+
+lif_step = _step(LIFParams)
+li_step = _step(LIParams)
+if_step = _step(IFParams)
+i_step = _step(IParams)
+cuba_lif_step = _step(CubaLIFParams)
+cuba_li_step = _step(CubaLIParams)
+
+
+# ------------------------------------------------------------------------- many steps
+
+
+def loop_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients) -> torch.Tensor:
+    """Reference multi-step path: the step function in a Python loop over ``x[T, B, ...]``."""
+    state, out = None, []
+    for t in range(x.shape[0]):
+        y, state = neuron_step(x[t], state, dyn, coef)
+        out.append(y)
+    return torch.stack(out)
+
+
+_KERNELS: Any = None
+
+
+def _kernels():
+    """The numba kernels, imported on first use (None when numba is missing)."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from spikeflow.torch import scan_kernels
+        except ImportError:  # pragma: no cover - numba is a dependency
+            scan_kernels = False
+        _KERNELS = scan_kernels
+    return _KERNELS or None
+
+
+def neuron_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, fused: bool | None = None) -> torch.Tensor:
+    """Run a neuron over ``x[T, B, ...]``; the output has the same shape.
+
+    ``fused=None`` picks the numba kernel for CPU tensors and the step loop elsewhere.
+    """
+    if x.dim() < 2:
+        raise DataError(f"neuron input: expected a time-major tensor [T, B, ...], got shape {tuple(x.shape)}")
+    if fused is None:
+        fused = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _kernels() is not None
+    if not fused or x.shape[0] == 0:
+        return loop_scan(x, dyn, coef)
+    T, B = x.shape[:2]
+    feature = x.shape[2:]
+    n = math.prod(feature)
+
+    def flat(c):
+        return c.expand(feature).reshape(n).contiguous() if c is not None else None
+
+    x3 = x.reshape(T, B, n)
+    if dyn.kind == "cuba":
+        y = _CubaScan.apply(x3, dyn, flat(coef.a_syn), flat(coef.c_syn), flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset))
+    else:
+        y = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset))
+    return y.reshape(x.shape)
+
+
+def _np(t: torch.Tensor | None, n: int, dtype: torch.dtype, fill: float = 0.0) -> np.ndarray:
+    """Zero-copy NumPy view of a contiguous CPU tensor (a filled dummy for an unused coefficient)."""
+    if t is None:
+        return np.full(n, fill, dtype=np.float32 if dtype == torch.float32 else np.float64)
+    return t.detach().contiguous().numpy()
+
+
+def _surrogate_args(dyn: Dynamics, u: torch.Tensor, th: torch.Tensor | None):
+    """(kind, slope, height, precomputed derivative) for the backward kernels."""
+    k = _kernels()
+    sg = dyn.surrogate
+    kind = {ATan: k.SG_ATAN, FastSigmoid: k.SG_FAST_SIGMOID, Sigmoid: k.SG_SIGMOID, Triangle: k.SG_TRIANGLE,
+            StraightThrough: k.SG_STRAIGHT}.get(type(sg), k.SG_ARRAY)
+    dummy = np.zeros((1, 1, 1), dtype=u.numpy().dtype)
+    if kind == k.SG_ARRAY:
+        deriv = sg.derivative(u.detach() - th).contiguous()
+        return kind, 0.0, 0.0, deriv.numpy()
+    return kind, float(getattr(sg, "slope", 1.0)), float(getattr(sg, "height", 1.0)), dummy
+
+
+def _sum_to(t: torch.Tensor) -> torch.Tensor:
+    """Sum a [T, B, N] (or [B, N]) gradient down to [N]."""
+    return t.reshape(-1, t.shape[-1]).sum(0)
+
+
+def _previous(v_post: torch.Tensor) -> torch.Tensor:
+    """v[t-1] for every t (zero at t = 0)."""
+    return torch.cat([torch.zeros_like(v_post[:1]), v_post[:-1]])
+
+
+def _post_reset(u: torch.Tensor, dyn: Dynamics, th, vr) -> torch.Tensor:
+    if not dyn.spiking:
+        return u
+    z = u > th
+    return torch.where(z, u - th, u) if dyn.reset == "subtract" else torch.where(z, vr.expand_as(u), u)
+
+
+class _LeakyScan(torch.autograd.Function):
+    """Fused LIF / LI / IF / I over time (forward and backward each one numba kernel)."""
+
+    @staticmethod
+    def forward(ctx, x, dyn, a, b, c, th, vr):
+        k = _kernels()
+        T, B, n = x.shape
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        save = any(ctx.needs_input_grad)
+        u = torch.empty_like(x) if (save and dyn.spiking) else torch.empty((1, 1, 1), dtype=x.dtype)
+        integrator = dyn.kind == "integrator"
+        k.leaky_forward(
+            x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
+            _np(vr, n, x.dtype), integrator, dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(),
+            bool(save and dyn.spiking),
+        )
+        ctx.dyn = dyn
+        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out):
+        k = _kernels()
+        dyn = ctx.dyn
+        x, u, a, c, th, vr = ctx.saved_tensors
+        T, B, n = x.shape
+        g_out = g_out.contiguous()
+        g_u = torch.empty_like(g_out)
+        g_th = torch.zeros((B, n), dtype=x.dtype)
+        kind, slope, height, sg = _surrogate_args(dyn, u, th) if dyn.spiking else (k.SG_STRAIGHT, 1.0, 1.0, np.zeros((1, 1, 1), dtype=x.numpy().dtype))
+        k.leaky_backward(
+            g_out.numpy(), u.numpy(), _np(a, n, x.dtype, 1.0), _np(th, n, x.dtype), _np(vr, n, x.dtype),
+            dyn.kind == "integrator", dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, kind, slope, height, sg,
+            g_u.numpy(), g_th.numpy(),
+        )
+        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr
+        g_x = g_u * c if need[0] else None
+        g_a = g_b = g_c = g_thr = None
+        if need[2]:
+            g_a = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr)))
+        if need[3]:
+            g_b = _sum_to(g_u)
+        if need[4]:
+            g_c = _sum_to(g_u * x)
+        if need[5]:
+            g_thr = _sum_to(g_th)
+        return g_x, None, g_a, g_b, g_c, g_thr, None
+
+
+class _CubaScan(torch.autograd.Function):
+    """Fused CubaLIF / CubaLI over time."""
+
+    @staticmethod
+    def forward(ctx, x, dyn, a_syn, c_syn, a, b, c, th, vr):
+        k = _kernels()
+        T, B, n = x.shape
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        save = any(ctx.needs_input_grad)
+        u = torch.empty_like(x) if save else torch.empty((1, 1, 1), dtype=x.dtype)
+        i = torch.empty_like(x) if save else torch.empty((1, 1, 1), dtype=x.dtype)
+        k.cuba_forward(
+            x.numpy(), a_syn.numpy(), c_syn.numpy(), a.numpy(), b.numpy(), c.numpy(), _np(th, n, x.dtype),
+            _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(), bool(save),
+        )
+        ctx.dyn = dyn
+        ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out):
+        k = _kernels()
+        dyn = ctx.dyn
+        x, u, i, a_syn, c_syn, a, c, th, vr = ctx.saved_tensors
+        T, B, n = x.shape
+        g_out = g_out.contiguous()
+        g_u = torch.empty_like(g_out)
+        g_i = torch.empty_like(g_out)
+        g_th = torch.zeros((B, n), dtype=x.dtype)
+        kind, slope, height, sg = _surrogate_args(dyn, u, th) if dyn.spiking else (k.SG_STRAIGHT, 1.0, 1.0, np.zeros((1, 1, 1), dtype=x.numpy().dtype))
+        k.cuba_backward(
+            g_out.numpy(), u.numpy(), a_syn.numpy(), a.numpy(), c.numpy(), _np(th, n, x.dtype), _np(vr, n, x.dtype),
+            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, kind, slope, height, sg, g_u.numpy(), g_i.numpy(), g_th.numpy(),
+        )
+        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr
+        grads = [None] * 9
+        if need[0]:
+            grads[0] = g_i * c_syn
+        if need[2]:
+            grads[2] = _sum_to(g_i * _previous(i))
+        if need[3]:
+            grads[3] = _sum_to(g_i * x)
+        if need[4]:
+            grads[4] = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr)))
+        if need[5]:
+            grads[5] = _sum_to(g_u)
+        if need[6]:
+            grads[6] = _sum_to(g_u * i)
+        if need[7]:
+            grads[7] = _sum_to(g_th)
+        return tuple(grads)
+
+
+def _scan(params_type):
+    def scan(x: torch.Tensor, params, fused: bool | None = None) -> torch.Tensor:
+        if not isinstance(params, params_type):
+            raise TypeError(f"expected {params_type.__name__}, got {type(params).__name__}")
+        return neuron_scan(x, *discretise_params(params, x), fused=fused)
+
+    name = params_type.__name__[:-6]
+    scan.__name__ = scan.__qualname__ = f"{name.lower()}_scan"
+    scan.__doc__ = f"{name} over ``x[T, B, ...]`` (fused numba kernel on CPU); returns the outputs ``[T, B, ...]``."
+    return scan
+
+
+lif_scan = _scan(LIFParams)
+li_scan = _scan(LIParams)
+if_scan = _scan(IFParams)
+i_scan = _scan(IParams)
+cuba_lif_scan = _scan(CubaLIFParams)
+cuba_li_scan = _scan(CubaLIParams)
+
+
+def threshold(x: torch.Tensor, v_threshold: Any, surrogate: Any = "atan") -> torch.Tensor:
+    """Stateless spikes ``z = x > v_threshold`` with a surrogate gradient."""
+    return lookup_surrogate(surrogate)(x - _tensor(v_threshold, x).to(x.dtype))
+
+
+def delay(x: torch.Tensor, steps: Any) -> torch.Tensor:
+    """``y[t] = x[t - steps]`` per element (zeros before the start) for ``x[T, B, ...]``."""
+    T = x.shape[0]
+    steps_t = torch.as_tensor(np.asarray(steps, dtype=np.int64), device=x.device).expand(x.shape[2:])
+    src = torch.arange(T, device=x.device).reshape((T,) + (1,) * len(x.shape[2:])) - steps_t
+    valid = (src >= 0).unsqueeze(1)
+    index = src.clamp(min=0).unsqueeze(1).expand(x.shape)
+    return torch.where(valid, x.gather(0, index), torch.zeros((), dtype=x.dtype, device=x.device))

@@ -1,0 +1,427 @@
+"""Graph IR <-> PyTorch: :func:`to_torch` interprets a graph as an ``nn.Module``; :func:`to_graph`
+turns a lowered module, or an ``nn.Sequential`` of torch layers and spikeflow neuron modules, back
+into a graph with its weights.
+
+Lowering is an interpreter with one rule per node type (:data:`LOWERING`). Stateless nodes run on
+all ``T*B`` samples at once (one batched GEMM or convolution over time), neurons outside recurrent
+loops run through the fused scan of :mod:`spikeflow.torch.functional`, and the nodes of a recurrent
+component (:meth:`spikeflow.ir.Graph.components`) step one time step at a time, delayed edges
+carrying the previous step's value. The input of a node is the sum of its incoming edges in sorted
+source-name order, exactly as in :mod:`spikeflow.ir.discretise`.
+
+Example:
+    >>> import numpy as np, torch, spikeflow as sf
+    >>> g = sf.Graph.sequential(sf.ir.Input(shape=(3,)), sf.ir.Linear(weight=np.ones((2, 3))),
+    ...                         sf.ir.LIF(tau=0.01, v_threshold=1.0), dt=1e-3)
+    >>> net = sf.to_torch(g)
+    >>> net(torch.ones(4, 1, 3) * 10).shape
+    torch.Size([4, 1, 2])
+    >>> sf.to_graph(net) == g
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from spikeflow.errors import BackendError, DataError, GraphError
+from spikeflow.ir import nodes as n
+from spikeflow.ir.graph import Graph
+from spikeflow.torch import modules as m
+
+BACKEND = "torch"
+
+
+# ------------------------------------------------------------------- node -> module rules
+
+
+class _Context:
+    def __init__(self, dt, integration, train_tau, train_threshold, surrogate, detach_reset, dtype, fused):
+        self.dt, self.integration = dt, integration
+        self.train_tau, self.train_threshold = train_tau, train_threshold
+        self.surrogate, self.detach_reset, self.dtype, self.fused = surrogate, detach_reset, dtype, fused
+
+
+def _set(param: torch.Tensor, value) -> None:
+    with torch.no_grad():
+        param.copy_(torch.as_tensor(value))
+
+
+def _dense(node, ctx):
+    out_features, in_features = node.weight.shape
+    layer = nn.Linear(in_features, out_features, bias=isinstance(node, n.Affine), dtype=ctx.dtype)
+    _set(layer.weight, node.weight)
+    if layer.bias is not None:
+        _set(layer.bias, node.bias)
+    return layer
+
+
+def _conv(node, ctx):
+    cls = nn.Conv1d if isinstance(node, n.Conv1d) else nn.Conv2d
+    c_out, c_in_g = node.weight.shape[:2]
+    layer = cls(
+        c_in_g * node.groups, c_out, node.kernel_size, stride=node.stride, padding=node.padding,
+        dilation=node.dilation, groups=node.groups, bias=True, dtype=ctx.dtype,
+    )
+    _set(layer.weight, node.weight)
+    _set(layer.bias, node.bias)
+    return layer
+
+
+def _pool(node, ctx):
+    # SumPool2d is an average pool whose divisor is 1; zero padding counts in both.
+    divisor = 1 if isinstance(node, n.SumPool2d) else None
+    return nn.AvgPool2d(node.kernel_size, node.stride, node.padding, count_include_pad=True, divisor_override=divisor)
+
+
+def _flatten(node, ctx):
+    # spikeflow counts per-sample dimensions; torch's dimension 0 is the (time*)batch dimension.
+    return nn.Flatten(node.start_dim + 1 if node.start_dim >= 0 else node.start_dim, node.end_dim + 1 if node.end_dim >= 0 else node.end_dim)
+
+
+def _neuron(node, ctx):
+    params = {f.name: getattr(node, f.name) for f in fields(node)}
+    return m.NEURON_MODULES[type(node)](
+        dt=ctx.dt, integration=ctx.integration, surrogate=ctx.surrogate, detach_reset=ctx.detach_reset,
+        train_tau=ctx.train_tau, train_threshold=ctx.train_threshold, fused=ctx.fused, dtype=ctx.dtype, **params,
+    )
+
+
+LOWERING: dict[type[n.Node], Callable[[Any, _Context], nn.Module | None]] = {
+    n.Input: lambda node, ctx: None,
+    n.Output: lambda node, ctx: None,
+    n.Affine: _dense,
+    n.Linear: _dense,
+    n.Conv1d: _conv,
+    n.Conv2d: _conv,
+    n.SumPool2d: _pool,
+    n.AvgPool2d: _pool,
+    n.Flatten: _flatten,
+    n.Scale: lambda node, ctx: m.Scale(node.scale, dtype=ctx.dtype),
+    n.Threshold: lambda node, ctx: m.Threshold(node.threshold, surrogate=ctx.surrogate, train_threshold=ctx.train_threshold, dtype=ctx.dtype),
+    n.Delay: lambda node, ctx: m.Delay(node.delay, dt=ctx.dt),
+    **{kind: _neuron for kind in m.NEURON_MODULES},
+}
+"""One rule per IR node type: node -> module (None: the node passes its input through)."""
+
+
+# ------------------------------------------------------------------- module -> node rules
+
+
+def node_of(layer: nn.Module, where: str = "") -> n.Node:
+    """The IR node of one torch layer or spikeflow module (weights included)."""
+    numpy = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+    if hasattr(layer, "to_node"):
+        return layer.to_node()
+    if isinstance(layer, nn.Linear):
+        if layer.bias is None:
+            return n.Linear(weight=numpy(layer.weight))
+        return n.Affine(weight=numpy(layer.weight), bias=numpy(layer.bias))
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+            raise BackendError(f"{where}{type(layer).__name__}: padding {layer.padding!r} / mode {layer.padding_mode!r} not supported; use integer zero padding")
+        bias = numpy(layer.bias) if layer.bias is not None else numpy(layer.weight.new_zeros(layer.out_channels))
+        cls = n.Conv1d if isinstance(layer, nn.Conv1d) else n.Conv2d
+        return cls(weight=numpy(layer.weight), bias=bias, stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    if isinstance(layer, nn.AvgPool2d):
+        if layer.ceil_mode or (not layer.count_include_pad and layer.padding not in (0, (0, 0))):
+            raise BackendError(f"{where}AvgPool2d: ceil_mode / count_include_pad=False are not supported")
+        if layer.divisor_override not in (None, 1):
+            raise BackendError(f"{where}AvgPool2d: divisor_override={layer.divisor_override} is not supported (only None or 1)")
+        cls = n.SumPool2d if layer.divisor_override == 1 else n.AvgPool2d
+        return cls(kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding)
+    if isinstance(layer, nn.Flatten):
+        if layer.start_dim == 0 or layer.end_dim == 0:
+            raise BackendError(f"{where}Flatten: start_dim={layer.start_dim}, end_dim={layer.end_dim} would merge the batch dimension")
+        shift = lambda d: d - 1 if d > 0 else d  # noqa: E731
+        return n.Flatten(start_dim=shift(layer.start_dim), end_dim=shift(layer.end_dim))
+    raise BackendError(
+        f"{where}{type(layer).__name__} is not supported by the {BACKEND} backend's to_graph; expected nn.Linear, "
+        "nn.Conv1d/2d, nn.AvgPool2d, nn.Flatten or a spikeflow.torch.modules module"
+    )
+
+
+# ------------------------------------------------------------------------- the interpreter
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "/")  # nn.Module names may not contain '.'; IR names never contain '/'
+
+
+class GraphModule(nn.Module):
+    """A graph as an ``nn.Module``: ``net(x[T, B, ...]) -> y[T, B, ...]`` with a fresh state per call.
+
+    A graph with several Input (Output) nodes takes (returns) a dict by node name. All values are
+    computed in the module's dtype (float64 after :func:`to_torch`; call ``.float()`` to train faster).
+    """
+
+    def __init__(self, graph: Graph, ctx: _Context):
+        super().__init__()
+        graph.validate()
+        self._template = copy.deepcopy(graph)
+        flat = graph.flatten()
+        self.shapes = graph.shapes()
+        self.inputs, self.outputs = flat.inputs, flat.outputs
+        self.order = flat.order()
+        self.sources = {k: sorted(a for a, b in flat.edges if b == k) for k in flat.nodes}
+        self.delayed = set(flat.delayed_edges())
+        self.groups = [(g, len(g) > 1 or (g[0], g[0]) in flat.edges) for g in flat.components()]
+        self.kinds = {k: type(v) for k, v in flat.nodes.items()}
+        self.layers = nn.ModuleDict()
+        for name in self.order:
+            node = flat.nodes[name]
+            rule = LOWERING.get(type(node))
+            if rule is None:
+                raise BackendError(f"node {name!r}: type {type(node).__name__} is not supported by the {BACKEND} backend")
+            layer = rule(node, ctx)
+            if layer is not None:
+                self.layers[_key(name)] = layer
+        self.register_buffer("_probe", torch.zeros(0, dtype=ctx.dtype), persistent=False)
+
+    # ---------------------------------------------------------------------------- running
+
+    def forward(self, x: "torch.Tensor | Mapping[str, torch.Tensor]"):
+        """Outputs ``[T, B, *shape]`` (a dict by Output name when the graph has several)."""
+        return self.run(x)[0]
+
+    def run(self, x, record: tuple[str, ...] | list[str] = ()):
+        """Run the graph; return ``(outputs, {name: [T, B, ...] output of that node})`` for ``record``."""
+        unknown = [k for k in record if k not in self.shapes]
+        if unknown:
+            raise DataError(f"record: no node {unknown[0]!r} in the graph; nodes: {sorted(self.shapes)}")
+        values = self._check_inputs(x)
+        T, B = next(iter(values.values())).shape[:2]
+        for group, recurrent in self.groups:
+            if recurrent:
+                self._step_group(group, values, T, B)
+                continue
+            (name,) = group
+            if name in values:  # an Input
+                continue
+            x_in = self._sum(name, values)
+            values[name] = self._apply_sequence(name, x_in, T, B)
+        outs = {k: values[k] for k in self.outputs}
+        y = outs[self.outputs[0]] if len(outs) == 1 else outs
+        return y, {k: values[k] for k in record}
+
+    def _check_inputs(self, x) -> dict[str, torch.Tensor]:
+        if not isinstance(x, Mapping):
+            if len(self.inputs) != 1:
+                raise DataError(f"the graph has inputs {self.inputs}: pass a dict of tensors by input name")
+            x = {self.inputs[0]: x}
+        if sorted(x) != self.inputs:
+            raise DataError(f"inputs: expected tensors for {self.inputs}, got {sorted(x)}")
+        values, lead = {}, None
+        for name in self.inputs:
+            t = torch.as_tensor(x[name])
+            shape = self.shapes[name]
+            if t.dim() != len(shape) + 2 or tuple(t.shape[2:]) != shape:
+                raise DataError(f"input {name!r}: expected a [T, B, *{shape}] tensor, got shape {tuple(t.shape)}")
+            if lead is not None and tuple(t.shape[:2]) != lead:
+                raise DataError(f"input {name!r}: [T, B] = {tuple(t.shape[:2])} differs from the other inputs' {lead}")
+            lead = tuple(t.shape[:2])
+            values[name] = t.to(dtype=self._probe.dtype, device=self._probe.device)
+        return values
+
+    def _sum(self, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        srcs = self.sources[name]
+        total = values[srcs[0]]
+        for s in srcs[1:]:
+            total = total + values[s]
+        return total
+
+    def _apply_sequence(self, name: str, x: torch.Tensor, T: int, B: int) -> torch.Tensor:
+        layer = self.layers[_key(name)] if _key(name) in self.layers else None
+        if layer is None or isinstance(layer, (m._Neuron, m.Delay, m.Threshold, m.Scale)):
+            return x if layer is None else layer(x)
+        # Stateless layers see all T*B samples at once: one GEMM / convolution for the sequence.
+        y = layer(x.reshape((T * B,) + tuple(x.shape[2:])))
+        return y.reshape((T, B) + tuple(y.shape[1:]))
+
+    def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int) -> None:
+        like = self._probe
+        coefs, states = {}, {k: None for k in group}
+        for name in group:
+            layer = self.layers[_key(name)] if _key(name) in self.layers else None
+            if isinstance(layer, m._Neuron):
+                coefs[name] = layer.discretise(like)
+        prev: dict[str, torch.Tensor] = {}
+        outs: dict[str, list[torch.Tensor]] = {k: [] for k in group}
+        for t in range(T):
+            cur: dict[str, torch.Tensor] = {}
+            for name in group:
+                total = None
+                for s in self.sources[name]:
+                    if (s, name) in self.delayed:  # last step's value (nothing at t = 0)
+                        term = prev.get(s)
+                    else:
+                        term = cur[s] if s in group else values[s][t]
+                    if term is not None:
+                        total = term if total is None else total + term
+                if total is None:
+                    total = torch.zeros((B,) + self.shapes[self.sources[name][0]], dtype=like.dtype, device=like.device)
+                layer = self.layers[_key(name)] if _key(name) in self.layers else None
+                if isinstance(layer, m._Neuron):
+                    y, states[name] = layer.step(total, states[name], coefs[name])
+                elif isinstance(layer, m.Delay):
+                    y, states[name] = layer.step(total, states[name])
+                else:
+                    y = total if layer is None else layer(total)
+                cur[name] = y
+                outs[name].append(y)
+            prev = cur
+        for name in group:
+            values[name] = torch.stack(outs[name])
+
+    # ---------------------------------------------------------------------- back to the IR
+
+    def to_graph(self) -> Graph:
+        """The graph with the module's current parameter values (float64)."""
+        replaced = {}
+        for name in self.order:
+            if _key(name) in self.layers:
+                replaced[name] = node_of(self.layers[_key(name)], where=f"node {name!r}: ")
+        return _replace(self._template, replaced, prefix="")
+
+    def extra_repr(self) -> str:
+        return f"{self._template!r}"
+
+
+def _replace(graph: Graph, replaced: dict[str, n.Node], prefix: str) -> Graph:
+    nodes = {}
+    for name, node in graph.nodes.items():
+        full = prefix + name
+        if isinstance(node, Graph):
+            nodes[name] = _replace(node, replaced, full + ".")
+        else:
+            nodes[name] = replaced.get(full, copy.deepcopy(node))
+    return Graph(nodes, list(graph.edges), dt=graph.dt, integration=graph.integration, metadata=copy.deepcopy(graph.metadata))
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def to_torch(
+    graph: Graph,
+    *,
+    train_tau: bool = False,
+    train_threshold: bool = False,
+    surrogate: Any = "atan",
+    detach_reset: bool = True,
+    dtype: torch.dtype = torch.float64,
+    fused: bool | None = None,
+) -> GraphModule:
+    """Lower ``graph`` to a :class:`GraphModule`.
+
+    Args:
+        graph: the network (validated here).
+        train_tau: make the neurons' time constants trainable parameters.
+        train_threshold: make the thresholds trainable parameters.
+        surrogate: surrogate gradient of every spiking node (a name or a Surrogate).
+        detach_reset: treat the reset as a constant in the backward pass (snnTorch's default).
+        dtype: parameter dtype; float64 keeps the graph's values exact (``.float()`` to train faster).
+        fused: force (True) or forbid (False) the fused numba scans; None picks them on CPU.
+
+    Raises:
+        BackendError: a node type the torch backend does not support (named with its node).
+    """
+    if not isinstance(graph, Graph):
+        raise GraphError(f"to_torch: expected a spikeflow Graph, got {type(graph).__name__}")
+    ctx = _Context(graph.dt, graph.integration, train_tau, train_threshold, surrogate, detach_reset, dtype, fused)
+    return GraphModule(graph, ctx)
+
+
+def _neurons_in(layers) -> list[nn.Module]:
+    found = []
+    for layer in layers:
+        found.extend(x for x in layer.modules() if isinstance(x, (m._Neuron, m.Delay)))
+    return found
+
+
+def _recurrent_graph(layer: m.Recurrent, dt: float, integration: str, where: str) -> Graph:
+    neuron = node_of(layer.neuron, where)
+    size = layer.recurrent.in_features
+    name = type(neuron).__name__.lower()
+    return Graph(
+        {"input": n.Input(shape=(size,)), name: neuron, "recurrent": node_of(layer.recurrent, where), "output": n.Output(shape=(size,))},
+        [("input", name), (name, "recurrent"), ("recurrent", name), (name, "output")],
+        dt=dt, integration=integration,
+    )
+
+
+def _input_shape(layer: nn.Module) -> tuple[int, ...]:
+    if isinstance(layer, nn.Linear):
+        return (layer.in_features,)
+    if isinstance(layer, m.Recurrent):
+        return (layer.recurrent.in_features,)
+    if hasattr(layer, "to_node"):
+        shape = layer.to_node().input_shape()
+        if shape:
+            return tuple(shape)
+    raise GraphError(f"to_graph: cannot infer the input shape from the first layer ({type(layer).__name__}); pass sample=")
+
+
+def to_graph(module: nn.Module, sample: torch.Tensor | None = None, *, dt: float | None = None, integration: str | None = None) -> Graph:
+    """Turn a lowered :class:`GraphModule`, or an ``nn.Sequential`` of layers, into a graph.
+
+    Args:
+        module: a :class:`GraphModule` (exact round trip of :func:`to_torch`), or an
+            ``nn.Sequential`` (or single layer) of ``nn.Linear``, ``nn.Conv1d/2d``,
+            ``nn.AvgPool2d``, ``nn.Flatten``, ``nn.Identity`` and spikeflow modules
+            (neurons, :class:`~spikeflow.torch.modules.Recurrent`, Threshold, Scale, Delay).
+        sample: a time-major input ``[T, B, ...]`` fixing the input shape; needed when the first
+            layer does not imply it (convolutions).
+        dt, integration: override; by default taken from the neuron modules (which must agree),
+            else ``1e-3`` and ``"euler"``.
+    """
+    if isinstance(module, GraphModule):
+        return module.to_graph()
+    layers = list(module) if isinstance(module, nn.Sequential) else [module]
+    layers = [layer for layer in layers if not isinstance(layer, nn.Identity)]
+    if not layers:
+        raise GraphError("to_graph: the module has no layers")
+    neurons = _neurons_in(layers)
+    if dt is None:
+        dts = sorted({x.dt for x in neurons})
+        if len(dts) > 1:
+            raise GraphError(f"to_graph: the neuron modules disagree on dt: {dts}")
+        dt = dts[0] if dts else 1e-3
+    if integration is None:
+        rules = sorted({x.integration for x in neurons if hasattr(x, "integration")})
+        if len(rules) > 1:
+            raise GraphError(f"to_graph: the neuron modules disagree on integration: {rules}")
+        integration = rules[0] if rules else "euler"
+    if sample is not None:
+        if torch.as_tensor(sample).dim() < 3:
+            raise DataError(f"to_graph: sample must be time-major [T, B, ...], got shape {tuple(torch.as_tensor(sample).shape)}")
+        shape = tuple(torch.as_tensor(sample).shape[2:])
+    else:
+        shape = _input_shape(layers[0])
+    nodes: dict[str, n.Node | Graph] = {"input": n.Input(shape=shape)}
+    names = ["input"]
+    for i, layer in enumerate(layers, start=1):
+        where = f"layer {i} ({type(layer).__name__}): "
+        if isinstance(layer, m.Recurrent):
+            name, node = f"recurrent{i}", _recurrent_graph(layer, dt, integration, where)
+            out_shape = node.nodes["output"].shape
+            expected = node.nodes["input"].shape
+            if shape != expected:
+                raise GraphError(f"{where}expects input shape {expected}, got {shape}")
+        else:
+            node = node_of(layer, where)
+            name = f"{type(node).__name__.lower()}{i}"
+            try:
+                out_shape = node.output_shape(shape)
+            except GraphError as err:
+                raise GraphError(f"{where}{err}") from None
+        nodes[name] = node
+        names.append(name)
+        shape = tuple(out_shape)
+    nodes["output"] = n.Output(shape=shape)
+    names.append("output")
+    return Graph(nodes, list(zip(names, names[1:])), dt=dt, integration=integration).validate()

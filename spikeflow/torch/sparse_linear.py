@@ -1,0 +1,71 @@
+"""Dense layers on sparse inputs: ``y = x @ W.T + b`` at a cost proportional to the spike count.
+
+Spiking layers see mostly zeros. When a CPU input is sparse enough, :func:`linear` compresses it to
+CSR rows once and computes the forward product and the weight gradient with the kernels in
+:mod:`spikeflow.torch.sparse_kernels`; the input gradient (needed only when the input itself is
+trained upstream) stays a dense GEMM. Denser inputs, other devices and other dtypes use
+``torch.nn.functional.linear``. Results agree with the dense path up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DENSITY_LIMIT = 0.25
+"""Inputs with at most this fraction of non-zeros take the sparse path (measured break-even on CPU)."""
+
+
+def _kernels():
+    from spikeflow.torch import sparse_kernels
+
+    return sparse_kernels
+
+
+class _SparseInputLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        k = _kernels()
+        x = x.contiguous()
+        indptr, indices, values = k.dense_to_csr(x.detach().numpy())
+        wt = weight.detach().t().contiguous()
+        out = torch.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
+        b = bias.detach() if bias is not None else wt.new_zeros(0)
+        k.csr_matmul(indptr, indices, values, wt.numpy(), b.numpy(), bias is not None, out.numpy())
+        ctx.csr = (indptr, indices, values)
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(weight)
+        ctx.k_in = x.shape[1]
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        k = _kernels()
+        (weight,) = ctx.saved_tensors
+        g = g.contiguous()
+        g_x = g_w = g_b = None
+        if ctx.needs_input_grad[0]:
+            g_x = g @ weight
+        if ctx.needs_input_grad[1]:
+            g_wt = torch.empty((ctx.k_in, g.shape[1]), dtype=g.dtype)
+            k.csr_t_matmul(*ctx.csr, g.numpy(), g_wt.numpy())
+            g_w = g_wt.t()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            g_b = g.sum(0)
+        return g_x, g_w, g_b
+
+
+def density(x: torch.Tensor) -> float:
+    """Estimated fraction of non-zeros of a 2-d CPU tensor (every 8th row is counted)."""
+    return float(_kernels().sampled_density(x.detach().contiguous().numpy(), 8))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, limit: float = DENSITY_LIMIT) -> torch.Tensor:
+    """``x @ weight.T + bias`` for ``x[M, K]``, through the sparse kernels when ``x`` is sparse."""
+    usable = (
+        x.device.type == "cpu" and x.dim() == 2 and x.dtype in (torch.float32, torch.float64)
+        and weight.dtype == x.dtype and limit > 0 and x.shape[0] * x.shape[1] > 0
+    )
+    if usable and density(x) <= limit:
+        return _SparseInputLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)

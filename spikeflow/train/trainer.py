@@ -1,0 +1,365 @@
+"""A small, deterministic training loop for time-major spiking networks.
+
+Data conventions (every form is batch-first; the trainer hands the model time-major tensors):
+
+* ``(x, y)`` tensors or NumPy arrays: ``x`` is ``[N, T, ...]`` and ``y`` holds ``N`` integer labels.
+* a ``torch.utils.data.Dataset`` whose items are ``(x, y)`` with ``x`` of shape ``[T, ...]``;
+  the trainer batches, shuffles and collates it itself (seeded).
+* a ``torch.utils.data.DataLoader`` yielding ``(x [B, T, ...], y [B])``; its order is its own.
+
+With ``encoder=...`` the samples are dense values (``x`` is ``[N, ...]``) and
+``encoder(x, generator) -> [T, B, ...]`` turns each batch into spikes, freshly drawn every epoch
+from the trainer's seeded generator. Without an encoder, ``x`` is transposed to ``[T, B, ...]``.
+
+Determinism: the same model initialisation, data and ``seed`` give identical weights and history.
+The trainer owns its random streams (shuffling, encoding, and torch's global RNG inside
+:meth:`Trainer.fit`, which is forked so the caller's RNG is left alone) and stores them in each
+checkpoint, so a run interrupted after epoch ``k`` and resumed equals an uninterrupted run (CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm.auto import tqdm
+
+from spikeflow._atomic import atomic_path
+from spikeflow.errors import DataError, FormatError
+from spikeflow.train.losses import get_loss
+
+CHECKPOINT_FORMAT = "spikeflow-checkpoint"
+CHECKPOINT_VERSION = 1
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class RateEncoder:
+    """Rate-code dense batches for ``Trainer(encoder=...)``: :func:`spikeflow.datasets.encode.rate_encode`
+    driven by the trainer's generator, so the spikes are fresh every epoch yet reproducible.
+
+    Args:
+        steps: number of time steps ``T``.
+        gain: scales the values to per-step spike probabilities (values must lie in ``[0, 1/gain]``).
+        method: ``"bernoulli"`` (0/1 spikes) or ``"poisson"`` (counts).
+    """
+
+    def __init__(self, steps: int, gain: float = 1.0, method: str = "bernoulli"):
+        self.steps, self.gain, self.method = int(steps), float(gain), method
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[B, ...]`` values -> ``[T, B, ...]`` spikes; one seed drawn from ``generator`` per batch."""
+        from spikeflow.datasets.encode import rate_encode
+
+        seed = None if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+        x = torch.as_tensor(x)
+        x = x if x.is_floating_point() else x.float()
+        return rate_encode(x, self.steps, gain=self.gain, method=self.method, seed=seed)
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _as_pair(data: Any, need_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """``(x, y)`` tensors when ``data`` is in-memory arrays, else None (a Dataset or DataLoader)."""
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        if need_labels:
+            raise DataError("expected (x, y) data with labels, got only x")
+        return torch.as_tensor(data), None
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data, Dataset):
+        x, y = torch.as_tensor(data[0]), torch.as_tensor(data[1])
+        if y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise DataError(f"labels: expected shape [{x.shape[0]}] to match x of shape {tuple(x.shape)}, got {tuple(y.shape)}")
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise DataError(f"labels: expected integer class labels, got dtype {y.dtype}")
+        return x, y.long()
+    if isinstance(data, (Dataset, DataLoader)):
+        return None
+    raise DataError(f"data: expected (x, y) arrays, a torch Dataset or a DataLoader, got {type(data).__name__}")
+
+
+def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return torch.as_tensor(batch[0]), torch.as_tensor(batch[1]).long()
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    raise DataError(f"data: each batch must be (x, y), got {type(batch).__name__}")
+
+
+def _batches(data: Any, batch_size: int, shuffle: bool, generator: torch.Generator, need_labels: bool) -> tuple[Iterator, int | None]:
+    """Batch-first ``(x, y)`` batches and their number."""
+    pair = _as_pair(data, need_labels)
+    if pair is not None:
+        x, y = pair
+        n = x.shape[0]
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        chunks = order.split(batch_size)
+        return ((x[i], None if y is None else y[i]) for i in chunks), len(chunks)
+    if isinstance(data, DataLoader):
+        try:
+            count = len(data)
+        except TypeError:  # a loader over an IterableDataset has no length
+            count = None
+        return (_labelled(_split_batch(b), need_labels) for b in data), count
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    chunks = order.split(batch_size)
+    return (_labelled(_split_batch(default_collate([data[int(i)] for i in idx])), need_labels) for idx in chunks), len(chunks)
+
+
+def _labelled(batch: tuple[torch.Tensor, torch.Tensor | None], need_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if need_labels and batch[1] is None:
+        raise DataError("data: expected (x, y) samples with labels, got x only")
+    return batch
+
+
+# --------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Fit, evaluate and predict with a time-major spiking network.
+
+    Args:
+        model: an ``nn.Module`` mapping ``[T, B, ...]`` to ``[T, B, C]`` (for example
+            ``sf.to_torch(graph)``), or an IR ``Graph`` (lowered with ``sf.to_torch``).
+        loss: a name from :data:`spikeflow.train.losses.LOSSES` or a callable ``loss(y, target)``;
+            its ``scores(y) -> [B, C]`` method (default: sum over time) decides predictions.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable ``(params, lr) -> Optimizer``.
+        lr: learning rate.
+        epochs: total number of epochs that :meth:`fit` trains to.
+        batch_size: samples per batch (in-memory data and Datasets).
+        seed: seeds shuffling, encoding and torch's RNG inside :meth:`fit`.
+        regularizers: callables on the ``record`` dict of ``model.run(x, record=...)``, each naming
+            the nodes it needs in ``.nodes`` (see :mod:`spikeflow.train.losses`).
+        checkpoint: file written atomically after every epoch; ``fit(resume=True)`` continues from it.
+        device: torch device for the model and batches.
+        encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
+        progress: show a tqdm bar per epoch.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss: str | Callable = "count_ce",
+        optimizer: str | Callable = "adam",
+        lr: float = 1e-3,
+        epochs: int = 10,
+        batch_size: int = 64,
+        seed: int = 0,
+        regularizers: Sequence[Callable] = (),
+        checkpoint: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        encoder: Callable | None = None,
+        progress: bool = True,
+    ):
+        from spikeflow.ir.graph import Graph
+
+        if isinstance(model, Graph):
+            from spikeflow.torch.lowering import to_torch
+
+            model = to_torch(model)
+        if not isinstance(model, torch.nn.Module):
+            raise DataError(f"Trainer: model must be an nn.Module or a spikeflow Graph, got {type(model).__name__}")
+        if epochs < 0 or batch_size < 1:
+            raise DataError(f"Trainer: need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loss = get_loss(loss)
+        self.lr, self.epochs, self.batch_size, self.seed = float(lr), int(epochs), int(batch_size), int(seed)
+        self.regularizers = list(regularizers)
+        self.record = tuple(dict.fromkeys(n for r in self.regularizers for n in getattr(r, "nodes", ())))
+        if self.regularizers and not hasattr(model, "run"):
+            raise DataError("Trainer: regularizers need a model with run(x, record=...), such as sf.to_torch(graph)")
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.encoder = encoder
+        self.progress = progress
+        self.optimizer = self._make_optimizer(optimizer)
+        self.epoch = 0
+        self.history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
+        self._shuffle_rng = torch.Generator().manual_seed(self.seed)
+        self._torch_rng = torch.Generator().manual_seed(self.seed + 1).get_state()
+
+    def _make_optimizer(self, optimizer) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise DataError("Trainer: the model has no trainable parameters")
+        if isinstance(optimizer, str):
+            if optimizer not in OPTIMIZERS:
+                raise DataError(f"Trainer: unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZERS)}")
+            return OPTIMIZERS[optimizer](params, lr=self.lr)
+        return optimizer(params, lr=self.lr)
+
+    # ----------------------------------------------------------------------------- running
+
+    def _dtype(self) -> torch.dtype:
+        p = next(self.model.parameters(), None)
+        return p.dtype if p is not None and p.is_floating_point() else torch.float32
+
+    def _time_major(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.encoder is not None:
+            x = self.encoder(x, generator)
+        else:
+            if x.dim() < 2:
+                raise DataError(f"data: expected batch-first x of shape [B, T, ...], got {tuple(x.shape)}")
+            x = x.transpose(0, 1)
+        return x.to(self.device, self._dtype())
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.record:
+            y, record = self.model.run(x, record=self.record)
+            return y, record
+        return self.model(x), {}
+
+    def _scores(self, y: torch.Tensor) -> torch.Tensor:
+        scores = getattr(self.loss, "scores", None)
+        return scores(y) if scores is not None else y.sum(0)
+
+    def _eval_rng(self) -> torch.Generator:
+        # evaluation draws its own spikes so it repeats exactly and never shifts training's stream
+        return torch.Generator().manual_seed(self.seed + 2)
+
+    # ---------------------------------------------------------------------------- training
+
+    def fit(self, train_data: Any, val_data: Any = None, resume: bool = False) -> dict[str, list[float]]:
+        """Train from the current epoch up to ``epochs``; return the history.
+
+        Args:
+            train_data: training data (see the module docstring for the accepted forms).
+            val_data: optional validation data, evaluated after each epoch.
+            resume: load ``checkpoint`` first when that file exists, and continue from its epoch.
+
+        Returns:
+            ``{"loss", "train_acc", "val_loss", "val_acc"}``: one float per epoch (NaN without
+            validation data).
+        """
+        if resume and self.checkpoint is not None and self.checkpoint.exists():
+            self.load_checkpoint(self.checkpoint)
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._torch_rng)
+            while self.epoch < self.epochs:
+                self._train_epoch(train_data)
+                val = self.evaluate(val_data) if val_data is not None else {"loss": math.nan, "acc": math.nan}
+                self.history["val_loss"].append(val["loss"])
+                self.history["val_acc"].append(val["acc"])
+                self._torch_rng = torch.get_rng_state()
+                self.epoch += 1
+                if self.progress and val_data is not None:
+                    tqdm.write(f"epoch {self.epoch}/{self.epochs}: loss {self.history['loss'][-1]:.4f}, "
+                               f"train acc {self.history['train_acc'][-1]:.3f}, val acc {val['acc']:.3f}")
+                if self.checkpoint is not None:
+                    self.save_checkpoint(self.checkpoint)
+        return self.history
+
+    def _train_epoch(self, data: Any) -> None:
+        self.model.train()
+        batches, count = _batches(data, self.batch_size, True, self._shuffle_rng, need_labels=True)
+        total, correct, seen = 0.0, 0, 0
+        bar = tqdm(batches, total=count, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
+        for x, target in bar:
+            x, target = self._time_major(x, self._shuffle_rng), target.to(self.device)
+            y, record = self._forward(x)
+            loss = self.loss(y, target)
+            for reg in self.regularizers:
+                loss = loss + reg(record)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            batch = target.shape[0]
+            total += loss.item() * batch
+            correct += int((self._scores(y.detach()).argmax(-1) == target).sum())
+            seen += batch
+            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        if seen == 0:
+            raise DataError("fit: the training data is empty")
+        self.history["loss"].append(total / seen)
+        self.history["train_acc"].append(correct / seen)
+
+    # -------------------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def _outputs(self, data: Any, need_labels: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
+        self.model.eval()
+        rng = self._eval_rng()
+        batches, _ = _batches(data, self.batch_size, False, rng, need_labels)
+        for x, target in batches:
+            yield self.model(self._time_major(x, rng)), target
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Mean loss (without regularisers) and accuracy on labelled data: ``{"loss", "acc", "n"}``."""
+        total, correct, seen = 0.0, 0, 0
+        for y, target in self._outputs(data, need_labels=True):
+            target = target.to(self.device)
+            total += float(self.loss(y, target)) * target.shape[0]
+            correct += int((self._scores(y).argmax(-1) == target).sum())
+            seen += target.shape[0]
+        if seen == 0:
+            raise DataError("evaluate: the data is empty")
+        return {"loss": total / seen, "acc": correct / seen, "n": seen}
+
+    def predict(self, data: Any, scores: bool = False) -> torch.Tensor:
+        """Predicted classes ``[N]`` (or class scores ``[N, C]`` with ``scores=True``), in data order.
+
+        ``data`` may also be ``x`` alone (labels are not needed).
+        """
+        out = [self._scores(y).cpu() for y, _ in self._outputs(data, need_labels=False)]
+        if not out:
+            raise DataError("predict: the data is empty")
+        s = torch.cat(out)
+        return s if scores else s.argmax(-1)
+
+    # ------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: model, optimizer, epoch, history, RNG states."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": {k: list(v) for k, v in self.history.items()},
+            "rng": {"shuffle": self._shuffle_rng.get_state(), "torch": self._torch_rng.clone()},
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write :meth:`state_dict` atomically with ``torch.save``; return the path."""
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        return Path(path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (loaded with ``weights_only=True``,
+        so a file carrying arbitrary pickled objects is refused, never executed)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FormatError(f"checkpoint {str(path)!r}: no such file")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FormatError(f"checkpoint {str(path)!r}: not a readable spikeflow checkpoint (weights-only load refused it: {first})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise FormatError(f"checkpoint {str(path)!r}: expected a dict with format {CHECKPOINT_FORMAT!r}")
+        if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
+            raise FormatError(f"checkpoint {str(path)!r}: version {state.get('version')!r} is newer than supported ({CHECKPOINT_VERSION})")
+        missing = [k for k in ("epoch", "model", "optimizer", "history", "rng") if k not in state]
+        if missing:
+            raise FormatError(f"checkpoint {str(path)!r}: missing field {missing[0]!r}")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise FormatError(f"checkpoint {str(path)!r}: does not fit this model/optimizer ({first})") from None
+        self._torch_rng = state["rng"]["torch"].cpu()
+        self.epoch = int(state["epoch"])
+        self.history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}

@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import spikeflow as sf
+from spikeflow import cli
+
+SUBCOMMANDS = ("demo", "train", "simulate", "export", "convert", "info", "bench")
+
+
+def small_graph():
+    return sf.Graph.sequential(
+        sf.ir.Input(shape=(4,)),
+        sf.ir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)),
+        sf.ir.LIF(tau=np.full(3, 0.01), v_threshold=np.ones(3)),
+        dt=1e-3,
+    )
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in text
+
+
+def test_module_runs_as_a_script():
+    done = subprocess.run([sys.executable, "-m", "spikeflow.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert all(name in done.stdout for name in SUBCOMMANDS)
+
+
+def test_info_on_hdf5_and_nir_files(tmp_path, capsys):
+    graph = small_graph()
+    sf.save(graph, tmp_path / "g.h5")
+    assert cli.main(["info", str(tmp_path / "g.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "affine1" in text and "Affine" in text and "(3,)" in text
+    lines = {line.split()[0]: line.split() for line in text.splitlines()[1:] if line.startswith("  ")}
+    assert lines["affine1"][-1] == "15"  # 12 weights + 3 biases
+    assert lines["lif2"][-1] == "9"  # tau and v_threshold per neuron, scalar r, v_leak, v_reset
+    assert lines["input"][-1] == "0"
+    assert "total parameter values: 24" in text
+    sf.to_nir(graph, tmp_path / "g.nir")
+    assert cli.main(["info", str(tmp_path / "g.nir")]) == 0
+    assert "affine1" in capsys.readouterr().out
+
+
+def test_info_reports_bad_files_without_traceback(tmp_path, capsys):
+    assert cli.main(["info", str(tmp_path / "missing.h5")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    assert cli.main(["info", str(tmp_path / "junk.h5")]) == 1
+    assert "junk.h5" in capsys.readouterr().err
+    (tmp_path / "g.txt").write_text("x")
+    assert cli.main(["info", str(tmp_path / "g.txt")]) == 1
+    assert "expected .h5, .hdf5 or .nir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [(["simulate", "g.h5", "--backend", "brian2"], "'brian2'"), (["export", "g.h5"], "'spinnaker2'"), (["convert", "m.pt"], "conversion")],
+)
+def test_unbuilt_commands_say_not_available(argv, word, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not available" in err and word in err and "Traceback" not in err
+
+
+def test_bench_runs_the_benchmark_driver(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
+    assert cli.main(["bench"]) == 0
+    assert calls and calls[0][0] == sys.executable and calls[0][1].endswith("benchmarks/run_all.py")
+
+
+def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
+    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.pt")]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    first = capsys.readouterr().out
+    assert "test accuracy" in first and (tmp_path / "digits_mlp.h5").is_file()
+    graph = sf.load(tmp_path / "digits_mlp.h5")
+    assert graph.nodes["affine1"].weight.shape == (16, 64)
+    assert cli.main(args + ["--epochs", "2"]) == 0  # resumes after epoch 1
+    import torch
+
+    assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 2
