@@ -7,8 +7,9 @@ Lowering rules (one per node type; anything else raises BackendError naming node
   ``spikeflow.ir.discretise`` written out as a Brian2 code string with the same float64
   coefficients (``v = a*v + c*x + b`` ...), run every ``dt = graph.dt``; threshold ``v > v_th`` and
   the reset as in the IR;
-* Affine / Linear between spiking nodes (or from an Input) -> ``Synapses`` with ``on_pre: x += w``
-  (the Affine bias becomes a constant input of the target); a direct edge -> one-to-one Synapses.
+* Affine / Linear between spiking nodes (or from an Input) -> ``Synapses`` with ``on_pre: x += w``,
+  one per nonzero weight (a sparse weight's CSR arrays are used as they are); the Affine bias
+  becomes a constant input of the target; a direct edge -> one-to-one Synapses.
 
 Brian2 normally delivers a spike one step late; here every object is scheduled in the ``groups``
 slot in the graph's execution order (update, threshold, outgoing synapses, reset), so a
@@ -184,17 +185,28 @@ def _build(b2, flat, shapes, neurons, connections, inputs, batch, dt, record):
             i = np.arange(n_src * batch)
             j, w = i, np.ones(n_src * batch)
         else:
-            rows, cols = np.nonzero(weight)
+            rows, cols, values = _synapse_list(weight)
             offsets = np.repeat(np.arange(batch), rows.size)
             i = np.tile(cols, batch) + offsets * n_src
             j = np.tile(rows, batch) + offsets * n_dst
-            w = np.tile(weight[rows, cols], batch)
+            w = np.tile(values, batch)
         syn.connect(i=i.astype(np.int64), j=j.astype(np.int64))
         syn.w = w
         syn.pre.when, syn.pre.order = "groups", (10 * position[a] + 2) if a in neurons else -99
         objects.append(syn)
     # fixed names: the generated code, and so Cython's compile cache, is the same on every call
     return b2.Network(*objects, name="sf_network"), monitors, groups
+
+
+def _synapse_list(weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target rows, source columns, weights) of the nonzero entries; a sparse IR weight is read
+    from its CSR arrays, never densified."""
+    if n.is_sparse(weight):
+        rows = np.repeat(np.arange(weight.shape[0], dtype=np.int64), np.diff(weight.indptr))
+        keep = weight.data != 0  # explicit zeros are no synapses, as in the dense case
+        return rows[keep], weight.indices[keep].astype(np.int64), weight.data[keep]
+    rows, cols = np.nonzero(weight)
+    return rows, cols, weight[rows, cols]
 
 
 def _collect(flat, shapes, monitors, groups, neurons, connections, inputs, steps, batch, record):
@@ -222,7 +234,9 @@ def _collect(flat, shapes, monitors, groups, neurons, connections, inputs, steps
     events = 0
     for a, t, weight, _ in connections:
         if weight is not None:  # direct (one-to-one) edges are wires, not synaptic operations
-            events += int((spike_counts[a].reshape(batch, -1) * np.count_nonzero(weight, axis=0)).sum())
+            _, cols, _ = _synapse_list(weight)
+            fan_out = np.bincount(cols, minlength=weight.shape[1])
+            events += int((spike_counts[a].reshape(batch, -1) * fan_out).sum())
     result = SimulationResult(outputs={}, backend="brian2")
     for out in flat.outputs:
         (src,) = [a for a, b in flat.edges if b == out]

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import median_time, record, set_threads, write_results  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 

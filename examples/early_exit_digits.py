@@ -28,7 +28,7 @@ import torch
 import spikeflow as sf
 import spikeflow.exit  # noqa: F401  (sf.exit)
 from spikeflow._atomic import atomic_path
-from spikeflow.ir.exit_policy import ExitPolicy, set_exit_policy
+from spikeflow.ir.exit_policy import ExitPolicy
 from spikeflow.train import early_exit as ee
 from spikeflow.train.convert import QCFS, ann_to_snn
 

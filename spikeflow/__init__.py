@@ -26,7 +26,17 @@ _LAZY = {
     "simulate": "spikeflow.backends",
     "export": "spikeflow.backends",
 }
-_SUBMODULES = {"datasets", "backends", "torch", "train", "plots", "cli"}
+# public submodule name -> module (imported lazily)
+_SUBMODULES = {
+    "datasets": "spikeflow.datasets",
+    "backends": "spikeflow.backends",
+    "torch": "spikeflow.torch",
+    "train": "spikeflow.train",
+    "plots": "spikeflow.plots",
+    "cli": "spikeflow.cli",
+    "exit": "spikeflow.exit",
+    "convert": "spikeflow.train.convert",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -35,7 +45,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return import_module(f"spikeflow.{name}")
+        return import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'spikeflow' has no attribute {name!r}")
 
 

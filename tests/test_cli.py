@@ -89,3 +89,39 @@ def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
     import torch
 
     assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 2
+
+
+def _fake_demo_result(same=True):
+    check = {"acc": 0.9, "same_predictions": same, "max_abs_diff": 0.0}
+    return {"reload": {"hdf5": check, "nir": check}, "cnn": {"reload": {"hdf5": check, "nir": dict(check, same_predictions=True)}}}
+
+
+def test_demo_passes_its_options_to_run_demo(monkeypatch, tmp_path, capsys):
+    calls = []
+    monkeypatch.setattr(cli.demo, "run_demo", lambda out, **kw: calls.append((out, kw)) or _fake_demo_result())
+    monkeypatch.setattr(cli.demo, "summary", lambda result: "SUMMARY")
+    argv = ["demo", "--out", str(tmp_path), "--epochs", "2", "--cnn-epochs", "3", "--bins", "6", "--subset", "50",
+            "--data", str(tmp_path / "d"), "--seed", "4", "--no-progress"]
+    assert cli.main(argv) == 0
+    out, kw = calls[0]
+    assert out == str(tmp_path)
+    assert kw == {"epochs": 2, "progress": False, "cnn": True, "cnn_epochs": 3, "cnn_options": {"bins": 6, "subset": 50},
+                  "data_root": str(tmp_path / "d"), "seed": 4}
+    assert "SUMMARY" in capsys.readouterr().out
+    assert cli.main(["demo", "--no-cnn"]) == 0
+    assert calls[1][1]["cnn"] is False and calls[1][1]["cnn_options"] == {} and calls[1][0] == "out/demo"
+
+
+def test_demo_fails_when_a_reloaded_file_disagrees(monkeypatch, capsys):
+    monkeypatch.setattr(cli.demo, "run_demo", lambda out, **kw: _fake_demo_result(same=False))
+    monkeypatch.setattr(cli.demo, "summary", lambda result: "")
+    assert cli.main(["demo"]) == 1
+    assert "does not reproduce" in capsys.readouterr().err
+
+
+def test_demo_help_lists_the_cnn_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--cnn-epochs", "--bins", "--subset", "--data", "--no-cnn"):
+        assert option in text

@@ -27,40 +27,69 @@ OP_WIDTH = 16
 
 @njit(cache=True)
 def _dense_accumulate(m, o, params, iparams, event):
-    """Raw ``W x`` into ``m[dst:dst+n_out]``; returns the number of multiply-adds performed."""
+    """Raw ``W x`` into ``m[dst:dst+n_out]``; returns the number of multiply-adds performed.
+
+    Works on slices so that LLVM sees plain loops over separate arrays (several times faster
+    than offset arithmetic on one memory vector).
+    """
     dst, src, n_out, n_in, w, layout = o[1], o[2], o[3], o[4], o[5], o[7]
-    indptr, indices = o[8], o[9]
-    count = 0
+    y, x = m[dst : dst + n_out], m[src : src + n_in]
+    y[:] = 0
     if layout == ROWS:
-        for i in range(n_out):
-            m[dst + i] = 0
-            base = w + i * n_in
-            for j in range(n_in):
-                m[dst + i] += params[base + j] * m[src + j]
-        count = n_out * n_in
-    elif layout == CSR_ROWS:
-        for i in range(n_out):
-            m[dst + i] = 0
-            for k in range(iparams[indptr + i], iparams[indptr + i + 1]):
-                m[dst + i] += params[w + k] * m[src + iparams[indices + k]]
-        count = iparams[indptr + n_out] - iparams[indptr]
-    else:
-        for i in range(n_out):
-            m[dst + i] = 0
-        for j in range(n_in):
-            xj = m[src + j]
-            if xj == 0:
-                continue
-            if layout == COLUMNS:
-                base = w + j * n_out
-                for i in range(n_out):
-                    m[dst + i] += params[base + i] * xj
-                count += n_out
-            else:
-                lo, hi = iparams[indptr + j], iparams[indptr + j + 1]
-                for k in range(lo, hi):
-                    m[dst + iparams[indices + k]] += params[w + k] * xj
-                count += hi - lo
+        _gather_rows(y, x, params[w : w + n_out * n_in].reshape((n_out, n_in)))
+        return n_out * n_in
+    if layout == COLUMNS:
+        return _scatter_columns(y, x, params[w : w + n_out * n_in].reshape((n_in, n_out)))
+    indptr = iparams[o[8] : o[8] + (n_out if layout == CSR_ROWS else n_in) + 1]
+    nnz = indptr[-1] - indptr[0]
+    indices, data = iparams[o[9] : o[9] + nnz], params[w : w + nnz]
+    if layout == CSR_ROWS:
+        _gather_csr(y, x, indptr, indices, data)
+        return nnz
+    return _scatter_csr(y, x, indptr, indices, data)
+
+
+@njit(cache=True)
+def _gather_rows(y, x, w):
+    for i in range(y.size):
+        acc = y[i]
+        for j in range(x.size):
+            acc += w[i, j] * x[j]
+        y[i] = acc
+
+
+@njit(cache=True)
+def _gather_csr(y, x, indptr, indices, data):
+    for i in range(y.size):
+        acc = y[i]
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        y[i] = acc
+
+
+@njit(cache=True)
+def _scatter_columns(y, x, wt):
+    count = 0
+    for j in range(x.size):
+        xj = x[j]
+        if xj != 0:
+            row = wt[j]
+            for i in range(y.size):
+                y[i] += row[i] * xj
+            count += y.size
+    return count
+
+
+@njit(cache=True)
+def _scatter_csr(y, x, indptr, indices, data):
+    count = 0
+    for j in range(x.size):
+        xj = x[j]
+        if xj != 0:
+            lo, hi = indptr[j], indptr[j + 1]
+            for k in range(lo, hi):
+                y[indices[k]] += data[k] * xj
+            count += hi - lo
     return count
 
 
@@ -196,81 +225,108 @@ def _run_float(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event,
             tt = tcount[b]
             for k in range(ops.shape[0]):
                 o = ops[k]
-                code = o[0]
+                code, dst, src, size = o[0], o[1], o[2], o[3]
                 if code == OP_INPUT:
-                    dst, size, at = o[1], o[2], o[3]
-                    for i in range(size):
-                        m[dst + i] = inputs[t, b, at + i]
+                    m[dst : dst + src] = inputs[t, b, size : size + src]  # row: @dst, size, column
                 elif code == OP_COPY:
-                    for i in range(o[3]):
-                        m[o[1] + i] = m[o[2] + i]
+                    m[dst : dst + size] = m[src : src + size]
                 elif code == OP_ADD:
-                    for i in range(o[3]):
-                        m[o[1] + i] = m[o[1] + i] + m[o[2] + i]
+                    _add(m[dst : dst + size], m[src : src + size])
                 elif code == OP_DENSE:
                     counts[0] += _dense_accumulate(m, o, params, iparams, event)
                     if o[6] >= 0:
-                        for i in range(o[3]):
-                            m[o[1] + i] = m[o[1] + i] + params[o[6] + i]
+                        _add(m[dst : dst + size], params[o[6] : o[6] + size])
                 elif code == OP_CONV:
                     counts[0] += _conv_accumulate(m, o, params, iparams, event)
                     if o[5] >= 0:
                         n_out, per = o[6], o[7]
                         for i in range(n_out):
-                            m[o[1] + i] = m[o[1] + i] + params[o[5] + i // per]
+                            m[dst + i] = m[dst + i] + params[o[5] + i // per]
                 elif code == OP_POOL:
                     counts[0] += _pool_accumulate(m, o, iparams, event)
                     if o[4] > 0:
                         for i in range(o[5]):
-                            m[o[1] + i] = m[o[1] + i] / o[4]
+                            m[dst + i] = m[dst + i] / o[4]
                 elif code == OP_SCALE:
-                    for i in range(o[3]):
-                        m[o[1] + i] = m[o[2] + i] * params[o[4] + i]
+                    _mul(m[dst : dst + size], m[src : src + size], params[o[4] : o[4] + size])
                 elif code == OP_THRESHOLD:
-                    for i in range(o[3]):
-                        m[o[1] + i] = 1 if m[o[2] + i] > params[o[4] + i] else 0
+                    _threshold(m[dst : dst + size], m[src : src + size], params[o[4] : o[4] + size])
                 elif code == OP_DELAY:
                     _delay(m, o, iparams, tt)
                 elif code == OP_LIF:
-                    dst, src, size, v, a, bb, c, thr, vr, spiking, sub = o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11]
-                    for i in range(size):
-                        m[v + i] = params[a + i] * m[v + i] + params[c + i] * m[src + i] + params[bb + i]
-                    _spike(m, params, dst, v, size, thr, vr, spiking, sub)
+                    v = m[o[4] : o[4] + size]
+                    _leaky(v, m[src : src + size], params[o[5] : o[5] + size], params[o[6] : o[6] + size], params[o[7] : o[7] + size])
+                    _spike(m[dst : dst + size], v, params, o[8], o[9], o[10], o[11])
                     counts[1] += size
                 elif code == OP_CUBA:
-                    dst, src, size, v, cur = o[1], o[2], o[3], o[4], o[5]
-                    a_syn, c_syn, a_mem, c_mem, b_mem = o[6], o[7], o[8], o[9], o[10]
-                    for i in range(size):
-                        m[cur + i] = params[a_syn + i] * m[cur + i] + params[c_syn + i] * m[src + i]
-                        m[v + i] = params[a_mem + i] * m[v + i] + params[c_mem + i] * m[cur + i] + params[b_mem + i]
-                    _spike(m, params, dst, v, size, o[11], o[12], o[13], o[14])
+                    v, cur = m[o[4] : o[4] + size], m[o[5] : o[5] + size]
+                    _cuba(v, cur, m[src : src + size], params[o[6] : o[6] + size], params[o[7] : o[7] + size],
+                          params[o[8] : o[8] + size], params[o[9] : o[9] + size], params[o[10] : o[10] + size])
+                    _spike(m[dst : dst + size], v, params, o[11], o[12], o[13], o[14])
                     counts[1] += size
                 elif code == OP_IF:
-                    dst, src, size, v, c = o[1], o[2], o[3], o[4], o[5]
-                    for i in range(size):
-                        m[v + i] = m[v + i] + params[c + i] * m[src + i]
-                    _spike(m, params, dst, v, size, o[6], o[7], o[8], o[9])
+                    v = m[o[4] : o[4] + size]
+                    _integrate(v, m[src : src + size], params[o[5] : o[5] + size])
+                    _spike(m[dst : dst + size], v, params, o[6], o[7], o[8], o[9])
                     counts[1] += size
-            _record(m, rec_table, rec, t, b)
+            for r in range(rec_table.shape[0]):
+                off, n, at = rec_table[r, 0], rec_table[r, 1], rec_table[r, 2]
+                rec[t, b, at : at + n] = m[off : off + n]
             tcount[b] += 1
 
 
 @njit(cache=True)
-def _spike(m, params, dst, v, size, thr, vr, spiking, sub):
+def _add(y, x):
+    for i in range(y.size):
+        y[i] = y[i] + x[i]
+
+
+@njit(cache=True)
+def _mul(y, x, s):
+    for i in range(y.size):
+        y[i] = x[i] * s[i]
+
+
+@njit(cache=True)
+def _threshold(y, x, thr):
+    for i in range(y.size):
+        y[i] = 1 if x[i] > thr[i] else 0
+
+
+@njit(cache=True)
+def _leaky(v, x, a, b, c):
+    """``v = a*v + c*x + b``, evaluated left to right as in the IR."""
+    for i in range(v.size):
+        v[i] = a[i] * v[i] + c[i] * x[i] + b[i]
+
+
+@njit(cache=True)
+def _cuba(v, cur, x, a_syn, c_syn, a_mem, c_mem, b_mem):
+    for i in range(v.size):
+        cur[i] = a_syn[i] * cur[i] + c_syn[i] * x[i]
+        v[i] = a_mem[i] * v[i] + c_mem[i] * cur[i] + b_mem[i]
+
+
+@njit(cache=True)
+def _integrate(v, x, c):
+    for i in range(v.size):
+        v[i] = v[i] + c[i] * x[i]
+
+
+@njit(cache=True)
+def _spike(z, v, params, thr, vr, spiking, sub):
     """``z = v > v_threshold`` then reset; non-spiking neurons output ``v``."""
+    size = v.size
     if not spiking:
-        for i in range(size):
-            m[dst + i] = m[v + i]
+        z[:] = v
         return
+    th = params[thr : thr + size]
     for i in range(size):
-        if m[v + i] > params[thr + i]:
-            m[dst + i] = 1
-            if sub:
-                m[v + i] = m[v + i] - params[thr + i]
-            else:
-                m[v + i] = params[vr + i]
+        if v[i] > th[i]:
+            z[i] = 1
+            v[i] = v[i] - th[i] if sub else params[vr + i]
         else:
-            m[dst + i] = 0
+            z[i] = 0
 
 
 # ------------------------------------------------------------------------------ fixed point

@@ -35,7 +35,8 @@ from spikeflow.ir import nodes as n
 from spikeflow.ir.discretise import coefficients
 
 SPARSE_DENSITY = 0.25
-"""``sparse="auto"`` stores a weight matrix as CSR when at most this fraction is nonzero."""
+"""``sparse="auto"`` stores a dense weight matrix as CSR when at most this fraction is nonzero;
+a weight that is already sparse (a sparse IR weight, a CSR tuple) always stays CSR."""
 
 
 @dataclass
@@ -111,15 +112,16 @@ class ProgramBuilder:
 
     def dense(self, name: str, dst: int, src: int, weight, bias=None) -> None:
         """``W x (+ b)``; ``weight`` is a dense array or a ``(indptr, indices, data, shape)`` CSR
-        tuple by rows (or any object with ``tocsr()``), stored in the layout the mode prefers."""
+        tuple by rows (or any object with ``tocsr()``, such as a sparse IR weight), stored in the
+        layout the mode prefers. A sparse weight is only densified when ``sparse=False``."""
         csr = _as_csr(weight)
         n_out, n_in = csr[3] if csr is not None else weight.shape
         if csr is not None:
-            nnz = len(csr[2])
+            use_csr = self.sparse in (True, "auto")
         else:
             weight = np.asarray(weight, dtype=np.float64)
             nnz = int(np.count_nonzero(weight))
-        use_csr = self.sparse is True or (self.sparse == "auto" and nnz <= SPARSE_DENSITY * max(n_out * n_in, 1))
+            use_csr = self.sparse is True or (self.sparse == "auto" and nnz <= SPARSE_DENSITY * max(n_out * n_in, 1))
         frac = None
         if self.fixed is not None:
             frac = self.fixed.weight_frac_for(csr[2] if csr is not None else weight)

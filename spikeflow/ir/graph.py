@@ -10,6 +10,7 @@ import numpy as np
 from spikeflow.errors import GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.discretise import INTEGRATIONS, coefficients
+from spikeflow.ir.exit_policy import check_exit_policy
 
 
 class Graph:
@@ -126,6 +127,7 @@ class Graph:
         for name, node in flat.nodes.items():
             coefficients(node, flat.dt, flat.integration, where=f"node {name!r}: ")
         flat._infer_shapes()
+        check_exit_policy(self)
         return self
 
     def _check_edges(self) -> None:
@@ -260,13 +262,18 @@ class Graph:
                     reach[a] |= new
                     changed = True
         groups: list[list[str]] = []
-        seen: set[str] = set()
+        group_of: dict[str, int] = {}
         for k in order:
-            if k not in seen:
-                group = [m for m in order if m in reach[k] and k in reach[m]]
-                seen.update(group)
-                groups.append(group)
-        return groups
+            if k not in group_of:
+                groups.append([m for m in order if m in reach[k] and k in reach[m]])
+                group_of.update({m: len(groups) - 1 for m in groups[-1]})
+        # Order the groups themselves topologically (ties by first appearance in ``order``).
+        needs = {i: {group_of[a] for a, b in graph.edges if group_of[b] == i} - {i} for i in range(len(groups))}
+        done: list[int] = []
+        while len(done) < len(groups):
+            nxt = min(i for i in range(len(groups)) if i not in done and needs[i] <= set(done))
+            done.append(nxt)
+        return [groups[i] for i in done]
 
     # ------------------------------------------------------------------------------- shapes
 

@@ -8,9 +8,11 @@ Layout of a graph file::
 
 The walker (:func:`write_tree` / :func:`read_tree`) knows nothing about node types: arrays become
 datasets, ``str``/``int``/``float``/``bool`` become attributes, lists of strings become string
-datasets and dicts become groups. Reading checks the header, then the schema (every field of
-every node, with its kind), then builds and validates the graph; each problem is a
-:class:`~spikeflow.errors.SpikeflowError` naming the file, node and field. No pickle anywhere.
+datasets and dicts become groups. A sparse Affine/Linear weight is therefore a group: attribute
+``format = "csr"`` and datasets ``shape``, ``indptr``, ``indices``, ``data`` (never densified).
+Reading checks the header, then the schema (every field of every node, with its kind), then
+builds and validates the graph; each problem is a :class:`~spikeflow.errors.SpikeflowError`
+naming the file, node and field. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.ir.graph import Graph
-from spikeflow.ir.nodes import NODE_TYPES
+from spikeflow.ir.nodes import NODE_TYPES, SPARSE_FORMAT, SPARSE_KEYS
 
 FORMAT_NAME = "spikeflow-graph"
 FORMAT_VERSION = 1
@@ -231,11 +233,31 @@ def _check_graph_dict(data: dict, where: str) -> None:
                 continue  # Node.from_dict reports missing fields (defaults are allowed)
             expected = _KIND_TYPES[f.metadata["kind"]]
             value = node[f.name]
+            if f.metadata.get("sparse") and isinstance(value, dict):
+                _check_sparse_group(value, f"{here} field {f.name!r}")
+                continue
             if not isinstance(value, expected) or (
                 expected is np.ndarray and value.dtype.kind not in ("iu" if f.metadata["kind"] in ("shape", "ints") else "iuf")
             ):
                 found = f"array of {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
                 raise FormatError(f"{here} field {f.name!r}: expected {_describe(f.metadata['kind'])}, found {found}")
+
+
+def _check_sparse_group(group: dict, here: str) -> None:
+    """Types of a sparse weight's group; its structure (indptr, index range) is checked when the
+    node is built, which raises GraphError naming the node and field."""
+    keys = sorted(group)
+    if keys != sorted(SPARSE_KEYS):
+        raise FormatError(f"{here}: a sparse weight group needs exactly the entries {sorted(SPARSE_KEYS)}, found {keys}")
+    if group["format"] != SPARSE_FORMAT:
+        raise FormatError(f"{here}: attribute 'format' must be {SPARSE_FORMAT!r}, found {group['format']!r}")
+    for key in ("shape", "indptr", "indices", "data"):
+        value = group[key]
+        kinds = "iuf" if key == "data" else "iu"
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind not in kinds:
+            found = f"array of {value.dtype} with shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+            expected = "numbers" if key == "data" else "integers"
+            raise FormatError(f"{here}: CSR {key!r} must be a 1-d dataset of {expected}, found {found}")
 
 
 def _describe(kind: str) -> str:

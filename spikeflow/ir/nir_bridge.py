@@ -13,6 +13,10 @@ node ``spikeflow_reset``        ``"zero"`` or ``"subtract"`` (NIR itself always 
 node ``spikeflow_shape_<f>``    the shape parameter ``f`` had before it was broadcast to full size
 =============================  ===============================================================
 
+NIR has no sparse matrices: a sparse Affine/Linear weight is written dense, and :func:`to_nir`
+refuses (GraphError naming the node) when that matrix would hold more than ``max_dense``
+(default :data:`MAX_DENSE`) entries. Import is always dense.
+
 Foreign files carry no ``spikeflow_dt``: pass ``dt=`` to :func:`from_nir`. The conversion rules
 are two tables, :data:`TO_NIR` and :data:`FROM_NIR`; fields with the same name in both worlds are
 copied by one generic rule. See ``docs/conventions.md`` for each convention.
@@ -35,6 +39,8 @@ from spikeflow.ir.graph import Graph
 from spikeflow.ir.nodes import NODE_TYPES
 
 META = "spikeflow_"
+MAX_DENSE = 50_000_000
+"""Largest sparse weight (rows x cols entries, 400 MB in float64) that :func:`to_nir` densifies."""
 
 
 # ---------------------------------------------------------------------------- spikeflow -> NIR
@@ -43,8 +49,8 @@ META = "spikeflow_"
 class _Ctx:
     """What a rule may need besides the node: its input and output shapes in the graph."""
 
-    def __init__(self, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
-        self.name, self.in_shape, self.out_shape = name, in_shape, out_shape
+    def __init__(self, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], max_dense: int = MAX_DENSE):
+        self.name, self.in_shape, self.out_shape, self.max_dense = name, in_shape, out_shape, max_dense
 
 
 def _conv_extra(node, ctx: _Ctx) -> dict[str, Any]:
@@ -96,6 +102,8 @@ def _node_to_nir(node: n.Node, ctx: _Ctx):
             continue
         if f.name not in nir_fields:
             continue
+        if n.is_sparse(value):
+            value = _densify(value, f"node {ctx.name!r} field {f.name!r}", ctx.max_dense)
         if isinstance(node, n._Elementwise) and f.metadata["kind"] in ("array", "positive"):
             if value.shape != tuple(ctx.out_shape):
                 metadata[f"{META}shape_{f.name}"] = np.array(value.shape, dtype=np.int64)
@@ -103,6 +111,17 @@ def _node_to_nir(node: n.Node, ctx: _Ctx):
         kwargs[f.name] = np.array(value) if isinstance(value, tuple) else value
     kwargs.update(rule(node, ctx))
     return cls(**kwargs, metadata=metadata)
+
+
+def _densify(weight, here: str, max_dense: int) -> np.ndarray:
+    rows, cols = weight.shape
+    if rows * cols > max_dense:
+        raise GraphError(
+            f"{here}: NIR has no sparse weights, and this {rows} x {cols} sparse matrix ({weight.nnz:,} nonzeros) "
+            f"would become {rows * cols:,} dense entries ({rows * cols * 8 / 1e6:,.1f} MB), over the limit of "
+            f"{max_dense:,}; pass max_dense= to to_nir to allow it"
+        )
+    return n.dense_weight(weight)
 
 
 def _port_of(graph: Graph, end: str, role: str) -> str:
@@ -119,7 +138,7 @@ def _port_of(graph: Graph, end: str, role: str) -> str:
     return head
 
 
-def _graph_to_nir(graph: Graph):
+def _graph_to_nir(graph: Graph, max_dense: int):
     import nir
 
     flat = graph.flatten()
@@ -128,13 +147,13 @@ def _graph_to_nir(graph: Graph):
     for name, node in graph.nodes.items():
         if isinstance(node, Graph):
             try:
-                nodes[name] = _graph_to_nir(node)
+                nodes[name] = _graph_to_nir(node, max_dense)
             except GraphError as err:
                 raise GraphError(f"node {name!r}: {err}") from None
             continue
         sources = flat.predecessors(name)
         in_shape = shapes[sources[0]] if sources else shapes[name]
-        nodes[name] = _node_to_nir(node, _Ctx(name, in_shape, shapes[name]))
+        nodes[name] = _node_to_nir(node, _Ctx(name, in_shape, shapes[name], max_dense))
     edges = [(_port_of(graph, a, "output"), _port_of(graph, b, "input")) for a, b in graph.edges]
     metadata = {
         META + "dt": graph.dt,
@@ -145,8 +164,15 @@ def _graph_to_nir(graph: Graph):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
 
 
-def to_nir(graph: Graph, path: str | os.PathLike | None = None):
+def to_nir(graph: Graph, path: str | os.PathLike | None = None, *, max_dense: int = MAX_DENSE):
     """Convert ``graph`` to a ``nir.NIRGraph``; also write it to ``path`` (atomically) when given.
+
+    Sparse weights are written dense (NIR has no sparse matrices); ``max_dense`` is the largest
+    number of entries (rows x cols) one such matrix may then have.
+
+    Raises:
+        GraphError: the graph is invalid, a node has no NIR equivalent, or a sparse weight would
+            exceed ``max_dense`` entries (the message names the node and the size).
 
     Example:
         >>> import numpy as np, spikeflow as sf
@@ -160,7 +186,7 @@ def to_nir(graph: Graph, path: str | os.PathLike | None = None):
     import nir
 
     graph.validate()
-    out = _graph_to_nir(graph)
+    out = _graph_to_nir(graph, int(max_dense))
     if path is not None:
         with atomic_path(path) as tmp:
             nir.write(tmp, out)

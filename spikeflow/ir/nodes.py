@@ -10,8 +10,9 @@ update.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -23,14 +24,20 @@ NODE_TYPES: dict[str, type["Node"]] = {}
 RESETS = ("zero", "subtract")
 
 
-def _param(kind: str, default: Any = MISSING, *, n: int = 0, choices: tuple = ()):
-    """A node field with a coercion ``kind``: array, positive, shape, ints, int, choice."""
-    return field(default=default, metadata={"kind": kind, "n": n, "choices": choices})
+def _param(kind: str, default: Any = MISSING, *, n: int = 0, choices: tuple = (), sparse: bool = False):
+    """A node field with a coercion ``kind``: array, positive, shape, ints, int, choice.
+
+    ``sparse=True`` (2-d weight matrices only) also accepts a SciPy sparse matrix or the CSR dict
+    of :func:`sparse_to_dict`; such a value is kept as a float64 ``scipy.sparse.csr_array``.
+    """
+    return field(default=default, metadata={"kind": kind, "n": n, "choices": choices, "sparse": sparse})
 
 
 def _coerce(node: str, f, value: Any) -> Any:
     kind, n = f.metadata["kind"], f.metadata["n"]
     here = f"{node} field {f.name!r}"
+    if f.metadata.get("sparse") and (is_sparse(value) or isinstance(value, Mapping)):
+        return _coerce_sparse(here, value)
     if kind in ("array", "positive"):
         try:
             arr = np.array(value, dtype=np.float64)
@@ -69,6 +76,116 @@ def _coerce(node: str, f, value: Any) -> Any:
     raise AssertionError(kind)
 
 
+# ------------------------------------------------------------------------------ sparse weights
+
+SPARSE_FORMAT = "csr"
+"""The ``format`` entry of a sparse weight's dict (and HDF5 group)."""
+SPARSE_KEYS = ("format", "shape", "indptr", "indices", "data")
+
+
+def is_sparse(value: Any) -> bool:
+    """True for a SciPy sparse matrix or array (without importing SciPy when nobody else did)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(value)
+
+
+def dense_weight(value: Any) -> np.ndarray:
+    """The weight of an Affine/Linear node (or a weight itself) as a dense float64 array.
+
+    Sparse weights are densified, so call this only where a dense matrix is really needed
+    (e.g. an ``nn.Linear``); it allocates ``rows * cols`` floats.
+    """
+    weight = value.weight if isinstance(value, Node) else value
+    if is_sparse(weight):
+        return weight.toarray()
+    return np.asarray(weight, dtype=np.float64)
+
+
+def sparse_to_dict(weight) -> dict[str, Any]:
+    """A canonical CSR weight as plain arrays: ``{"format": "csr", "shape", "indptr", "indices", "data"}``."""
+    return {
+        "format": SPARSE_FORMAT,
+        "shape": np.array(weight.shape, dtype=np.int64),
+        "indptr": np.asarray(weight.indptr),
+        "indices": np.asarray(weight.indices),
+        "data": np.asarray(weight.data, dtype=np.float64),
+    }
+
+
+def _coerce_sparse(here: str, value: Any):
+    """A float64 ``csr_array`` with sorted indices, no duplicates (summed) and no stored zeros,
+    from SciPy or a CSR dict."""
+    import scipy.sparse as sp
+
+    if not is_sparse(value):  # a CSR dict (DOK matrices are Mappings too)
+        value = _csr_from_dict(here, value)
+    if value.ndim != 2:
+        raise GraphError(f"{here}: expected a 2-d sparse matrix, got {value.ndim} dims")
+    if value.dtype.kind not in "biuf":
+        raise GraphError(f"{here}: expected real numbers, got a sparse matrix of {value.dtype}")
+    try:
+        out = sp.csr_array(value, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as err:
+        raise GraphError(f"{here}: cannot convert {type(value).__name__} to float64 CSR ({err})") from None
+    out.sum_duplicates()  # also sorts the column indices of every row
+    out.eliminate_zeros()  # a stored zero is no synapse: backends count what is stored
+    if not np.all(np.isfinite(out.data)):
+        raise GraphError(f"{here}: contains NaN or inf")
+    return out
+
+
+def _csr_from_dict(here: str, data: Mapping[str, Any]):
+    """Check every part of a CSR dict (the arrays may come from a file) and build the matrix."""
+    import scipy.sparse as sp
+
+    keys = sorted(data)
+    if keys != sorted(SPARSE_KEYS):
+        raise GraphError(f"{here}: a sparse weight needs exactly the entries {sorted(SPARSE_KEYS)}, found {keys}")
+    fmt = data["format"].decode() if isinstance(data["format"], bytes) else data["format"]
+    if not isinstance(fmt, str) or fmt != SPARSE_FORMAT:
+        raise GraphError(f"{here}: sparse format {fmt!r} is not supported (expected {SPARSE_FORMAT!r})")
+    parts = {}
+    for key, kinds in (("shape", "iu"), ("indptr", "iu"), ("indices", "iu"), ("data", "iuf")):
+        arr = np.asarray(data[key])
+        if arr.ndim != 1 or arr.dtype.kind not in kinds:
+            expected = "numbers" if kinds == "iuf" else "integers"
+            raise GraphError(f"{here}: CSR {key!r} must be a 1-d array of {expected}, found {arr.dtype} of shape {arr.shape}")
+        parts[key] = arr
+    shape, indptr, indices, values = parts["shape"], parts["indptr"], parts["indices"], parts["data"]
+    if shape.size != 2 or np.any(shape < 0):
+        raise GraphError(f"{here}: CSR 'shape' must be 2 sizes >= 0 (rows, cols), found {shape.tolist()}")
+    rows, cols = int(shape[0]), int(shape[1])
+    if indptr.size != rows + 1:
+        raise GraphError(f"{here}: CSR 'indptr' must have rows + 1 = {rows + 1} entries, found {indptr.size}")
+    if indptr[0] != 0 or np.any(np.diff(indptr.astype(np.int64)) < 0):
+        raise GraphError(f"{here}: CSR 'indptr' must start at 0 and never decrease")
+    if indices.size != values.size or int(indptr[-1]) != indices.size:
+        raise GraphError(
+            f"{here}: CSR lengths disagree: indptr ends at {int(indptr[-1])}, "
+            f"'indices' has {indices.size} entries, 'data' has {values.size}"
+        )
+    if indices.size and (indices.min() < 0 or indices.max() >= cols):
+        bad = int(np.flatnonzero((indices < 0) | (indices >= cols))[0])
+        raise GraphError(f"{here}: CSR 'indices'[{bad}] = {int(indices[bad])} is outside the {cols} columns")
+    if not np.all(np.isfinite(values)):
+        raise GraphError(f"{here}: contains NaN or inf")
+    return sp.csr_array((values.astype(np.float64), indices.astype(np.int64), indptr.astype(np.int64)), shape=(rows, cols))
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    """Value equality of two parameters; a sparse weight equals the dense array with its entries."""
+    if not (is_sparse(a) or is_sparse(b)):
+        return np.array_equal(a, b)
+    if a.shape != b.shape:
+        return False
+    if is_sparse(a) and is_sparse(b):
+        return (a != b).nnz == 0
+    sparse, dense = (a, b) if is_sparse(a) else (b, a)
+    coo = sparse.tocoo()
+    dense = np.asarray(dense)
+    return bool(np.array_equal(dense[coo.row, coo.col], coo.data)) and np.count_nonzero(dense) == np.count_nonzero(coo.data)
+
+
 @dataclass(eq=False)
 class Node:
     """Base of all IR nodes: parameters only, plus shape inference and dict conversion."""
@@ -103,11 +220,16 @@ class Node:
         return tuple(input_shape)
 
     def to_dict(self) -> dict[str, Any]:
-        """Field values by name, plus ``type``; arrays stay arrays, tuples become int arrays."""
+        """Field values by name, plus ``type``; arrays stay arrays, tuples become int arrays and
+        sparse weights become the CSR dict of :func:`sparse_to_dict`."""
         out: dict[str, Any] = {"type": type(self).__name__}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = np.array(value, dtype=np.int64) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):
+                value = np.array(value, dtype=np.int64)
+            elif is_sparse(value):
+                value = sparse_to_dict(value)
+            out[f.name] = value
         return out
 
     @staticmethod
@@ -132,14 +254,14 @@ class Node:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(
-            np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
-        )
+        return all(_same_values(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
     __hash__ = None  # mutable parameters
 
     def __repr__(self) -> str:
         def show(v):
+            if is_sparse(v):
+                return f"csr{v.shape}[nnz={v.nnz}]"
             if isinstance(v, np.ndarray):
                 return f"{v.item():g}" if v.ndim == 0 else f"array{v.shape}"
             return repr(v)
@@ -221,9 +343,9 @@ class Flatten(Node):
 
 @dataclass(eq=False, repr=False)
 class Affine(Node):
-    """Dense synapses with bias.  :math:`y = W x + b`"""
+    """Synapses with bias; ``weight`` is dense or sparse (CSR).  :math:`y = W x + b`"""
 
-    weight: np.ndarray = _param("array")
+    weight: np.ndarray = _param("array", sparse=True)
     bias: np.ndarray = _param("array")
 
     def check(self):
@@ -242,9 +364,9 @@ class Affine(Node):
 
 @dataclass(eq=False, repr=False)
 class Linear(Node):
-    """Dense synapses.  :math:`y = W x`"""
+    """Synapses; ``weight`` is dense or sparse (CSR).  :math:`y = W x`"""
 
-    weight: np.ndarray = _param("array")
+    weight: np.ndarray = _param("array", sparse=True)
 
     def check(self):
         if self.weight.ndim != 2:

@@ -311,23 +311,25 @@ def neuron_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, fused: bool 
 
 
 def _np(t: torch.Tensor | None, n: int, dtype: torch.dtype, fill: float = 0.0) -> np.ndarray:
-    """Zero-copy NumPy view of a contiguous CPU tensor (a filled dummy for an unused coefficient)."""
+    """Zero-copy NumPy view of a contiguous CPU tensor (a filled vector for an unused coefficient)."""
     if t is None:
         return np.full(n, fill, dtype=np.float32 if dtype == torch.float32 else np.float64)
     return t.detach().contiguous().numpy()
 
 
-def _surrogate_args(dyn: Dynamics, u: torch.Tensor, th: torch.Tensor | None):
-    """(kind, slope, height, precomputed derivative) for the backward kernels."""
+def _surrogate_args(dyn: Dynamics, u: torch.Tensor, th: np.ndarray) -> tuple:
+    """(kind, slope, height, derivative array) for the backward kernels: built-in surrogates are
+    evaluated inside the kernel; a user-defined one is evaluated here in torch over all steps."""
     k = _kernels()
     sg = dyn.surrogate
+    dummy = np.zeros((1, 1, 1), dtype=th.dtype)
+    if not dyn.spiking:
+        return k.SG_STRAIGHT, 1.0, 1.0, dummy
     kind = {ATan: k.SG_ATAN, FastSigmoid: k.SG_FAST_SIGMOID, Sigmoid: k.SG_SIGMOID, Triangle: k.SG_TRIANGLE,
-            StraightThrough: k.SG_STRAIGHT}.get(type(sg), k.SG_ARRAY)
-    dummy = np.zeros((1, 1, 1), dtype=u.numpy().dtype)
-    if kind == k.SG_ARRAY:
-        deriv = sg.derivative(u.detach() - th).contiguous()
-        return kind, 0.0, 0.0, deriv.numpy()
-    return kind, float(getattr(sg, "slope", 1.0)), float(getattr(sg, "height", 1.0)), dummy
+            StraightThrough: k.SG_STRAIGHT}.get(type(sg))
+    if kind is None:
+        return k.SG_ARRAY, 0.0, 0.0, sg.derivative(u - torch.from_numpy(th)).contiguous().numpy()
+    return kind, float(sg.slope), float(getattr(sg, "height", 1.0)), dummy
 
 
 def _sum_to(t: torch.Tensor) -> torch.Tensor:
@@ -347,6 +349,11 @@ def _post_reset(u: torch.Tensor, dyn: Dynamics, th, vr) -> torch.Tensor:
     return torch.where(z, u - th, u) if dyn.reset == "subtract" else torch.where(z, vr.expand_as(u), u)
 
 
+def _scratch(x: torch.Tensor, keep: bool) -> torch.Tensor:
+    """A trace buffer: the full [T, B, N] when kept for backward, else one reusable step."""
+    return torch.empty_like(x) if keep else torch.empty((1,) + tuple(x.shape[1:]), dtype=x.dtype)
+
+
 class _LeakyScan(torch.autograd.Function):
     """Fused LIF / LI / IF / I over time (forward and backward each one numba kernel)."""
 
@@ -356,13 +363,11 @@ class _LeakyScan(torch.autograd.Function):
         T, B, n = x.shape
         x = x.contiguous()
         out = torch.empty_like(x)
-        save = any(ctx.needs_input_grad)
-        u = torch.empty_like(x) if (save and dyn.spiking) else torch.empty((1, 1, 1), dtype=x.dtype)
-        integrator = dyn.kind == "integrator"
+        keep = any(ctx.needs_input_grad) and dyn.spiking
+        u = _scratch(x, keep)
         k.leaky_forward(
             x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
-            _np(vr, n, x.dtype), integrator, dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(),
-            bool(save and dyn.spiking),
+            _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(),
         )
         ctx.dyn = dyn
         ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr)
@@ -374,18 +379,22 @@ class _LeakyScan(torch.autograd.Function):
         dyn = ctx.dyn
         x, u, a, c, th, vr = ctx.saved_tensors
         T, B, n = x.shape
+        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr
         g_out = g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_th = torch.zeros((B, n), dtype=x.dtype)
-        kind, slope, height, sg = _surrogate_args(dyn, u, th) if dyn.spiking else (k.SG_STRAIGHT, 1.0, 1.0, np.zeros((1, 1, 1), dtype=x.numpy().dtype))
+        th_np = _np(th, n, x.dtype)
+        sg = _surrogate_args(dyn, u, th_np)
+        coef_grads = need[2] or need[3] or need[4]
+        # Without coefficient gradients the kernel writes dL/dx = c * dL/du directly.
+        scale = _np(None, n, x.dtype, 1.0) if coef_grads else _np(c, n, x.dtype)
         k.leaky_backward(
-            g_out.numpy(), u.numpy(), _np(a, n, x.dtype, 1.0), _np(th, n, x.dtype), _np(vr, n, x.dtype),
-            dyn.kind == "integrator", dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, kind, slope, height, sg,
-            g_u.numpy(), g_th.numpy(),
+            g_out.numpy(), u.numpy(), *sg, _np(a, n, x.dtype, 1.0), th_np, _np(vr, n, x.dtype), scale,
+            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(),
         )
-        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr
-        g_x = g_u * c if need[0] else None
-        g_a = g_b = g_c = g_thr = None
+        g_x = g_a = g_b = g_c = g_thr = None
+        if need[0]:
+            g_x = g_u * c if coef_grads else g_u
         if need[2]:
             g_a = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr)))
         if need[3]:
@@ -406,12 +415,11 @@ class _CubaScan(torch.autograd.Function):
         T, B, n = x.shape
         x = x.contiguous()
         out = torch.empty_like(x)
-        save = any(ctx.needs_input_grad)
-        u = torch.empty_like(x) if save else torch.empty((1, 1, 1), dtype=x.dtype)
-        i = torch.empty_like(x) if save else torch.empty((1, 1, 1), dtype=x.dtype)
+        keep = any(ctx.needs_input_grad)
+        u, i = _scratch(x, keep), _scratch(x, keep)
         k.cuba_forward(
             x.numpy(), a_syn.numpy(), c_syn.numpy(), a.numpy(), b.numpy(), c.numpy(), _np(th, n, x.dtype),
-            _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(), bool(save),
+            _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(),
         )
         ctx.dyn = dyn
         ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr)
@@ -423,19 +431,22 @@ class _CubaScan(torch.autograd.Function):
         dyn = ctx.dyn
         x, u, i, a_syn, c_syn, a, c, th, vr = ctx.saved_tensors
         T, B, n = x.shape
+        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr
         g_out = g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_i = torch.empty_like(g_out)
         g_th = torch.zeros((B, n), dtype=x.dtype)
-        kind, slope, height, sg = _surrogate_args(dyn, u, th) if dyn.spiking else (k.SG_STRAIGHT, 1.0, 1.0, np.zeros((1, 1, 1), dtype=x.numpy().dtype))
+        th_np = _np(th, n, x.dtype)
+        sg = _surrogate_args(dyn, u, th_np)
+        syn_grads = need[2] or need[3]
+        scale = _np(None, n, x.dtype, 1.0) if syn_grads else c_syn.numpy()
         k.cuba_backward(
-            g_out.numpy(), u.numpy(), a_syn.numpy(), a.numpy(), c.numpy(), _np(th, n, x.dtype), _np(vr, n, x.dtype),
-            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, kind, slope, height, sg, g_u.numpy(), g_i.numpy(), g_th.numpy(),
+            g_out.numpy(), u.numpy(), *sg, a_syn.numpy(), a.numpy(), c.numpy(), th_np, _np(vr, n, x.dtype), scale,
+            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_i.numpy(), g_th.numpy(),
         )
-        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr
         grads = [None] * 9
         if need[0]:
-            grads[0] = g_i * c_syn
+            grads[0] = g_i * c_syn if syn_grads else g_i
         if need[2]:
             grads[2] = _sum_to(g_i * _previous(i))
         if need[3]:

@@ -33,6 +33,7 @@ from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.graph import Graph
 from spikeflow.torch import modules as m
+from spikeflow.torch import sparse_linear
 
 BACKEND = "torch"
 
@@ -182,6 +183,9 @@ class GraphModule(nn.Module):
             if layer is not None:
                 self.layers[_key(name)] = layer
         self.register_buffer("_probe", torch.zeros(0, dtype=ctx.dtype), persistent=False)
+        self.sparse_limit = sparse_linear.DENSITY_LIMIT
+        """Dense layers whose input has at most this fraction of non-zeros use the sparse kernels
+        (0 turns them off)."""
 
     # ---------------------------------------------------------------------------- running
 
@@ -239,8 +243,13 @@ class GraphModule(nn.Module):
         layer = self.layers[_key(name)] if _key(name) in self.layers else None
         if layer is None or isinstance(layer, (m._Neuron, m.Delay, m.Threshold, m.Scale)):
             return x if layer is None else layer(x)
-        # Stateless layers see all T*B samples at once: one GEMM / convolution for the sequence.
-        y = layer(x.reshape((T * B,) + tuple(x.shape[2:])))
+        # Stateless layers see all T*B samples at once: one GEMM / convolution for the sequence;
+        # dense layers fed by sparse spikes skip the zeros (spikeflow.torch.sparse_linear).
+        flat = x.reshape((T * B,) + tuple(x.shape[2:]))
+        if isinstance(layer, nn.Linear):
+            y = sparse_linear.linear(flat, layer.weight, layer.bias, limit=self.sparse_limit)
+        else:
+            y = layer(flat)
         return y.reshape((T, B) + tuple(y.shape[1:]))
 
     def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int) -> None:

@@ -3,12 +3,15 @@
 Plain-array functions over ``x[T, B, N]`` (time, batch, neurons) with per-neuron coefficient
 vectors ``[N]``. The forward kernels evaluate exactly the update order of
 :mod:`spikeflow.ir.discretise` (``u = a*v + c*x + b``, spike ``u > v_threshold``, then reset), so
-float64 results are bit-identical to the reference. The backward kernels run the reverse-time
-recurrence of the surrogate gradient and return ``dL/du`` (pre-reset membrane) for every step; the
-cheap reductions to coefficient gradients are left to vectorised torch code.
+float64 results are bit-identical to the reference. An integrator (I, IF) runs as ``a = 1``,
+``b = 0``: ``1*v`` is exactly ``v`` and adding ``0`` changes at most the sign of a zero.
 
-Batch rows are independent, so the outer loop runs in parallel over the batch; the inner loop over
-neurons is contiguous and vectorises.
+The backward kernels run the reverse-time recurrence of the surrogate gradient, evaluating the
+surrogate derivative row by row (or reading it from an array for user-defined surrogates), and
+return ``dL/du`` (pre-reset membrane) times ``scale`` for every step, plus ``dL/dth``.
+
+Batch rows are independent, so the outer loop runs in parallel over the batch. Inner loops run over
+whole row slices with mode flags tested outside them, which is what lets LLVM vectorise them.
 """
 
 from __future__ import annotations
@@ -21,142 +24,171 @@ from numba import njit, prange
 
 _FLAGS = dict(cache=True, nogil=True, parallel=True, error_model="numpy")
 
-# Surrogate kinds understood inside the kernels (must match Surrogate.kernel_id); -1: take the
-# derivative from a precomputed array.
+# Surrogates evaluated inside the backward kernels (see spikeflow.torch.functional); SG_ARRAY:
+# the derivative comes precomputed in an array (user-defined surrogates).
 SG_ARRAY, SG_ATAN, SG_FAST_SIGMOID, SG_SIGMOID, SG_TRIANGLE, SG_STRAIGHT = -1, 0, 1, 2, 3, 4
 
 
-@njit(inline="always", error_model="numpy")
-def _surrogate(kind, slope, height, x):
+@njit(inline="always")
+def _surrogate_row(kind, slope, height, u, th, out):
+    """``out[n] = derivative(u[n] - th[n])`` over one row for a built-in surrogate ``kind``."""
+    half_pi_slope = 0.5 * math.pi * slope
     if kind == SG_ATAN:
-        y = 0.5 * math.pi * slope * x
-        return 0.5 * slope / (1.0 + y * y)
-    if kind == SG_FAST_SIGMOID:
-        d = 1.0 + slope * abs(x)
-        return 1.0 / (d * d)
-    if kind == SG_SIGMOID:
-        s = 1.0 / (1.0 + math.exp(-slope * x))
-        return slope * s * (1.0 - s)
-    if kind == SG_TRIANGLE:
-        return height * max(0.0, 1.0 - slope * abs(x))
-    return slope
+        for n in range(u.shape[0]):
+            y = half_pi_slope * (u[n] - th[n])
+            out[n] = 0.5 * slope / (1.0 + y * y)
+    elif kind == SG_FAST_SIGMOID:
+        for n in range(u.shape[0]):
+            d = 1.0 + slope * abs(u[n] - th[n])
+            out[n] = 1.0 / (d * d)
+    elif kind == SG_SIGMOID:
+        for n in range(u.shape[0]):
+            s = 1.0 / (1.0 + math.exp(-slope * (u[n] - th[n])))
+            out[n] = slope * s * (1.0 - s)
+    elif kind == SG_TRIANGLE:
+        for n in range(u.shape[0]):
+            out[n] = height * max(0.0, 1.0 - slope * abs(u[n] - th[n]))
+    else:
+        for n in range(u.shape[0]):
+            out[n] = slope
 
 
 @njit(**_FLAGS)
-def leaky_forward(x, a, b, c, th, vr, integrator, spiking, subtract, out, u_save, save):
-    """LIF / LI / IF / I over time. ``out``: spikes (spiking) or membrane; ``u_save``: pre-reset membrane."""
+def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save):
+    """LIF / LI / IF / I over time. ``out``: spikes (spiking) or membrane; ``u_save``: pre-reset
+    membrane (a ``[1, B, N]`` scratch when it is not kept)."""
     T, B, N = x.shape
+    keep = u_save.shape[0] == T
     for bb in prange(B):
         v = np.zeros(N, dtype=x.dtype)
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
+            ut = u_save[t if keep else 0, bb]
             for n in range(N):
-                if integrator:
-                    u = v[n] + c[n] * xt[n]
-                else:
-                    u = a[n] * v[n] + c[n] * xt[n] + b[n]
-                if save:
-                    u_save[t, bb, n] = u
-                if spiking:
-                    if u > th[n]:
-                        ot[n] = 1
-                        v[n] = u - th[n] if subtract else vr[n]
-                    else:
-                        ot[n] = 0
-                        v[n] = u
-                else:
-                    ot[n] = u
-                    v[n] = u
+                ut[n] = a[n] * v[n] + c[n] * xt[n] + b[n]
+            if not spiking:
+                for n in range(N):
+                    ot[n] = ut[n]
+                    v[n] = ut[n]
+            elif subtract:
+                for n in range(N):
+                    z = ut[n] > th[n]
+                    ot[n] = 1.0 if z else 0.0
+                    v[n] = ut[n] - th[n] if z else ut[n]
+            else:
+                for n in range(N):
+                    z = ut[n] > th[n]
+                    ot[n] = 1.0 if z else 0.0
+                    v[n] = vr[n] if z else ut[n]
 
 
 @njit(**_FLAGS)
-def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_save, i_save, save):
+def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_save, i_save):
     """CubaLIF / CubaLI over time: ``i = a_syn*i + c_syn*x``; ``u = a*v + c*i + b``."""
     T, B, N = x.shape
+    keep = u_save.shape[0] == T
     for bb in prange(B):
         v = np.zeros(N, dtype=x.dtype)
         cur = np.zeros(N, dtype=x.dtype)
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
+            ut = u_save[t if keep else 0, bb]
+            it = i_save[t if keep else 0, bb]
             for n in range(N):
-                i = a_syn[n] * cur[n] + c_syn[n] * xt[n]
-                cur[n] = i
-                u = a[n] * v[n] + c[n] * i + b[n]
-                if save:
-                    u_save[t, bb, n] = u
-                    i_save[t, bb, n] = i
-                if spiking:
-                    if u > th[n]:
-                        ot[n] = 1
-                        v[n] = u - th[n] if subtract else vr[n]
-                    else:
-                        ot[n] = 0
-                        v[n] = u
-                else:
-                    ot[n] = u
-                    v[n] = u
+                cur[n] = a_syn[n] * cur[n] + c_syn[n] * xt[n]
+                it[n] = cur[n]
+                ut[n] = a[n] * v[n] + c[n] * cur[n] + b[n]
+            if not spiking:
+                for n in range(N):
+                    ot[n] = ut[n]
+                    v[n] = ut[n]
+            elif subtract:
+                for n in range(N):
+                    z = ut[n] > th[n]
+                    ot[n] = 1.0 if z else 0.0
+                    v[n] = ut[n] - th[n] if z else ut[n]
+            else:
+                for n in range(N):
+                    z = ut[n] > th[n]
+                    ot[n] = 1.0 if z else 0.0
+                    v[n] = vr[n] if z else ut[n]
 
 
-@njit(inline="always", error_model="numpy")
-def _pre_reset_grad(g_out, gv, u, th, vr, s, spiking, subtract, detach):
-    """(dL/du, dL/dth) of one step given dL/d(output) ``g_out``, dL/d(post-reset v) ``gv``, and
-    the surrogate derivative ``s`` at ``u - th``."""
-    if not spiking:
-        return g_out + gv, 0.0 * gv
-    z = u > th
-    g_spike = g_out
-    if not detach:  # the reset also depends on the spike
-        g_spike = g_spike + gv * (-th if subtract else vr - u)
-    gs = g_spike * s
-    if subtract:
-        return gs + gv, -gs - gv if z else -gs
-    return gs + (0.0 * gv if z else gv), -gs
+@njit(inline="always")
+def _spiking_grads(go, gv, u, sg, th, vr, gu, gth, f_sub, f_keep):
+    """One step of the spiking backward over a row: fills ``gu`` = dL/du, adds dL/dth to ``gth``.
+
+    Reset as ``v = u + z*(vr - u)`` (zero) or ``v = u - z*th`` (subtract); ``f_sub`` selects the
+    mode and ``f_keep`` (0 when the reset is detached) keeps the reset's dependence on ``z``.
+    """
+    for n in range(go.shape[0]):
+        z = 1.0 if u[n] > th[n] else 0.0
+        dv_dz = f_sub * (-th[n]) + (1.0 - f_sub) * (vr[n] - u[n])
+        gs = (go[n] + f_keep * gv[n] * dv_dz) * sg[n]
+        gu[n] = gs + gv[n] * (f_sub + (1.0 - f_sub) * (1.0 - z))
+        gth[n] += -gs - f_sub * z * gv[n]
 
 
 @njit(**_FLAGS)
-def leaky_backward(g_out, u, a, th, vr, integrator, spiking, subtract, detach, sg_kind, sg_slope, sg_height, sg, g_u, g_th):
-    """Reverse-time recurrence: fills ``g_u[T, B, N]`` = dL/du and ``g_th[B, N]`` = dL/dth."""
+def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th):
+    """Reverse-time recurrence: ``g_u[T, B, N]`` = scale * dL/du, ``g_th[B, N]`` += dL/dth."""
     T, B, N = g_out.shape
+    f_sub = 1.0 if subtract else 0.0
+    f_keep = 0.0 if detach else 1.0
     for bb in prange(B):
         gv = np.zeros(N, dtype=g_out.dtype)
+        gu = np.zeros(N, dtype=g_out.dtype)
+        srow = np.zeros(N, dtype=g_out.dtype)
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
-            ut = u[t, bb]
-            gut = g_u[t, bb]
+            if spiking:
+                if sg_kind == SG_ARRAY:
+                    srow[:] = sg[t, bb]
+                else:
+                    _surrogate_row(sg_kind, sg_slope, sg_height, u[t, bb], th, srow)
+                _spiking_grads(go, gv, u[t, bb], srow, th, vr, gu, gth, f_sub, f_keep)
+            else:
+                for n in range(N):
+                    gu[n] = go[n] + gv[n]
+            out = g_u[t, bb]
             for n in range(N):
-                s = 0.0
-                if spiking:
-                    s = sg[t, bb, n] if sg_kind == SG_ARRAY else _surrogate(sg_kind, sg_slope, sg_height, ut[n] - th[n])
-                gu, gt = _pre_reset_grad(go[n], gv[n], ut[n], th[n], vr[n], s, spiking, subtract, detach)
-                gut[n] = gu
-                gth[n] += gt
-                gv[n] = gu if integrator else a[n] * gu
+                out[n] = gu[n] * scale[n]
+                gv[n] = a[n] * gu[n]
 
 
 @njit(**_FLAGS)
-def cuba_backward(g_out, u, a_syn, a, c, th, vr, spiking, subtract, detach, sg_kind, sg_slope, sg_height, sg, g_u, g_i, g_th):
-    """Reverse-time recurrence of the current-based neurons: fills dL/du, dL/di and dL/dth."""
+def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, vr, scale, spiking, subtract, detach, g_u, g_i, g_th):
+    """Reverse-time recurrence of the current-based neurons: dL/du, scale * dL/di and dL/dth."""
     T, B, N = g_out.shape
+    f_sub = 1.0 if subtract else 0.0
+    f_keep = 0.0 if detach else 1.0
     for bb in prange(B):
         gv = np.zeros(N, dtype=g_out.dtype)
         gi = np.zeros(N, dtype=g_out.dtype)
+        gu = np.zeros(N, dtype=g_out.dtype)
+        srow = np.zeros(N, dtype=g_out.dtype)
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
-            ut = u[t, bb]
+            if spiking:
+                if sg_kind == SG_ARRAY:
+                    srow[:] = sg[t, bb]
+                else:
+                    _surrogate_row(sg_kind, sg_slope, sg_height, u[t, bb], th, srow)
+                _spiking_grads(go, gv, u[t, bb], srow, th, vr, gu, gth, f_sub, f_keep)
+            else:
+                for n in range(N):
+                    gu[n] = go[n] + gv[n]
+            gut = g_u[t, bb]
+            git = g_i[t, bb]
             for n in range(N):
-                s = 0.0
-                if spiking:
-                    s = sg[t, bb, n] if sg_kind == SG_ARRAY else _surrogate(sg_kind, sg_slope, sg_height, ut[n] - th[n])
-                gu, gt = _pre_reset_grad(go[n], gv[n], ut[n], th[n], vr[n], s, spiking, subtract, detach)
-                g_u[t, bb, n] = gu
-                gth[n] += gt
-                gi[n] = c[n] * gu + a_syn[n] * gi[n]
-                g_i[t, bb, n] = gi[n]
-                gv[n] = a[n] * gu
+                gut[n] = gu[n]
+                gi[n] = c[n] * gu[n] + a_syn[n] * gi[n]
+                git[n] = gi[n] * scale[n]
+                gv[n] = a[n] * gu[n]
 
 
 def set_threads(n: int) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DENSITY_LIMIT = 0.25
-"""Inputs with at most this fraction of non-zeros take the sparse path (measured break-even on CPU)."""
+DENSITY_LIMIT = 0.3
+"""Inputs with at most this fraction of non-zeros take the sparse forward product (measured on CPU)."""
+WEIGHT_GRAD_LIMIT = 0.1
+"""Up to this density the weight gradient is sparse too; above it a dense GEMM is faster."""
 
 
 def _kernels():
@@ -27,29 +29,33 @@ class _SparseInputLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         k = _kernels()
         x = x.contiguous()
-        indptr, indices, values = k.dense_to_csr(x.detach().numpy())
+        indptr, indices, values, binary = k.dense_to_csr(x.detach().numpy())
         wt = weight.detach().t().contiguous()
         out = torch.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
         b = bias.detach() if bias is not None else wt.new_zeros(0)
-        k.csr_matmul(indptr, indices, values, wt.numpy(), b.numpy(), bias is not None, out.numpy())
-        ctx.csr = (indptr, indices, values)
+        k.csr_matmul(indptr, indices, values, binary, wt.numpy(), b.numpy(), bias is not None, out.numpy())
+        ctx.csr = (indptr, indices, values, binary)
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(weight)
-        ctx.k_in = x.shape[1]
+        ctx.sparse_grad = len(indices) <= WEIGHT_GRAD_LIMIT * x.numel()
+        ctx.save_for_backward(weight, x)
         return out
 
     @staticmethod
     def backward(ctx, g):
         k = _kernels()
-        (weight,) = ctx.saved_tensors
+        weight, x = ctx.saved_tensors
         g = g.contiguous()
         g_x = g_w = g_b = None
         if ctx.needs_input_grad[0]:
             g_x = g @ weight
-        if ctx.needs_input_grad[1]:
-            g_wt = torch.empty((ctx.k_in, g.shape[1]), dtype=g.dtype)
-            k.csr_t_matmul(*ctx.csr, g.numpy(), g_wt.numpy())
+        if ctx.needs_input_grad[1] and ctx.sparse_grad:
+            g_wt = torch.empty((x.shape[1], g.shape[1]), dtype=g.dtype)
+            threads = torch.get_num_threads()
+            width = max(128, -(-g.shape[1] // (2 * threads)))  # at least two tiles per thread
+            k.csr_t_matmul(*ctx.csr, g.numpy(), g_wt.numpy(), width)
             g_w = g_wt.t()
+        elif ctx.needs_input_grad[1]:
+            g_w = g.t() @ x
         if ctx.has_bias and ctx.needs_input_grad[2]:
             g_b = g.sum(0)
         return g_x, g_w, g_b

@@ -51,7 +51,7 @@ class Surrogate:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.name:
+        if cls.__dict__.get("name"):  # only classes that name themselves (not their subclasses)
             SURROGATES[cls.name] = cls
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

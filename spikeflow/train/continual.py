@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.train.hlop import HLOP, LayerInputs, OrthogonalProjection, top_subspace
+from spikeflow.train.hlop import HLOP, OrthogonalProjection, layer_activity, top_subspace
 from spikeflow.train.losses import get_loss
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
@@ -75,6 +75,38 @@ def permuted_tasks(train: tuple[Any, Any], test: tuple[Any, Any], n_tasks: int, 
         permute = lambda x: x.reshape(len(x), size)[:, perm].reshape(x.shape)  # noqa: E731
         tasks.append(Task(f"task {i + 1}", (permute(x_tr), np.asarray(train[1])), (permute(x_te), np.asarray(test[1]))))
     return tasks
+
+
+def permuted_digits(n_tasks: int = 10, size: int = 28, seed: int = 0, test_fraction: float = 0.2,
+                    limit: int | None = None) -> list[Task]:
+    """Permuted handwritten digits: scikit-learn's 8x8 ``load_digits`` scaled to ``[0, 1]``,
+    upsampled (bilinear) to ``size x size`` and flattened, one fixed pixel permutation per task.
+
+    Upsampling to 28x28 gives MNIST's geometry: each task's images fill a small subspace of a
+    large input space, as in permuted MNIST, so the tasks' input subspaces barely overlap.
+
+    Args:
+        n_tasks: number of tasks (task 1 is unpermuted).
+        size: image side after upsampling (8 keeps the original images).
+        seed: seeds the stratified train/test split and the permutations.
+        test_fraction: share of the 1797 images held out for testing.
+        limit: keep only this many training images (for fast tests).
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if size < 8:
+        raise DataError(f"permuted_digits: size must be >= 8 (the images are 8x8), got {size}")
+    digits = load_digits()
+    x = torch.as_tensor(digits.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    if size != 8:
+        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
+    x = x.reshape(len(x), -1).numpy()
+    y = digits.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    if limit is not None:
+        x_tr, y_tr = x_tr[:limit], y_tr[:limit]
+    return permuted_tasks((x_tr, y_tr), (x_te, y_te), n_tasks, seed)
 
 
 def _pair(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -297,12 +329,9 @@ class ExactProjection(OrthogonalProjection):
     @torch.no_grad()
     def learn(self, trainer: ContinualTrainer, task: int) -> None:
         rows: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
-        with LayerInputs(self.layers) as rec:
-            for x, _ in trainer.batches(task, shuffle=False, desc=f"task {task + 1} svd"):
-                rec.clear()
-                trainer.model(x)
-                for name, rate in rec.rates(x.shape[0]).items():
-                    rows[name].append(rate)
+        for x, _ in trainer.batches(task, shuffle=False, desc=f"task {task + 1} svd"):
+            for name, vectors in layer_activity(trainer.model, self.layers, x, self.activity).items():
+                rows[name].append(vectors)
         for name, sub in self.subspaces.items():
             sub.new = top_subspace(torch.cat(rows[name]), sub.new.shape[0], against=sub.frozen)
 
@@ -547,8 +576,8 @@ class ContinualTrainer:
             "progress": {
                 "task_index": self.task_index, "seed": self.seed, "strategy": self.strategy.name,
                 "matrix": self.matrix if self.matrix is not None else np.zeros((0, 0)),
-                "loss": np.asarray(self.history["loss"], dtype=np.float64).reshape(self.task_index, -1),
-                "train_acc": np.asarray(self.history["train_acc"], dtype=np.float64).reshape(self.task_index, -1),
+                **{k: np.asarray(v, dtype=np.float64).reshape(len(v), -1) if v else np.zeros((0, self.epochs))
+                   for k, v in self.history.items()},
             },
             # state-dict keys may hold '/', which HDF5 reads as a path: store names and values apart
             "model": {"names": names, "values": {str(i): model[k].detach().cpu().numpy() for i, k in enumerate(names)}},
@@ -650,7 +679,6 @@ def plot_accuracy_matrix(matrices: np.ndarray | Mapping[str, np.ndarray], path: 
         if m.ndim != 2 or m.shape[0] != m.shape[1] or m.size == 0:
             raise DataError(f"plot_accuracy_matrix {name!r}: expected a square matrix, got shape {m.shape}")
         arrays[name] = m
-    n = next(iter(arrays.values())).shape[0]
     fig = _figure(0.6 + 3.2 * len(arrays) + 0.6, 3.4)
     axes = fig.subplots(1, len(arrays), squeeze=False)[0]
     image = None
@@ -672,7 +700,6 @@ def plot_accuracy_matrix(matrices: np.ndarray | Mapping[str, np.ndarray], path: 
     fig.colorbar(image, ax=list(axes), label="accuracy (%)", shrink=0.8)
     if title:
         fig.suptitle(title)
-    del n
     return _save(fig, path)
 
 

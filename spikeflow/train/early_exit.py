@@ -386,9 +386,12 @@ class TorchExitRunner:
         policy: overrides the graph's exit policy.
         dtype: torch dtype (float64 gives the same exits as the numba backends).
         device: torch device.
+        chunk: steps per pass of a feed-forward graph (one GEMM over ``chunk * batch`` rows); a
+            sample stopping inside a chunk wastes at most ``chunk - 1`` steps of work. Graphs with
+            recurrence always step one at a time.
     """
 
-    def __init__(self, graph_or_net, *, policy: ExitPolicy | None = None, dtype=None, device: str = "cpu"):
+    def __init__(self, graph_or_net, *, policy: ExitPolicy | None = None, dtype=None, device: str = "cpu", chunk: int = 4):
         import torch
 
         from spikeflow.backends.early_exit import resolve_policy
@@ -405,6 +408,9 @@ class TorchExitRunner:
         self.net = net.to(device=device, dtype=dtype or torch.float64).eval()
         self.dtype, self.device = dtype or torch.float64, torch.device(device)
         self._delayed_sources = {a for a, _ in net.delayed}
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise DataError(f"argument 'chunk': expected an integer >= 1, got {chunk!r}")
+        self.chunk = chunk
 
     def run(self, inputs, batch_size: int | None = None):
         """Run ``inputs`` (``[T, B, ...]`` array/tensor or a dict by Input name) from rest."""
@@ -446,6 +452,10 @@ class TorchExitRunner:
         net, pol = self.net, self.policy
         steps, batch = next(iter(x.values())).shape[:2]
         last = pol.steps_for(steps)
+        # Recurrent graphs need last step's values: one step at a time. Feed-forward graphs run
+        # `chunk` steps per pass (one large GEMM); a sample that stops inside a chunk wastes at
+        # most chunk - 1 steps of work and never changes its answer (decisions are per step).
+        chunk = 1 if net.delayed else self.chunk
         synapses, neurons = dense_counts(net._template)
         like = net._probe
         layers = {name: net.layers[_key(name)] if _key(name) in net.layers else None for name in net.order}
@@ -455,47 +465,65 @@ class TorchExitRunner:
         active = np.arange(batch)
         acc = np.zeros((batch, net.shapes[pol.output][0]))
         out = (np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros_like(acc))
-        for t in range(last):
+        for t0 in range(0, last, chunk):
+            k = min(chunk, last - t0)
+            n_active = len(active)
             index = torch.as_tensor(active, device=self.device)
             cur: dict[str, torch.Tensor] = {}
             for name in net.order:
                 if name in x:
-                    cur[name] = x[name][t].index_select(0, index) if len(active) < batch else x[name][t]
+                    window = x[name][t0 : t0 + k]
+                    cur[name] = window.index_select(1, index) if n_active < batch else window
                     continue
                 total = None
                 for s in net.sources[name]:
-                    term = prev.get(s) if (s, name) in net.delayed else cur[s]
+                    if (s, name) in net.delayed:
+                        term = prev[s].unsqueeze(0) if s in prev else None
+                    else:
+                        term = cur[s]
                     if term is not None:
                         total = term if total is None else total + term
                 if total is None:
-                    total = torch.zeros((len(active),) + tuple(net.shapes[net.sources[name][0]]), dtype=like.dtype, device=like.device)
+                    total = torch.zeros((k, n_active) + tuple(net.shapes[net.sources[name][0]]), dtype=like.dtype, device=like.device)
                 layer = layers[name]
-                if isinstance(layer, m._Neuron):
-                    cur[name], states[name] = layer.step(total, states.get(name), coefs[name])
-                elif isinstance(layer, m.Delay):
-                    cur[name], states[name] = layer.step(total, states.get(name))
+                if isinstance(layer, (m._Neuron, m.Delay)):
+                    ys = []
+                    for j in range(k):
+                        if isinstance(layer, m._Neuron):
+                            y, states[name] = layer.step(total[j], states.get(name), coefs[name])
+                        else:
+                            y, states[name] = layer.step(total[j], states.get(name))
+                        ys.append(y)
+                    cur[name] = torch.stack(ys)
                 else:
-                    cur[name] = total if layer is None else layer(total)
-            counts[0] += synapses * len(active)
-            counts[1] += neurons * len(active)
-            prev = {k: cur[k] for k in self._delayed_sources}
-            y = np.ascontiguousarray(cur[pol.output].detach().cpu().double().numpy())
-            conf, arg = np.empty(len(active)), np.empty(len(active), dtype=np.int64)
-            accumulate(acc, active, y, float(pol.decay), float(pol.temperature), conf, arg)
-            done = (conf >= pol.threshold) if t + 1 >= pol.min_steps else np.zeros(len(active), dtype=bool)
-            if t + 1 == last:
-                done[:] = True
-            if done.any():
-                finished = active[done]
+                    cur[name] = net._apply_sequence(name, total, k, n_active)
+            counts[0] += synapses * k * n_active
+            counts[1] += neurons * k * n_active
+            prev = {s: cur[s][-1] for s in self._delayed_sources}
+            y_all = cur[pol.output].detach().cpu().double().numpy()
+            alive = np.ones(n_active, dtype=bool)
+            for j in range(k):
+                t = t0 + j
+                rows = np.flatnonzero(alive)
+                conf, arg = np.empty(len(rows)), np.empty(len(rows), dtype=np.int64)
+                accumulate(acc, active[rows], np.ascontiguousarray(y_all[j, rows]), float(pol.decay), float(pol.temperature), conf, arg)
+                done = (conf >= pol.threshold) if t + 1 >= pol.min_steps else np.zeros(len(rows), dtype=bool)
+                if t + 1 == last:
+                    done[:] = True
+                finished = active[rows[done]]
                 out[0][finished], out[1][finished], out[2][finished] = arg[done], t + 1, conf[done]
                 out[3][finished] = acc[finished]
-                keep = np.flatnonzero(~done)
+                alive[rows[done]] = False
+                if not alive.any():
+                    break
+            if not alive.all():
+                keep = np.flatnonzero(alive)
                 active = active[keep]
                 if not len(active):
                     break
                 sel = torch.as_tensor(keep, device=self.device)
-                states = {k: _select(v, sel) for k, v in states.items()}
-                prev = {k: v.index_select(0, sel) for k, v in prev.items()}
+                states = {k_: _select(v, sel) for k_, v in states.items()}
+                prev = {k_: v.index_select(0, sel) for k_, v in prev.items()}
         return out
 
 

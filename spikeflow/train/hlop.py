@@ -36,6 +36,7 @@ from torch import nn
 
 from spikeflow.errors import DataError, GraphError
 
+ACTIVITIES = ("rate", "step", "trace")
 SUPPORTED = "nn.Linear (IR Affine/Linear) and nn.Conv2d (groups=1, integer zero padding)"
 
 
@@ -239,65 +240,86 @@ def weight_matrix(layer: nn.Module) -> torch.Tensor:
     return layer.weight.view(layer.weight.shape[0], -1)
 
 
-class LayerInputs:
-    """Context manager recording the inputs of some layers during forward passes.
+def record_inputs(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``model`` once on time-major ``x`` and return each layer's time-major input ``[T, B, ...]``.
 
-    A layer may be called once on the whole sequence (``[T*B, ...]`` or ``[T, B, ...]``) or once per
-    time step (``[B, ...]``); either way the calls are joined in time-major order, and
-    :meth:`rates` returns the time average, one activity vector per sample (per patch for a
-    convolution).
+    A :class:`~spikeflow.torch.lowering.GraphModule` records the outputs of each layer's source
+    nodes (their sum is the layer's input, as the graph semantics define it). Other modules are
+    observed with forward pre-hooks; a layer may be called once on the whole sequence
+    (``[T*B, ...]`` or ``[T, B, ...]``) or once per step (``[B, ...]``), joined in time order.
 
     Example:
         >>> import torch
-        >>> fc = torch.nn.Linear(3, 2)
-        >>> with LayerInputs({"fc": fc}) as rec:
-        ...     _ = fc(torch.ones(4, 5, 3))
-        >>> rec.rates(steps=4)["fc"].shape
-        torch.Size([5, 3])
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+        >>> record_inputs(net, {"0": net[0]}, torch.ones(4, 5, 3))["0"].shape
+        torch.Size([4, 5, 3])
     """
+    from spikeflow.torch.lowering import GraphModule
 
-    def __init__(self, layers: Mapping[str, nn.Module]):
-        self.layers = dict(layers)
-        self.calls: dict[str, list[torch.Tensor]] = {k: [] for k in self.layers}
-        self._handles: list = []
-
-    def __enter__(self) -> LayerInputs:
-        for name, layer in self.layers.items():
-            self._handles.append(layer.register_forward_pre_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def _hook(self, name: str):
-        def hook(module, args):
-            self.calls[name].append(args[0].detach())
-
-        return hook
-
-    def clear(self) -> None:
-        for calls in self.calls.values():
-            calls.clear()
-
-    def rates(self, steps: int) -> dict[str, torch.Tensor]:
-        """Per-layer activity vectors ``[N, n]`` of the recorded calls, averaged over ``steps``."""
+    steps = x.shape[0]
+    if isinstance(model, GraphModule):
+        needed = sorted({s for name in layers for s in model.sources[name]})
+        _, rec = model.run(x, record=needed)
         out = {}
-        for name, layer in self.layers.items():
-            calls = self.calls[name]
-            if not calls:
-                raise DataError(f"layer {name!r}: was not called during the forward pass, so its input was not recorded")
-            feature = (layer.in_features,) if isinstance(layer, nn.Linear) else tuple(calls[0].shape[-3:])
-            x = torch.cat([c.reshape((-1,) + feature) for c in calls])
-            if x.shape[0] % steps:
-                raise DataError(f"layer {name!r}: recorded {x.shape[0]} input rows, not a multiple of {steps} time steps")
-            rate = x.reshape((steps, -1) + feature).mean(0)
-            if isinstance(layer, nn.Conv2d):
-                patches = nn.functional.unfold(rate, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
-                rate = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-            out[name] = rate
+        for name in layers:
+            srcs = model.sources[name]
+            total = rec[srcs[0]]
+            for s in srcs[1:]:
+                total = total + rec[s]
+            out[name] = total.detach()
         return out
+    calls: dict[str, list[torch.Tensor]] = {k: [] for k in layers}
+    handles = [layer.register_forward_pre_hook(lambda mod, args, k=k: calls[k].append(args[0].detach()))
+               for k, layer in layers.items()]
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = {}
+    for name, layer in layers.items():
+        if not calls[name]:
+            raise DataError(f"layer {name!r}: was not called during the forward pass, so its input could not be recorded")
+        feature = (layer.in_features,) if isinstance(layer, nn.Linear) else tuple(calls[name][0].shape[-3:])
+        joined = torch.cat([c.reshape((-1,) + feature) for c in calls[name]])
+        if joined.shape[0] % steps:
+            raise DataError(f"layer {name!r}: recorded {joined.shape[0]} input rows, not a multiple of {steps} time steps")
+        out[name] = joined.reshape((steps, -1) + feature)
+    return out
+
+
+def activity_vectors(layer: nn.Module, seq: torch.Tensor, activity: str = "rate", decay: float = 0.9) -> torch.Tensor:
+    """The presynaptic activity vectors ``[N, n]`` of one layer from its time-major input ``[T, B, ...]``.
+
+    Args:
+        layer: the protected layer (a convolution's vectors are its unfolded input patches).
+        seq: the layer's input over time.
+        activity: ``"rate"``: one vector per sample, the input averaged over time; ``"step"``: one
+            per sample and time step; ``"trace"``: one per sample and step, the input low-pass
+            filtered as a leaky neuron sees it (``a_t = decay·a_{t-1} + (1 - decay)·x_t``).
+        decay: the trace's decay per step.
+    """
+    if activity not in ACTIVITIES:
+        raise DataError(f"activity must be one of {ACTIVITIES}, got {activity!r}")
+    if activity == "rate":
+        vec = seq.mean(0)
+    elif activity == "step":
+        vec = seq.reshape((-1,) + tuple(seq.shape[2:]))
+    else:
+        trace, traces = torch.zeros_like(seq[0]), []
+        for x_t in seq:
+            trace = decay * trace + (1 - decay) * x_t
+            traces.append(trace)
+        vec = torch.stack(traces).reshape((-1,) + tuple(seq.shape[2:]))
+    if isinstance(layer, nn.Conv2d):
+        patches = nn.functional.unfold(vec, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    return vec.reshape(-1, layer.in_features)
+
+
+def layer_activity(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Tensor, activity: str = "rate") -> dict[str, torch.Tensor]:
+    """:func:`record_inputs` followed by :func:`activity_vectors` for every layer."""
+    return {name: activity_vectors(layers[name], seq, activity) for name, seq in record_inputs(model, layers, x).items()}
 
 
 def resolve_layers(model: nn.Module, layers: Iterable[str] | None) -> dict[str, nn.Module]:
@@ -344,7 +366,10 @@ class OrthogonalProjection:
 
     name = "projection"
 
-    def __init__(self, subspace: int | Mapping[str, int] = 8, layers: Iterable[str] | None = None):
+    def __init__(self, subspace: int | Mapping[str, int] = 8, layers: Iterable[str] | None = None, activity: str = "rate"):
+        if activity not in ACTIVITIES:
+            raise DataError(f"activity must be one of {ACTIVITIES}, got {activity!r}")
+        self.activity = activity
         self.subspace = subspace
         self.layer_names = None if layers is None else list(layers)
         self.layers: dict[str, nn.Module] = {}
@@ -417,7 +442,8 @@ class OrthogonalProjection:
             if layer.weight.grad is None or basis.shape[0] == 0:
                 continue
             b = basis.to(layer.weight.grad.dtype)
-            g = layer.weight.grad.view(layer.weight.shape[0], -1)
+            grad = layer.weight.grad
+            g = grad if grad.dim() == 2 else grad.view(grad.shape[0], -1)
             g.sub_((g @ b.T) @ b)
             self._before[name] = layer.weight.detach().clone()
 
@@ -437,6 +463,7 @@ class OrthogonalProjection:
         """Learn this task's subspace of every protected layer, then merge it into the frozen basis."""
         for name, sub in self.subspaces.items():
             sub.add(self._k(name), self.generator)
+        trainer.model.eval()  # the activity the task will be tested with: no dropout
         self.learn(trainer, task)
         for sub in self.subspaces.values():
             sub.merge()
@@ -483,8 +510,8 @@ class HLOP(OrthogonalProjection):
     name = "hlop"
 
     def __init__(self, subspace: int | Mapping[str, int] = 8, layers: Iterable[str] | None = None, *, lr: float = 0.5,
-                 iterations: int = 5, hebbian_epochs: int = 2, levels: int | None = None):
-        super().__init__(subspace, layers)
+                 iterations: int = 5, hebbian_epochs: int = 2, levels: int | None = None, activity: str = "rate"):
+        super().__init__(subspace, layers, activity)
         if hebbian_epochs < 1:
             raise DataError(f"HLOP: hebbian_epochs must be >= 1, got {hebbian_epochs}")
         self.options = {"lr": lr, "iterations": iterations, "levels": levels}
@@ -497,10 +524,7 @@ class HLOP(OrthogonalProjection):
     @torch.no_grad()
     def learn(self, trainer, task: int) -> None:
         """Hebbian phase: run the task's training data, let the new subspace neurons learn online."""
-        with LayerInputs(self.layers) as rec:
-            for epoch in range(self.hebbian_epochs):
-                for x, _ in trainer.batches(task, shuffle=True, desc=f"task {task + 1} hebbian {epoch + 1}/{self.hebbian_epochs}"):
-                    rec.clear()
-                    trainer.model(x)
-                    for name, rate in rec.rates(x.shape[0]).items():
-                        self.subspaces[name].update(rate)
+        for epoch in range(self.hebbian_epochs):
+            for x, _ in trainer.batches(task, shuffle=True, desc=f"task {task + 1} hebbian {epoch + 1}/{self.hebbian_epochs}"):
+                for name, vectors in layer_activity(trainer.model, self.layers, x, self.activity).items():
+                    self.subspaces[name].update(vectors)

@@ -90,8 +90,13 @@ def test_exited_samples_stop_simulating():
     clock = simulate_exit(graph, x, backend="numba-clock")
     assert clock.stats["synaptic_events"] == (16 * 32 + 5 * 16) * clock.stats["steps"]  # dense: every synapse, every step run
     if "torch" in BACKENDS:
-        compacted = simulate_exit(graph, x, backend="torch")
-        assert compacted.stats["neuron_updates"] == early.stats["neuron_updates"]
+        from spikeflow.train.early_exit import TorchExitRunner
+
+        stepped = TorchExitRunner(graph, chunk=1).run(x)
+        assert stepped.stats["neuron_updates"] == early.stats["neuron_updates"]  # compaction: no wasted step
+        chunked = simulate_exit(graph, x, backend="torch")  # 4 steps per pass: at most 3 wasted per sample
+        assert early.stats["neuron_updates"] <= chunked.stats["neuron_updates"] <= early.stats["neuron_updates"] + 21 * 3 * x.shape[1]
+        np.testing.assert_array_equal(chunked.exit_steps, stepped.exit_steps)
 
 
 def test_simulator_is_reusable_and_policy_can_be_overridden():
@@ -140,3 +145,20 @@ def test_bad_input_errors():
         simulate_exit(graph, _inputs())
     with pytest.raises(GraphError, match="spikeflow.Graph"):
         simulate_exit("graph", _inputs())
+
+
+def test_recurrent_graph_exits_identically():
+    rng = np.random.default_rng(5)
+    graph = sf.Graph(
+        {"input": n.Input(shape=(6,)), "w": n.Linear(weight=rng.normal(0.3, 1.0, (8, 6))), "lif": n.LIF(tau=0.01, v_threshold=0.4),
+         "rec": n.Linear(weight=rng.normal(0, 0.5, (8, 8))), "out": n.Affine(weight=rng.normal(0, 1, (3, 8)), bias=np.zeros(3)),
+         "output": n.Output(shape=(3,))},
+        [("input", "w"), ("w", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "out"), ("out", "output")], dt=1e-3,
+    )
+    policy = set_exit_policy(graph, threshold=0.9, min_steps=2)
+    x = (rng.uniform(0, 1, (16, 10, 6)) < 0.4).astype(np.float64)
+    steps, preds, _, _ = _offline(graph, x, policy)
+    for b in BACKENDS:
+        res = simulate_exit(graph, x, backend=b)
+        np.testing.assert_array_equal(res.exit_steps, steps, err_msg=b)
+        np.testing.assert_array_equal(res.predictions, preds, err_msg=b)

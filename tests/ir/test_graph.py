@@ -81,3 +81,22 @@ def test_graph_errors_name_the_node():
         sf.Graph.sequential(n.Input(shape=(1, 8, 8)), n.Flatten(), n.Affine(weight=np.ones((10, 63)), bias=np.zeros(10)))
     with pytest.raises(sf.GraphError, match="'lif1'.*Euler"):
         sf.Graph.sequential(n.Input(shape=(2,)), n.LIF(tau=1e-4, v_threshold=1.0), dt=1e-3).validate()
+
+
+def test_components_are_ordered_after_everything_they_read():
+    eye = np.eye(3)
+    g = sf.Graph(
+        {
+            "input": n.Input(shape=(3,)),
+            "n0": n.LIF(tau=0.01, v_threshold=1.0),
+            "skip": n.Linear(weight=eye),
+            "n1": n.LIF(tau=0.01, v_threshold=1.0),
+            "n2": n.LIF(tau=0.01, v_threshold=1.0),
+            "rec": n.Linear(weight=eye),
+            "output": n.Output(shape=(3,)),
+        },
+        [("input", "n0"), ("n0", "n1"), ("n0", "skip"), ("skip", "n2"), ("n1", "n2"), ("n2", "rec"), ("rec", "n1"), ("n2", "output")],
+    )
+    position = {name: i for i, group in enumerate(g.components()) for name in group}
+    for a, b in g.edges:
+        assert position[a] <= position[b], (a, b, g.components())

@@ -41,6 +41,13 @@ def test_slope_is_a_field_that_changes_the_gradient():
     assert math.isclose(float(surrogate("fast_sigmoid", slope=25.0).derivative(torch.tensor([0.04]))), 0.25)
 
 
+def test_subclasses_do_not_replace_registered_surrogates():
+    class Steeper(SURROGATES["atan"]):
+        pass
+
+    assert SURROGATES["atan"] is not Steeper and type(surrogate("atan")) is not Steeper
+
+
 def test_lookup_errors_and_instances():
     with pytest.raises(SpikeflowError, match="unknown name 'bogus'"):
         surrogate("bogus")

@@ -229,8 +229,8 @@ def test_torch_runner_compacts_the_batch_and_matches_offline_exits():
     y = sf.to_torch(g)(torch.as_tensor(x)).detach().numpy()
     pol = set_exit_policy(g, threshold=float(np.median(ee.decode(y, ExitPolicy("output", 1.0))[0])), min_steps=2)
     offline = ee.evaluate_outputs(y, np.zeros(30, dtype=np.int64), pol)
-    for batch_size in (None, 7):
-        res = ee.TorchExitRunner(g).run(x, batch_size=batch_size)
+    for batch_size, chunk in ((None, 1), (7, 1), (None, 4), (7, 5)):
+        res = ee.TorchExitRunner(g, chunk=chunk).run(x, batch_size=batch_size)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         assert res.stats["steps"] == offline["exit_steps"].sum() < 14 * 30

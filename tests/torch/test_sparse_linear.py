@@ -1,0 +1,36 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeflow.torch import sparse_linear
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("density", [0.03, 0.2])
+@pytest.mark.parametrize("bias", [True, False])
+def test_sparse_input_linear_equals_dense(dtype, binary, density, bias):
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(300, 37, generator=gen) < density
+    x = mask.to(dtype) if binary else mask.to(dtype) * torch.randn(300, 37, generator=gen, dtype=dtype)
+    x.requires_grad_()
+    w = torch.randn(1100, 37, generator=gen, dtype=dtype, requires_grad=True)  # wider than one tile
+    b = torch.randn(1100, generator=gen, dtype=dtype, requires_grad=True) if bias else None
+    y = sparse_linear._SparseInputLinear.apply(x, w, b)
+    ref = F.linear(x, w, b)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y, ref, **tol)
+    g = torch.randn(ref.shape, generator=gen, dtype=dtype)
+    inputs = (x, w) + ((b,) if bias else ())
+    for got, want in zip(torch.autograd.grad(y, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        torch.testing.assert_close(got, want, **tol)
+
+
+def test_dispatch_by_density_and_device():
+    x = (torch.rand(64, 50) < 0.05).float()
+    w = torch.randn(8, 50, requires_grad=True)
+    assert sparse_linear.linear(x, w).grad_fn.name().startswith("_SparseInputLinear")
+    dense = torch.rand(64, 50)
+    assert not sparse_linear.linear(dense, w).grad_fn.name().startswith("_SparseInputLinear")
+    assert not sparse_linear.linear(x, w, limit=0).grad_fn.name().startswith("_SparseInputLinear")
+    assert 0.0 < sparse_linear.density(x) < 0.2
