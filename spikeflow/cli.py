@@ -43,13 +43,16 @@ def graph_info(graph) -> str:
     """A table of the graph's nodes: name, type, output shape and number of parameter values."""
     from dataclasses import fields
 
+    from spikeflow.ir import nodes as n
+
     flat = graph.flatten()
     shapes = graph.shapes()
     rows = [("node", "type", "output shape", "params")]
     total = 0
     for name in flat.order():
         node = flat.nodes[name]
-        count = sum(int(np.size(getattr(node, f.name))) for f in fields(node) if isinstance(getattr(node, f.name), np.ndarray))
+        values = [getattr(node, f.name) for f in fields(node)]
+        count = sum(int(v.nnz) if n.is_sparse(v) else int(np.size(v)) for v in values if isinstance(v, np.ndarray) or n.is_sparse(v))
         total += count
         rows.append((name, type(node).__name__, str(tuple(shapes[name])), str(count)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

@@ -56,7 +56,7 @@ def _set(param: torch.Tensor, value) -> None:
 def _dense(node, ctx):
     out_features, in_features = node.weight.shape
     layer = nn.Linear(in_features, out_features, bias=isinstance(node, n.Affine), dtype=ctx.dtype)
-    _set(layer.weight, node.weight)
+    _set(layer.weight, n.dense_weight(node))
     if layer.bias is not None:
         _set(layer.bias, node.bias)
     return layer
@@ -69,7 +69,7 @@ def _conv(node, ctx):
         c_in_g * node.groups, c_out, node.kernel_size, stride=node.stride, padding=node.padding,
         dilation=node.dilation, groups=node.groups, bias=True, dtype=ctx.dtype,
     )
-    _set(layer.weight, node.weight)
+    _set(layer.weight, n.dense_weight(node))
     _set(layer.bias, node.bias)
     return layer
 

@@ -10,7 +10,7 @@ The backward kernels run the reverse-time recurrence of the surrogate gradient, 
 surrogate derivative row by row (or reading it from an array for user-defined surrogates), and
 return ``dL/du`` (pre-reset membrane) times ``scale`` for every step, plus ``dL/dth``.
 
-Batch rows are independent, so the outer loop runs in parallel over the batch. Inner loops run over
+Batch rows are independent (the outer loop is a prange, kept serial: see _FLAGS). Inner loops run over
 whole row slices with mode flags tested outside them, which is what lets LLVM vectorise them.
 """
 
@@ -22,7 +22,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-_FLAGS = dict(cache=True, nogil=True, parallel=True, error_model="numpy")
+# Serial on purpose: torch already uses the cores for the GEMMs, and parallel regions made small
+# batches 20-100x slower on a busy machine and training non-deterministic across processes.
+_FLAGS = dict(cache=True, nogil=True, error_model="numpy")
 
 # Surrogates evaluated inside the backward kernels (see spikeflow.torch.functional); SG_ARRAY:
 # the derivative comes precomputed in an array (user-defined surrogates).
