@@ -14,6 +14,7 @@ import numpy as np
 
 from spikeflow.errors import BackendError
 from spikeflow.ir import nodes as n
+from spikeflow.ir.egru import EGRU
 
 
 def is_available() -> bool:
@@ -37,6 +38,9 @@ def dense_counts(graph) -> tuple[int, int]:
             synapses += size * math.prod(node.weight.shape[1:])
         elif isinstance(node, (n.SumPool2d, n.AvgPool2d)):
             synapses += size * math.prod(node.kernel_size)
+        elif isinstance(node, EGRU):  # gate weights, input and recurrent, read densely
+            synapses += node.weight_ih.size + node.weight_hh.size
+            neurons += size
         elif node.stateful and not isinstance(node, n.Delay):
             neurons += size
     return synapses, neurons

@@ -101,15 +101,20 @@ def evaluate(model: CharModel, data: np.ndarray, seq: int = 200, batch: int = 16
     return nll / count / math.log(2), (zeros / total if total else float("nan"))
 
 
-def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, lr: float, act_rate: float, target_rate: float) -> float:
-    """Truncated BPTT with Adam and cosine decay; returns seconds spent."""
+def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, lr: float, act_rate: float,
+          target_rate: float, act_warmup: float = 0.0) -> float:
+    """Truncated BPTT with Adam, one-cycle schedule and gradient clipping; returns seconds spent.
+
+    The EGRU's event-rate regulariser is ramped in linearly over the first ``act_warmup`` fraction
+    of the steps: the units first learn to carry information, then are pushed towards sparsity.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     x = streams(data, batch)
     state, pos = None, 0
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=f"train {model.kind}", leave=False)
-    for _ in bar:
+    for step in bar:
         if pos + seq + 1 > len(x):
             state, pos = None, 0
         model.train()
@@ -117,7 +122,8 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[pos + 1 : pos + seq + 1].reshape(-1))
         total = loss
         if model.kind == "egru" and act_rate:
-            total = total + model.rnn.activity_loss(rate=act_rate, target_rate=target_rate)
+            ramp = min(1.0, step / (act_warmup * steps)) if act_warmup else 1.0
+            total = total + ramp * model.rnn.activity_loss(rate=act_rate, target_rate=target_rate)
         opt.zero_grad()
         total.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -147,17 +153,20 @@ def check_numba_events(model: CharModel, data: np.ndarray, length: int = 300) ->
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=3000, help="training steps, the same for every model")
     ap.add_argument("--seq", type=int, default=50)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--embed", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=4e-3)
-    ap.add_argument("--threshold-mean", type=float, default=0.2)
+    ap.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the GRU and LSTM (best on validation)")
+    ap.add_argument("--egru-lr", type=float, default=3e-2, help="peak learning rate of the EGRU (best on validation)")
+    ap.add_argument("--threshold-mean", type=float, default=0.3)
     ap.add_argument("--act-rate", type=float, default=5.0, help="weight of the event-rate regulariser")
-    ap.add_argument("--target-rate", type=float, default=0.1)
+    ap.add_argument("--target-rate", type=float, default=0.15)
+    ap.add_argument("--act-warmup", type=float, default=0.2, help="fraction of steps over which the regulariser ramps in")
     ap.add_argument("--trace", type=float, default=0.0, help="EGRU output-trace decay read out by the linear layer")
-    ap.add_argument("--dampening", type=float, default=0.3, help="EGRU pseudo-derivative dampening γ")
+    ap.add_argument("--dampening", type=float, default=0.7, help="EGRU pseudo-derivative dampening γ")
+    ap.add_argument("--width", type=float, default=1.0, help="EGRU pseudo-derivative width ε")
     ap.add_argument("--models", default="egru,gru,lstm")
     ap.add_argument("--quick", action="store_true", help="a 40-step smoke run")
     ap.add_argument("--threads", type=int, default=1, help="torch and numba threads (1 is fastest on a shared machine)")
@@ -179,20 +188,25 @@ def main(argv=None) -> dict:
             hidden = lstm_hidden_for(target, len(vocab), args.embed)
         else:
             hidden = args.hidden
-        kwargs = dict(threshold_mean=args.threshold_mean, pseudo_derivative_width=2.0,
+        kwargs = dict(threshold_mean=args.threshold_mean, pseudo_derivative_width=args.width,
                       pseudo_derivative_dampening=args.dampening, trace_decay=args.trace) if kind == "egru" else {}
         model = CharModel(kind, len(vocab), args.embed, hidden, **kwargs)
         if kind == "gru":
             gru_params = n_params(model)
-        seconds = train(model, train_ids, args.steps, args.seq, args.batch, args.lr, args.act_rate, args.target_rate)
+        lr = args.egru_lr if kind == "egru" else args.lr
+        seconds = train(model, train_ids, args.steps, args.seq, args.batch, lr, args.act_rate, args.target_rate, args.act_warmup)
         val_bpc, _ = evaluate(model, val_ids)
         test_bpc, sparsity = evaluate(model, test_ids)
-        results[kind] = {"hidden": hidden, "params": n_params(model), "train_seconds": round(seconds, 1),
+        results[kind] = {"hidden": hidden, "params": n_params(model), "lr": lr, "train_seconds": round(seconds, 1),
                          "val_bpc": round(val_bpc, 4), "test_bpc": round(test_bpc, 4)}
         if kind == "egru":
             results[kind]["activity_sparsity"] = round(sparsity, 4)
             results[kind]["numba_event_exact"] = check_numba_events(model, test_ids)
         print(f"{kind:5s} {results[kind]}")
+    print(f"\n{'model':6s} {'hidden':>6s} {'params':>7s} {'lr':>7s} {'train s':>8s} {'val bpc':>8s} {'test bpc':>8s} {'zero y':>7s}")
+    for kind, r in results.items():
+        zero = f"{r['activity_sparsity']:.3f}" if "activity_sparsity" in r else "-"
+        print(f"{kind:6s} {r['hidden']:6d} {r['params']:7d} {r['lr']:7.0e} {r['train_seconds']:8.1f} {r['val_bpc']:8.3f} {r['test_bpc']:8.3f} {zero:>7s}")
     if "egru" in results and "gru" in results:
         ratio = results["egru"]["test_bpc"] / results["gru"]["test_bpc"]
         results["egru_over_gru_bpc"] = round(ratio, 4)

@@ -2,7 +2,9 @@
 scatter), one sample at a time; :class:`Simulator` keeps state between chunks for online use.
 
 Neuron state is still advanced every step for every neuron (leak needs it); the saving is in the
-synapses, where the work is proportional to the number of spikes (nonzero inputs).
+synapses, where the work is proportional to the number of spikes (nonzero inputs). An EGRU layer
+likewise touches only the input rows of nonzero inputs and the recurrent-matrix columns of units
+that emitted an event in the previous step.
 """
 
 from __future__ import annotations

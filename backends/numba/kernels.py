@@ -7,17 +7,21 @@ makes later processes start without compiling. The float interpreter is compiled
 
 Summation order is the same in the gather (clock) and scatter (event) variants: every output
 element receives its terms in ascending input index, and skipped zero inputs only add zero. That
-is why numba-clock and numba-event give bit-identical results.
+is why numba-clock and numba-event give bit-identical results. The EGRU op follows the order of
+``spikeflow.torch.egru_kernels`` (each projection starts from its bias), so it also equals the torch
+EGRU bit for bit in float64.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
 
 # op codes (column 0 of an op row); column meanings are listed in program.py
 OP_INPUT, OP_COPY, OP_ADD, OP_DENSE, OP_SCALE, OP_CONV, OP_POOL = 0, 1, 2, 3, 4, 5, 6
-OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF = 7, 8, 9, 10, 11
+OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF, OP_EGRU = 7, 8, 9, 10, 11, 12
 # weight layouts of OP_DENSE
 ROWS, COLUMNS, CSR_ROWS, CSR_COLUMNS = 0, 1, 2, 3
 OP_WIDTH = 16
@@ -32,17 +36,25 @@ def _dense_accumulate(m, o, params, iparams, event):
     Works on slices so that LLVM sees plain loops over separate arrays (several times faster
     than offset arithmetic on one memory vector).
     """
-    dst, src, n_out, n_in, w, layout = o[1], o[2], o[3], o[4], o[5], o[7]
+    dst, src, n_out, n_in = o[1], o[2], o[3], o[4]
     y, x = m[dst : dst + n_out], m[src : src + n_in]
     y[:] = 0
+    return _weights_times(y, x, params, iparams, o[5], o[7], o[8], o[9])
+
+
+@njit(cache=True)
+def _weights_times(y, x, params, iparams, w, layout, ip, ix):
+    """``y += W x`` in the given layout (gathers and scatters add the terms in ascending input
+    index); returns the number of multiply-adds performed."""
+    n_out, n_in = y.size, x.size
     if layout == ROWS:
         _gather_rows(y, x, params[w : w + n_out * n_in].reshape((n_out, n_in)))
         return n_out * n_in
     if layout == COLUMNS:
         return _scatter_columns(y, x, params[w : w + n_out * n_in].reshape((n_in, n_out)))
-    indptr = iparams[o[8] : o[8] + (n_out if layout == CSR_ROWS else n_in) + 1]
+    indptr = iparams[ip : ip + (n_out if layout == CSR_ROWS else n_in) + 1]
     nnz = indptr[-1] - indptr[0]
-    indices, data = iparams[o[9] : o[9] + nnz], params[w : w + nnz]
+    indices, data = iparams[ix : ix + nnz], params[w : w + nnz]
     if layout == CSR_ROWS:
         _gather_csr(y, x, indptr, indices, data)
         return nnz
@@ -269,6 +281,9 @@ def _run_float(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event,
                     _integrate(v, m[src : src + size], params[o[5] : o[5] + size])
                     _spike(m[dst : dst + size], v, params, o[6], o[7], o[8], o[9])
                     counts[1] += size
+                elif code == OP_EGRU:
+                    counts[0] += _egru(m, o, params, iparams)
+                    counts[1] += size
             for r in range(rec_table.shape[0]):
                 off, n, at = rec_table[r, 0], rec_table[r, 1], rec_table[r, 2]
                 rec[t, b, at : at + n] = m[off : off + n]
@@ -327,6 +342,56 @@ def _spike(z, v, params, thr, vr, spiking, sub):
             v[i] = v[i] - th[i] if sub else params[vr + i]
         else:
             z[i] = 0
+
+
+# ------------------------------------------------------------------------------------- EGRU
+
+
+@njit(cache=True)
+def _egru(m, o, params, iparams):
+    """One step of an EGRU layer for one sample (op row: see ``program.py``).
+
+    The projections start from their biases and add the inputs' weight rows in ascending index
+    (event mode: only nonzero inputs, so the recurrent one touches only the columns of units whose
+    last ``y`` was an event); then the cell of ``spikeflow.torch.egru_kernels._cell``, operation
+    for operation. Returns the number of multiply-adds performed.
+    """
+    dst, src, n, n_in, s, geo = o[1], o[2], o[3], o[4], o[5], o[6]
+    c, y = m[s : s + n], m[s + n : s + 2 * n]
+    xp, hp = m[s + 2 * n : s + 5 * n], m[s + 5 * n : s + 8 * n]
+    w_ih, lay_ih, ip_ih, ix_ih, b_ih = iparams[geo], iparams[geo + 1], iparams[geo + 2], iparams[geo + 3], iparams[geo + 4]
+    w_hh, lay_hh, ip_hh, ix_hh, b_hh = iparams[geo + 5], iparams[geo + 6], iparams[geo + 7], iparams[geo + 8], iparams[geo + 9]
+    theta, trace = iparams[geo + 10], iparams[geo + 11]
+    xp[:] = params[b_ih : b_ih + 3 * n]
+    ops = _weights_times(xp, m[src : src + n_in], params, iparams, w_ih, lay_ih, ip_ih, ix_ih)
+    hp[:] = params[b_hh : b_hh + 3 * n]
+    ops += _weights_times(hp, y, params, iparams, w_hh, lay_hh, ip_hh, ix_hh)  # y: last step's events
+    _egru_cell(xp, hp, c, params[theta : theta + n], y)
+    out = m[dst : dst + n]
+    if trace < 0:
+        out[:] = y
+    else:
+        a = params[trace]
+        for i in range(n):
+            out[i] = a * out[i] + (1.0 - a) * y[i]
+    return ops
+
+
+@njit(cache=True)
+def _egru_cell(xp, hp, c, theta, y):
+    """Gates, state ``c`` (updated in place, reset by subtraction) and events ``y``."""
+    n = c.shape[0]
+    for i in range(n):
+        ri = 1.0 / (1.0 + math.exp(-(xp[i] + hp[i])))
+        ui = 1.0 / (1.0 + math.exp(-(xp[n + i] + hp[n + i])))
+        gi = math.tanh(xp[2 * n + i] + ri * hp[2 * n + i])
+        cti = ui * c[i] + (1.0 - ui) * gi
+        if cti > theta[i]:
+            y[i] = cti
+            c[i] = cti - theta[i]
+        else:
+            y[i] = 0.0
+            c[i] = cti
 
 
 # ------------------------------------------------------------------------------ fixed point

@@ -16,7 +16,14 @@ DELAY       @dst, @src, size, %steps, @ring, ring length
 LIF (LI)    @dst, @src, size, @v, #a, #b, #c, #v_threshold, #v_reset, spiking, subtract
 CUBA        @dst, @src, size, @v, @i, #a_syn, #c_syn, #a_mem, #c_mem, #b_mem, #v_th, #v_reset, spiking, subtract
 IF (I)      @dst, @src, size, @v, #c, #v_threshold, #v_reset, spiking, subtract
+EGRU        @dst, @src, hidden, n_in, @state, %egru   (state: c, y, then scratch xp, hp of 3*hidden)
 ==========  =====================================================================================
+
+``%egru`` holds ``#w_ih, layout, %indptr, %indices, #bias_ih, #w_hh, layout, %indptr, %indices,
+#bias_hh, #threshold, #trace_decay|-1``: an EGRU's two weight matrices are stored like a DENSE
+op's (clock: gathered by rows; event: scattered by columns, so only inputs and units with a
+nonzero ``y`` cost work). A recorded EGRU's trace is its output (the events ``y``, or the output
+trace), as in the torch backend.
 
 The order of ops is :meth:`Graph.order`; a node's input is the sum of its sources in sorted name
 order, exactly as ``tests/reference/graph_sim.py`` computes it.
@@ -32,6 +39,7 @@ import numpy as np
 from . import kernels as K
 from spikeflow.errors import BackendError
 from spikeflow.ir import nodes as n
+from spikeflow.ir.egru import EGRU
 from spikeflow.ir.discretise import coefficients
 
 SPARSE_DENSITY = 0.25
@@ -60,7 +68,8 @@ class Program:
     fixed: object | None = None
     saturated_params: int = 0
     layouts: dict[str, str] = field(default_factory=dict)
-    """Synaptic node name -> weight layout chosen ("rows", "columns", "csr-rows", "csr-columns")."""
+    """Synaptic node name -> weight layout chosen ("rows", "columns", "csr-rows", "csr-columns");
+    an EGRU's two matrices appear as ``"<name>:weight_ih"`` and ``"<name>:weight_hh"``."""
 
 
 class ProgramBuilder:
@@ -114,6 +123,13 @@ class ProgramBuilder:
         """``W x (+ b)``; ``weight`` is a dense array or a ``(indptr, indices, data, shape)`` CSR
         tuple by rows (or any object with ``tocsr()``, such as a sparse IR weight), stored in the
         layout the mode prefers. A sparse weight is only densified when ``sparse=False``."""
+        (n_out, n_in), (layout, w, ip, ix, frac) = self.weights(name, weight)
+        b = -1 if bias is None else self.param(bias, "state")
+        self.op(K.OP_DENSE, dst, src, n_out, n_in, w, b, layout, ip, ix, 0, 0, frac or 0)
+
+    def weights(self, name: str, weight):
+        """Store a weight matrix for ``W x``; returns ``((n_out, n_in), (layout, #w, %indptr,
+        %indices, fixed-point fraction or None))`` and records the layout under ``name``."""
         csr = _as_csr(weight)
         n_out, n_in = csr[3] if csr is not None else weight.shape
         if csr is not None:
@@ -136,8 +152,25 @@ class ProgramBuilder:
             layout, ip, ix = (K.COLUMNS if self.event else K.ROWS), 0, 0
             w = self.param(dense.T if self.event else dense, "weight", frac)
         self.layouts[name] = {K.ROWS: "rows", K.COLUMNS: "columns", K.CSR_ROWS: "csr-rows", K.CSR_COLUMNS: "csr-columns"}[layout]
-        b = -1 if bias is None else self.param(bias, "state")
-        self.op(K.OP_DENSE, dst, src, n_out, n_in, w, b, layout, ip, ix, 0, 0, frac or 0)
+        return (n_out, n_in), (layout, w, ip, ix, frac)
+
+    def egru(self, name: str, dst: int, src: int, node, backend: str) -> int:
+        """One EGRU layer; returns the offset of its state ``c``."""
+        if self.fixed is not None:
+            raise BackendError(
+                f"node {name!r} of type EGRU is not supported by backend {backend!r} in fixed-point precision "
+                "(its gates need exp and tanh); use precision 'float64' or 'float32'"
+            )
+        hidden = node.hidden_size
+        state = self.alloc(8 * hidden)  # c, y, xp (3H), hp (3H)
+        geo = []
+        for part in ("ih", "hh"):
+            _, (layout, w, ip, ix, _) = self.weights(f"{name}:weight_{part}", getattr(node, f"weight_{part}"))
+            geo += [w, layout, ip, ix, self.param(getattr(node, f"bias_{part}"), "state")]
+        geo.append(self.param(node.threshold, "threshold"))
+        geo.append(self.param(node.trace_decay, "coef") if node.trace_decay != 0 else -1)
+        self.op(K.OP_EGRU, dst, src, hidden, node.input_size, state, self.iparam(geo))
+        return state
 
     def lif(self, dst: int, src: int, size: int, coef: dict, spiking: bool, subtract: bool) -> int:
         v = self.alloc(size)
@@ -240,6 +273,8 @@ def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend) -> int | 
         thr, vr = pb.spike_params(full, size, node.spiking)
         pb.op(K.OP_CUBA, dst, src, size, v, cur, *cols, thr, vr, node.spiking, getattr(node, "reset", "zero") == "subtract")
         return v
+    elif isinstance(node, EGRU):  # recorded by its output (the events), as the torch backend does
+        pb.egru(name, dst, src, node, backend)
     elif isinstance(node, (n.I, n.IF)):
         full = {k: _full(v, size, shape) for k, v in coef.items()}
         v = pb.alloc(size)

@@ -7,7 +7,9 @@ all ``T*B`` samples at once (one batched GEMM or convolution over time), neurons
 loops run through the fused scan of :mod:`spikeflow.torch.functional`, and the nodes of a recurrent
 component (:meth:`spikeflow.ir.Graph.components`) step one time step at a time, delayed edges
 carrying the previous step's value. The input of a node is the sum of its incoming edges in sorted
-source-name order, exactly as in :mod:`spikeflow.ir.discretise`.
+source-name order, exactly as in :mod:`spikeflow.ir.discretise`. An EGRU node becomes a one-layer
+:class:`spikeflow.torch.egru.EGRU` (time-major, state from zero each call), whose float64 forward
+equals the numba backends bit for bit.
 
 Example:
     >>> import numpy as np, torch, spikeflow as sf
@@ -23,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import fields
 from typing import Any, Callable, Mapping
 
@@ -31,6 +34,7 @@ from torch import nn
 
 from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir import nodes as n
+from spikeflow.ir.egru import EGRU as EGRUNode
 from spikeflow.ir.graph import Graph
 from spikeflow.torch import modules as m
 from spikeflow.torch import sparse_linear
@@ -93,6 +97,19 @@ def _neuron(node, ctx):
     )
 
 
+def _egru(node, ctx):
+    from spikeflow.torch.egru import egru_from_node  # imports numba: only when a graph has an EGRU
+
+    return egru_from_node(node, dtype=ctx.dtype, train_threshold=ctx.train_threshold)
+
+
+def _is_egru(layer: nn.Module) -> bool:
+    """True for a :class:`spikeflow.torch.egru.EGRU`; none can exist before its module was imported,
+    so graphs without an EGRU never import it (and numba) just to ask."""
+    module = sys.modules.get("spikeflow.torch.egru")
+    return module is not None and isinstance(layer, module.EGRU)
+
+
 LOWERING: dict[type[n.Node], Callable[[Any, _Context], nn.Module | None]] = {
     n.Input: lambda node, ctx: None,
     n.Output: lambda node, ctx: None,
@@ -106,6 +123,7 @@ LOWERING: dict[type[n.Node], Callable[[Any, _Context], nn.Module | None]] = {
     n.Scale: lambda node, ctx: m.Scale(node.scale, dtype=ctx.dtype),
     n.Threshold: lambda node, ctx: m.Threshold(node.threshold, surrogate=ctx.surrogate, train_threshold=ctx.train_threshold, dtype=ctx.dtype),
     n.Delay: lambda node, ctx: m.Delay(node.delay, dt=ctx.dt),
+    EGRUNode: _egru,
     **{kind: _neuron for kind in m.NEURON_MODULES},
 }
 """One rule per IR node type: node -> module (None: the node passes its input through)."""
@@ -119,6 +137,10 @@ def node_of(layer: nn.Module, where: str = "") -> n.Node:
     numpy = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
     if hasattr(layer, "to_node"):
         return layer.to_node()
+    if _is_egru(layer):
+        if layer.num_layers != 1:
+            raise BackendError(f"{where}EGRU: a {layer.num_layers}-layer module is {layer.num_layers} nodes; use to_graph(module)")
+        return layer.to_nodes()[0]
     if isinstance(layer, nn.Linear):
         if layer.bias is None:
             return n.Linear(weight=numpy(layer.weight))
@@ -243,6 +265,8 @@ class GraphModule(nn.Module):
         layer = self.layers[_key(name)] if _key(name) in self.layers else None
         if layer is None or isinstance(layer, (m._Neuron, m.Delay, m.Threshold, m.Scale)):
             return x if layer is None else layer(x)
+        if _is_egru(layer):  # time-major, state from zero; the recurrent scan runs inside
+            return layer(x)[0]
         # Stateless layers see all T*B samples at once: one GEMM / convolution for the sequence;
         # dense layers fed by sparse spikes skip the zeros (spikeflow.torch.sparse_linear).
         flat = x.reshape((T * B,) + tuple(x.shape[2:]))
@@ -279,6 +303,9 @@ class GraphModule(nn.Module):
                     y, states[name] = layer.step(total, states[name], coefs[name])
                 elif isinstance(layer, m.Delay):
                     y, states[name] = layer.step(total, states[name])
+                elif _is_egru(layer):  # a one-step sequence; the EGRUState carries over
+                    y, states[name] = layer(total.unsqueeze(0), states[name])
+                    y = y[0]
                 else:
                     y = total if layer is None else layer(total)
                 cur[name] = y
@@ -368,6 +395,8 @@ def _input_shape(layer: nn.Module) -> tuple[int, ...]:
         return (layer.in_features,)
     if isinstance(layer, m.Recurrent):
         return (layer.recurrent.in_features,)
+    if _is_egru(layer):
+        return (layer.input_size,)
     if hasattr(layer, "to_node"):
         shape = layer.to_node().input_shape()
         if shape:
@@ -382,7 +411,9 @@ def to_graph(module: nn.Module, sample: torch.Tensor | None = None, *, dt: float
         module: a :class:`GraphModule` (exact round trip of :func:`to_torch`), or an
             ``nn.Sequential`` (or single layer) of ``nn.Linear``, ``nn.Conv1d/2d``,
             ``nn.AvgPool2d``, ``nn.Flatten``, ``nn.Identity`` and spikeflow modules
-            (neurons, :class:`~spikeflow.torch.modules.Recurrent`, Threshold, Scale, Delay).
+            (neurons, :class:`~spikeflow.torch.modules.Recurrent`, Threshold, Scale, Delay) or a
+            :class:`~spikeflow.torch.egru.EGRU` (one EGRU node per layer; its training-only
+            dropout, DropConnect and zoneout are not part of the graph).
         sample: a time-major input ``[T, B, ...]`` fixing the input shape; needed when the first
             layer does not imply it (convolutions).
         dt, integration: override; by default taken from the neuron modules (which must agree),
@@ -421,6 +452,15 @@ def to_graph(module: nn.Module, sample: torch.Tensor | None = None, *, dt: float
             expected = node.nodes["input"].shape
             if shape != expected:
                 raise GraphError(f"{where}expects input shape {expected}, got {shape}")
+        elif _is_egru(layer) and layer.num_layers > 1:  # a stack: one node per layer
+            for k, node in enumerate(layer.to_nodes(), start=1):
+                try:
+                    shape = node.output_shape(shape)
+                except GraphError as err:
+                    raise GraphError(f"{where}layer {k - 1}: {err}") from None
+                nodes[f"egru{i}_{k}"] = node
+                names.append(f"egru{i}_{k}")
+            continue
         else:
             node = node_of(layer, where)
             name = f"{type(node).__name__.lower()}{i}"

@@ -39,7 +39,10 @@ def test_float64_spikes_equal_reference_simulator(kind, seed):
 
 
 def test_every_lowered_node_type_is_covered():
-    covered = {type(node).__name__ for kind in GRAPHS for node in GRAPHS[kind](0).flatten().nodes.values()}
+    from tests.backends.egru_graphs import GRAPHS as EGRU_GRAPHS  # graph_sim has no EGRU: test_egru_lowering.py
+
+    graphs = [make(0) for make in GRAPHS.values()] + [make(0) for make in EGRU_GRAPHS.values()]
+    covered = {type(node).__name__ for graph in graphs for node in graph.flatten().nodes.values()}
     assert covered == {t.__name__ for t in lowering.LOWERING}
 
 
