@@ -1,7 +1,8 @@
 """Early exit vs running every sample to T_max: wall-clock per sample and accuracy, same run.
 
 Cases: numba-event at batch 1 (each sample simulated alone; early exit stops it at its exit step)
-and torch at batch 64 (early exit steps the batch and drops finished samples), for the directly
+and torch at batch 64 (early exit runs adaptive chunks of steps through the module's state API,
+``GraphModule.run_chunk``, and drops finished samples after each chunk), for the directly
 trained and the converted DigitSaccades networks of ``examples/early_exit_digits.py`` (trained
 there and saved with their calibrated policies; trained here if missing). The "peer" is the same
 network without early exit. Targets: 1.5x at batch 1, 1.3x at batch 64.

@@ -6,7 +6,7 @@ one recurrent layer and a linear readout, with the same parameter count (the LST
 is chosen to match). Reports test bits per character and, for the EGRU, activity sparsity (the
 fraction of zero outputs ``y``), then checks the EGRU against the numba-event runner.
 
-Run:  .venv/bin/python examples/egru_language_model.py [--steps 600] [--quick]
+Run:  .venv/bin/python examples/egru_language_model.py [--steps 2000] [--models egru,gru,lstm] [--quick]
 """
 
 from __future__ import annotations
@@ -153,16 +153,16 @@ def check_numba_events(model: CharModel, data: np.ndarray, length: int = 300) ->
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000, help="training steps, the same for every model")
+    ap.add_argument("--steps", type=int, default=2000, help="training steps, the same for every model")
     ap.add_argument("--seq", type=int, default=50)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--embed", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the GRU and LSTM (best on validation)")
-    ap.add_argument("--egru-lr", type=float, default=3e-2, help="peak learning rate of the EGRU (best on validation)")
+    ap.add_argument("--egru-lr", type=float, default=2e-2, help="peak learning rate of the EGRU (best on validation)")
     ap.add_argument("--threshold-mean", type=float, default=0.3)
     ap.add_argument("--act-rate", type=float, default=5.0, help="weight of the event-rate regulariser")
-    ap.add_argument("--target-rate", type=float, default=0.15)
+    ap.add_argument("--target-rate", type=float, default=0.2)
     ap.add_argument("--act-warmup", type=float, default=0.2, help="fraction of steps over which the regulariser ramps in")
     ap.add_argument("--trace", type=float, default=0.0, help="EGRU output-trace decay read out by the linear layer")
     ap.add_argument("--dampening", type=float, default=0.7, help="EGRU pseudo-derivative dampening γ")

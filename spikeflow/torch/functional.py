@@ -9,6 +9,10 @@ and the same update order, so float64 spike trains equal the NumPy reference bit
   tensors the time loop runs in one numba kernel inside a custom autograd Function whose backward
   runs the reverse-time recurrence in one kernel as well; on other devices they fall back to a
   plain loop over the step functions (same values, gradients through autograd).
+* :func:`neuron_chunk` runs ``x[k, B, ...]`` from a given :class:`State` and returns the final
+  state too, fused as well (gradients reach the initial state), so a sequence can run in chunks:
+  chunks of any size give the same values as one scan, bit for bit. :func:`delay_chunk` does the
+  same for a Delay.
 
 Parameters (``tau``, ``v_threshold``, ...) may be floats, arrays or tensors that require grad; a
 trainable ``tau`` is turned into the decay ``a`` and gain ``g`` in torch with the formula of
@@ -262,11 +266,24 @@ cuba_li_step = _step(CubaLIParams)
 
 def loop_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients) -> torch.Tensor:
     """Reference multi-step path: the step function in a Python loop over ``x[T, B, ...]``."""
-    state, out = None, []
+    return loop_chunk(x, dyn, coef)[0]
+
+
+def loop_chunk(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State | None = None) -> tuple[torch.Tensor, State]:
+    """:func:`loop_scan` from ``state`` (None: at rest); returns the outputs and the final state."""
+    if state is None:
+        state = initial_state(dyn, (x.shape[1],) + tuple(x.shape[2:]), x)
+    out = []
     for t in range(x.shape[0]):
         y, state = neuron_step(x[t], state, dyn, coef)
         out.append(y)
-    return torch.stack(out)
+    return (torch.stack(out) if out else torch.empty_like(x)), state
+
+
+def initial_state(dyn: Dynamics, shape: tuple[int, ...], like: torch.Tensor) -> State:
+    """The state at rest (zeros) of a neuron of ``shape = (B, *features)`` in ``like``'s dtype/device."""
+    v = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return State(v, torch.zeros_like(v) if dyn.kind == "cuba" else None)
 
 
 _KERNELS: Any = None
@@ -285,29 +302,52 @@ def _kernels():
 
 
 def neuron_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, fused: bool | None = None) -> torch.Tensor:
-    """Run a neuron over ``x[T, B, ...]``; the output has the same shape.
+    """Run a neuron over ``x[T, B, ...]`` from rest; the output has the same shape.
 
     ``fused=None`` picks the numba kernel for CPU tensors and the step loop elsewhere.
     """
+    return neuron_chunk(x, dyn, coef, None, fused)[0]
+
+
+def neuron_chunk(
+    x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State | None = None, fused: bool | None = None
+) -> tuple[torch.Tensor, State]:
+    """Run a neuron over ``x[k, B, ...]`` from ``state`` (None: at rest); return the outputs and
+    the state after the last step. Consecutive chunks equal one :func:`neuron_scan` bit for bit."""
     if x.dim() < 2:
         raise DataError(f"neuron input: expected a time-major tensor [T, B, ...], got shape {tuple(x.shape)}")
+    T, B = x.shape[:2]
+    feature = tuple(x.shape[2:])
+    if state is not None:
+        _check_state(state, dyn, (B,) + feature)
     if fused is None:
         fused = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _kernels() is not None
-    if not fused or x.shape[0] == 0:
-        return loop_scan(x, dyn, coef)
-    T, B = x.shape[:2]
-    feature = x.shape[2:]
+    if not fused or T == 0:
+        return loop_chunk(x, dyn, coef, state)
     n = math.prod(feature)
 
     def flat(c):
         return c.expand(feature).reshape(n).contiguous() if c is not None else None
 
+    v0 = state.v.reshape(B, n) if state is not None else None
     x3 = x.reshape(T, B, n)
     if dyn.kind == "cuba":
-        y = _CubaScan.apply(x3, dyn, flat(coef.a_syn), flat(coef.c_syn), flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset))
-    else:
-        y = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset))
-    return y.reshape(x.shape)
+        i0 = state.i.reshape(B, n) if state is not None else None
+        y, v, i = _CubaScan.apply(x3, dyn, flat(coef.a_syn), flat(coef.c_syn), flat(coef.a), flat(coef.b), flat(coef.c),
+                                  flat(coef.v_threshold), flat(coef.v_reset), v0, i0)
+        return y.reshape(x.shape), State(v.reshape((B,) + feature), i.reshape((B,) + feature))
+    y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0)
+    return y.reshape(x.shape), State(v.reshape((B,) + feature))
+
+
+def _check_state(state: State, dyn: Dynamics, shape: tuple[int, ...]) -> None:
+    if not isinstance(state, State):
+        raise DataError(f"neuron state: expected a State, got {type(state).__name__}")
+    parts = {"v": state.v, "i": state.i} if dyn.kind == "cuba" else {"v": state.v}
+    for name, t in parts.items():
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            found = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise DataError(f"neuron state field {name!r}: expected a tensor of shape {shape} (batch, *neuron shape), got {found}")
 
 
 def _np(t: torch.Tensor | None, n: int, dtype: torch.dtype, fill: float = 0.0) -> np.ndarray:
@@ -337,9 +377,17 @@ def _sum_to(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1]).sum(0)
 
 
-def _previous(v_post: torch.Tensor) -> torch.Tensor:
-    """v[t-1] for every t (zero at t = 0)."""
-    return torch.cat([torch.zeros_like(v_post[:1]), v_post[:-1]])
+def _previous(v_post: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    """v[t-1] for every t (``first``, the initial state, at t = 0; zero when None)."""
+    head = torch.zeros_like(v_post[:1]) if first is None else first.unsqueeze(0)
+    return torch.cat([head, v_post[:-1]])
+
+
+def _state_rows(state: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """A fresh ``[B, N]`` state array for a kernel to update in place (zeros when None)."""
+    if state is None:
+        return torch.zeros(x.shape[1:], dtype=x.dtype)
+    return state.detach().to(x.dtype).contiguous().clone()
 
 
 def _post_reset(u: torch.Tensor, dyn: Dynamics, th, vr) -> torch.Tensor:
@@ -358,28 +406,29 @@ class _LeakyScan(torch.autograd.Function):
     """Fused LIF / LI / IF / I over time (forward and backward each one numba kernel)."""
 
     @staticmethod
-    def forward(ctx, x, dyn, a, b, c, th, vr):
+    def forward(ctx, x, dyn, a, b, c, th, vr, v0):
         k = _kernels()
         T, B, n = x.shape
         x = x.contiguous()
         out = torch.empty_like(x)
         keep = any(ctx.needs_input_grad) and dyn.spiking
         u = _scratch(x, keep)
+        v = _state_rows(v0, x)
         k.leaky_forward(
             x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
-            _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(),
+            _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), v.numpy(),
         )
         ctx.dyn = dyn
-        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr)
-        return out
+        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0)
+        return out, v
 
     @staticmethod
-    def backward(ctx, g_out):
+    def backward(ctx, g_out, g_v):
         k = _kernels()
         dyn = ctx.dyn
-        x, u, a, c, th, vr = ctx.saved_tensors
+        x, u, a, c, th, vr, v0 = ctx.saved_tensors
         T, B, n = x.shape
-        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr
+        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr, v0
         g_out = g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_th = torch.zeros((B, n), dtype=x.dtype)
@@ -388,50 +437,53 @@ class _LeakyScan(torch.autograd.Function):
         coef_grads = need[2] or need[3] or need[4]
         # Without coefficient gradients the kernel writes dL/dx = c * dL/du directly.
         scale = _np(None, n, x.dtype, 1.0) if coef_grads else _np(c, n, x.dtype)
+        g_v0 = _state_rows(g_v, x)  # dL/d(final state) in, dL/d(initial state) out
         k.leaky_backward(
             g_out.numpy(), u.numpy(), *sg, _np(a, n, x.dtype, 1.0), th_np, _np(vr, n, x.dtype), scale,
-            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(),
+            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(),
         )
         g_x = g_a = g_b = g_c = g_thr = None
         if need[0]:
             g_x = g_u * c if coef_grads else g_u
         if need[2]:
-            g_a = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr)))
+            g_a = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
         if need[3]:
             g_b = _sum_to(g_u)
         if need[4]:
             g_c = _sum_to(g_u * x)
         if need[5]:
             g_thr = _sum_to(g_th)
-        return g_x, None, g_a, g_b, g_c, g_thr, None
+        return g_x, None, g_a, g_b, g_c, g_thr, None, g_v0 if need[7] else None
 
 
 class _CubaScan(torch.autograd.Function):
     """Fused CubaLIF / CubaLI over time."""
 
     @staticmethod
-    def forward(ctx, x, dyn, a_syn, c_syn, a, b, c, th, vr):
+    def forward(ctx, x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0):
         k = _kernels()
         T, B, n = x.shape
         x = x.contiguous()
         out = torch.empty_like(x)
         keep = any(ctx.needs_input_grad)
         u, i = _scratch(x, keep), _scratch(x, keep)
+        v_end, i_end = _state_rows(v0, x), _state_rows(i0, x)
         k.cuba_forward(
             x.numpy(), a_syn.numpy(), c_syn.numpy(), a.numpy(), b.numpy(), c.numpy(), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(),
+            v_end.numpy(), i_end.numpy(),
         )
         ctx.dyn = dyn
-        ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr)
-        return out
+        ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0)
+        return out, v_end, i_end
 
     @staticmethod
-    def backward(ctx, g_out):
+    def backward(ctx, g_out, g_v, g_i_end):
         k = _kernels()
         dyn = ctx.dyn
-        x, u, i, a_syn, c_syn, a, c, th, vr = ctx.saved_tensors
+        x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0 = ctx.saved_tensors
         T, B, n = x.shape
-        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr
+        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0
         g_out = g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_i = torch.empty_like(g_out)
@@ -440,25 +492,31 @@ class _CubaScan(torch.autograd.Function):
         sg = _surrogate_args(dyn, u, th_np)
         syn_grads = need[2] or need[3]
         scale = _np(None, n, x.dtype, 1.0) if syn_grads else c_syn.numpy()
+        g_v0, g_i0 = _state_rows(g_v, x), _state_rows(g_i_end, x)  # final state in, initial state out
         k.cuba_backward(
             g_out.numpy(), u.numpy(), *sg, a_syn.numpy(), a.numpy(), c.numpy(), th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_i.numpy(), g_th.numpy(),
+            g_v0.numpy(), g_i0.numpy(),
         )
-        grads = [None] * 9
+        grads = [None] * 11
         if need[0]:
             grads[0] = g_i * c_syn if syn_grads else g_i
         if need[2]:
-            grads[2] = _sum_to(g_i * _previous(i))
+            grads[2] = _sum_to(g_i * _previous(i, i0))
         if need[3]:
             grads[3] = _sum_to(g_i * x)
         if need[4]:
-            grads[4] = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr)))
+            grads[4] = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
         if need[5]:
             grads[5] = _sum_to(g_u)
         if need[6]:
             grads[6] = _sum_to(g_u * i)
         if need[7]:
             grads[7] = _sum_to(g_th)
+        if need[9]:
+            grads[9] = g_v0
+        if need[10]:
+            grads[10] = g_i0
         return tuple(grads)
 
 
@@ -485,6 +543,25 @@ cuba_li_scan = _scan(CubaLIParams)
 def threshold(x: torch.Tensor, v_threshold: Any, surrogate: Any = "atan") -> torch.Tensor:
     """Stateless spikes ``z = x > v_threshold`` with a surrogate gradient."""
     return lookup_surrogate(surrogate)(x - _tensor(v_threshold, x).to(x.dtype))
+
+
+def delay_chunk(x: torch.Tensor, steps: Any, history: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`delay` over a chunk ``x[k, B, ...]`` after ``history``, the last ``D = max(steps)``
+    inputs ``[D, B, ...]`` (None: zeros); returns the outputs and the new history."""
+    steps_np = np.asarray(steps, dtype=np.int64)
+    depth = int(steps_np.max(initial=0))
+    shape = (depth,) + tuple(x.shape[1:])
+    if history is None:
+        history = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    elif not isinstance(history, torch.Tensor) or tuple(history.shape) != shape:
+        found = tuple(history.shape) if isinstance(history, torch.Tensor) else type(history).__name__
+        raise DataError(f"delay state: expected the last {depth} inputs, a tensor of shape {shape}, got {found}")
+    seq = torch.cat([history, x]) if depth else x
+    T = x.shape[0]
+    steps_t = torch.as_tensor(steps_np, device=x.device).expand(x.shape[2:])
+    src = depth + torch.arange(T, device=x.device).reshape((T,) + (1,) * len(x.shape[2:])) - steps_t
+    y = seq.gather(0, src.unsqueeze(1).expand(x.shape))
+    return y, seq[seq.shape[0] - depth :]
 
 
 def delay(x: torch.Tensor, steps: Any) -> torch.Tensor:

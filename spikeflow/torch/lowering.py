@@ -11,6 +11,11 @@ source-name order, exactly as in :mod:`spikeflow.ir.discretise`. An EGRU node be
 :class:`spikeflow.torch.egru.EGRU` (time-major, state from zero each call), whose float64 forward
 equals the numba backends bit for bit.
 
+A module can also run a sequence in chunks, carrying the state of every neuron, Delay, EGRU and
+recurrent loop between calls (:meth:`GraphModule.initial_state`, :meth:`GraphModule.run_chunk`,
+:meth:`GraphModule.select` to keep a subset of the samples); in float64, chunks of any size give
+the same values as one call, bit for bit.
+
 Example:
     >>> import numpy as np, torch, spikeflow as sf
     >>> g = sf.Graph.sequential(sf.ir.Input(shape=(3,)), sf.ir.Linear(weight=np.ones((2, 3))),
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 import torch
@@ -36,10 +41,16 @@ from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.egru import EGRU as EGRUNode
 from spikeflow.ir.graph import Graph
+from spikeflow.torch import functional as F
 from spikeflow.torch import modules as m
 from spikeflow.torch import sparse_linear
 
 BACKEND = "torch"
+
+ROW_BLOCK = 4
+"""float64 dense layers multiply ``ROW_BLOCK`` rows at a time at the end of a batch: MKL rounds
+the leftover rows of a GEMM (row count not a multiple of 4) differently, which would make a row's
+value depend on how many rows it shares the call with, i.e. on the chunk size."""
 
 
 # ------------------------------------------------------------------- node -> module rules
@@ -176,6 +187,23 @@ def _key(name: str) -> str:
     return name.replace(".", "/")  # nn.Module names may not contain '.'; IR names never contain '/'
 
 
+@dataclass
+class GraphState:
+    """The state of a :class:`GraphModule` between two chunks of steps, for ``batch`` samples.
+
+    Attributes:
+        batch: number of samples.
+        nodes: per stateful node: a :class:`spikeflow.torch.functional.State` (neurons, ``[B, ...]``),
+            the last ``max(steps)`` inputs ``[D, B, ...]`` (Delay), an ``EGRUState`` (EGRU).
+        carried: the last step's output ``[B, ...]`` of every source of a delayed (recurrent) edge;
+            empty before the first step.
+    """
+
+    batch: int
+    nodes: dict[str, Any]
+    carried: dict[str, torch.Tensor]
+
+
 class GraphModule(nn.Module):
     """A graph as an ``nn.Module``: ``net(x[T, B, ...]) -> y[T, B, ...]`` with a fresh state per call.
 
@@ -206,6 +234,7 @@ class GraphModule(nn.Module):
                 self.layers[_key(name)] = layer
         self.register_buffer("_probe", torch.zeros(0, dtype=ctx.dtype), persistent=False)
         self.sparse_limit = sparse_linear.DENSITY_LIMIT
+        self._transposed: dict[int, tuple] = {}  # id(layer) -> (weight version key, W.T contiguous)
         """Dense layers whose input has at most this fraction of non-zeros use the sparse kernels
         (0 turns them off)."""
 
@@ -221,19 +250,86 @@ class GraphModule(nn.Module):
         if unknown:
             raise DataError(f"record: no node {unknown[0]!r} in the graph; nodes: {sorted(self.shapes)}")
         values = self._check_inputs(x)
+        self._run_steps(values, GraphState(next(iter(values.values())).shape[1], {}, {}))
+        return self._outputs(values), {k: values[k] for k in record}
+
+    def initial_state(self, batch: int) -> GraphState:
+        """The state at rest of ``batch`` samples (zeros; no recurrent value carried yet)."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise DataError(f"initial_state: expected a batch size >= 1, got {batch!r}")
+        like = self._probe
+        nodes: dict[str, Any] = {}
+        for name in self.order:
+            layer = self._layer(name)
+            shape = (batch,) + self.shapes[name]
+            if isinstance(layer, m._Neuron):
+                nodes[name] = F.initial_state(layer.discretise(like)[0], shape, like)
+            elif isinstance(layer, m.Delay):
+                depth = int(layer.steps.max(initial=0))
+                nodes[name] = torch.zeros((depth,) + shape, dtype=like.dtype, device=like.device)
+            elif _is_egru(layer):
+                nodes[name] = layer.initial_state(batch)
+        return GraphState(batch, nodes, {})
+
+    def run_chunk(self, x, state: GraphState):
+        """Run the next ``k`` steps ``x[k, B, ...]`` (a dict by Input name for several inputs) from
+        ``state``; return ``(outputs [k, B, ...], state after the last step)``.
+
+        Running ``T`` steps as consecutive chunks of any sizes gives the outputs of one call on all
+        ``T`` steps, bit for bit in float64 (for a fixed dense/sparse choice of each dense layer:
+        ``sparse_limit`` 0 or 1; by default each chunk decides from its own spike density).
+        Gradients flow through the state from chunk to chunk.
+        """
+        values = self._check_inputs(x)
+        T, B = next(iter(values.values())).shape[:2]
+        if not isinstance(state, GraphState):
+            raise DataError(f"run_chunk: expected a GraphState (net.initial_state(batch)), got {type(state).__name__}")
+        if state.batch != B:
+            raise DataError(f"run_chunk: the state holds {state.batch} samples, the input {B} (keep samples with net.select)")
+        new = self._run_steps(values, GraphState(B, dict(state.nodes), dict(state.carried)))
+        return self._outputs(values), new
+
+    def select(self, state: GraphState, index) -> GraphState:
+        """The state of the samples ``index`` (1-d integer indices into the batch, in that order)."""
+        if not isinstance(state, GraphState):
+            raise DataError(f"select: expected a GraphState, got {type(state).__name__}")
+        index = torch.as_tensor(index, device=self._probe.device)
+        if index.dim() != 1 or index.dtype in (torch.bool, torch.float32, torch.float64, torch.float16):
+            raise DataError(f"select: expected 1-d integer sample indices, got dtype {index.dtype} and shape {tuple(index.shape)}")
+        if len(index) and (int(index.min()) < 0 or int(index.max()) >= state.batch):
+            raise DataError(f"select: indices must lie in [0, {state.batch}), got {int(index.min())}..{int(index.max())}")
+        nodes = {}
+        for name, s in state.nodes.items():
+            layer = self._layer(name)
+            if isinstance(layer, m.Delay):
+                nodes[name] = s.index_select(1, index)
+            elif _is_egru(layer):  # c, y: [layers, B, H]; trace: [B, H]
+                nodes[name] = type(s)(s.c.index_select(1, index), s.y.index_select(1, index), s.trace.index_select(0, index))
+            else:
+                nodes[name] = type(s)(*(None if t is None else t.index_select(0, index) for t in s))
+        carried = {k: v.index_select(0, index) for k, v in state.carried.items()}
+        return GraphState(len(index), nodes, carried)
+
+    def _layer(self, name: str) -> nn.Module | None:
+        return self.layers[_key(name)] if _key(name) in self.layers else None
+
+    def _outputs(self, values: dict[str, torch.Tensor]):
+        outs = {k: values[k] for k in self.outputs}
+        return outs[self.outputs[0]] if len(outs) == 1 else outs
+
+    def _run_steps(self, values: dict[str, torch.Tensor], state: GraphState) -> GraphState:
+        """Fill ``values`` with every node's output over the chunk; ``state`` is updated in place
+        (a node without an entry starts at rest) and returned."""
         T, B = next(iter(values.values())).shape[:2]
         for group, recurrent in self.groups:
             if recurrent:
-                self._step_group(group, values, T, B)
+                self._step_group(group, values, T, B, state)
                 continue
             (name,) = group
             if name in values:  # an Input
                 continue
-            x_in = self._sum(name, values)
-            values[name] = self._apply_sequence(name, x_in, T, B)
-        outs = {k: values[k] for k in self.outputs}
-        y = outs[self.outputs[0]] if len(outs) == 1 else outs
-        return y, {k: values[k] for k in record}
+            values[name] = self._apply_sequence(name, self._sum(name, values), T, B, state)
+        return state
 
     def _check_inputs(self, x) -> dict[str, torch.Tensor]:
         if not isinstance(x, Mapping):
@@ -261,29 +357,68 @@ class GraphModule(nn.Module):
             total = total + values[s]
         return total
 
-    def _apply_sequence(self, name: str, x: torch.Tensor, T: int, B: int) -> torch.Tensor:
-        layer = self.layers[_key(name)] if _key(name) in self.layers else None
-        if layer is None or isinstance(layer, (m._Neuron, m.Delay, m.Threshold, m.Scale)):
+    def _apply_sequence(self, name: str, x: torch.Tensor, T: int, B: int, state: GraphState) -> torch.Tensor:
+        layer = self._layer(name)
+        if layer is None or isinstance(layer, (m.Threshold, m.Scale)):
             return x if layer is None else layer(x)
-        if _is_egru(layer):  # time-major, state from zero; the recurrent scan runs inside
-            return layer(x)[0]
+        if isinstance(layer, m._Neuron):  # one fused scan over the chunk, from the carried state
+            y, state.nodes[name] = F.neuron_chunk(x, *layer.discretise(x), state.nodes.get(name), fused=layer.fused)
+            return y
+        if isinstance(layer, m.Delay):
+            y, state.nodes[name] = F.delay_chunk(x, layer.steps, state.nodes.get(name))
+            return y
+        if _is_egru(layer):  # time-major; the recurrent scan runs inside
+            if T == 0:  # an empty chunk leaves the state as it is
+                return x.new_zeros((0, B) + self.shapes[name])
+            y, state.nodes[name] = layer(x, state.nodes.get(name))
+            return y
         # Stateless layers see all T*B samples at once: one GEMM / convolution for the sequence;
         # dense layers fed by sparse spikes skip the zeros (spikeflow.torch.sparse_linear).
         flat = x.reshape((T * B,) + tuple(x.shape[2:]))
-        if isinstance(layer, nn.Linear):
-            y = sparse_linear.linear(flat, layer.weight, layer.bias, limit=self.sparse_limit)
-        else:
-            y = layer(flat)
+        y = self._linear(flat, layer) if isinstance(layer, nn.Linear) else layer(flat)
         return y.reshape((T, B) + tuple(y.shape[1:]))
 
-    def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int) -> None:
+    def _linear(self, flat: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        rows = flat.shape[0]
+        tail = rows % ROW_BLOCK
+        if tail == 0 or flat.dtype != torch.float64 or flat.device.type != "cpu":
+            return self._product(flat, layer)
+        # float64: the last rows go through a zero-padded ROW_BLOCK-row product, so every row is
+        # rounded as inside a large GEMM, whatever the chunk size (see ROW_BLOCK).
+        head = rows - tail
+        padded = torch.cat([flat[head:], flat.new_zeros((ROW_BLOCK - tail,) + tuple(flat.shape[1:]))])
+        y_tail = self._product(padded, layer)[:tail]
+        if head == 0:
+            return y_tail
+        return torch.cat([self._product(flat[:head], layer), y_tail])
+
+    def _product(self, flat: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        weight = layer.weight
+        sparse = (
+            not (torch.is_grad_enabled() and weight.requires_grad) and flat.device.type == "cpu" and flat.dim() == 2
+            and flat.dtype in (torch.float32, torch.float64) and weight.dtype == flat.dtype and self.sparse_limit > 0
+            and flat.numel() > 0 and sparse_linear.density(flat) <= self.sparse_limit
+        )
+        if not sparse:
+            return sparse_linear.linear(flat, weight, layer.bias, limit=self.sparse_limit)
+        # Inference on sparse input: the sparse product reads W transposed; hand it a view of a
+        # cached transposed copy (its .t().contiguous() is then free) instead of transposing the
+        # weight on every call, which costs more than the product for short chunks.
+        key = (weight.data_ptr(), weight._version, weight.dtype)
+        cached = self._transposed.get(id(layer))
+        if cached is None or cached[0] != key:
+            cached = (key, weight.detach().t().contiguous())
+            self._transposed[id(layer)] = cached
+        return sparse_linear.linear(flat, cached[1].t(), layer.bias, limit=1.0)  # 1.0: the sparse product, as decided
+
+    def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int, state: GraphState) -> None:
         like = self._probe
-        coefs, states = {}, {k: None for k in group}
+        coefs, states = {}, {k: state.nodes.get(k) for k in group}
         for name in group:
-            layer = self.layers[_key(name)] if _key(name) in self.layers else None
+            layer = self._layer(name)
             if isinstance(layer, m._Neuron):
                 coefs[name] = layer.discretise(like)
-        prev: dict[str, torch.Tensor] = {}
+        prev: dict[str, torch.Tensor] = {k: v for k, v in state.carried.items() if k in group}
         outs: dict[str, list[torch.Tensor]] = {k: [] for k in group}
         for t in range(T):
             cur: dict[str, torch.Tensor] = {}
@@ -298,11 +433,12 @@ class GraphModule(nn.Module):
                         total = term if total is None else total + term
                 if total is None:
                     total = torch.zeros((B,) + self.shapes[self.sources[name][0]], dtype=like.dtype, device=like.device)
-                layer = self.layers[_key(name)] if _key(name) in self.layers else None
+                layer = self._layer(name)
                 if isinstance(layer, m._Neuron):
-                    y, states[name] = layer.step(total, states[name], coefs[name])
+                    y, states[name] = F.neuron_step(total, states[name], *coefs[name])
                 elif isinstance(layer, m.Delay):
-                    y, states[name] = layer.step(total, states[name])
+                    y, states[name] = F.delay_chunk(total.unsqueeze(0), layer.steps, states[name])
+                    y = y[0]
                 elif _is_egru(layer):  # a one-step sequence; the EGRUState carries over
                     y, states[name] = layer(total.unsqueeze(0), states[name])
                     y = y[0]
@@ -312,7 +448,12 @@ class GraphModule(nn.Module):
                 outs[name].append(y)
             prev = cur
         for name in group:
-            values[name] = torch.stack(outs[name])
+            values[name] = torch.stack(outs[name]) if T else torch.empty((0, B) + self.shapes[name], dtype=like.dtype, device=like.device)
+            if states[name] is not None:
+                state.nodes[name] = states[name]
+        for a, _ in self.delayed:
+            if a in prev:
+                state.carried[a] = prev[a]
 
     # ---------------------------------------------------------------------- back to the IR
 

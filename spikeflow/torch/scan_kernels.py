@@ -1,14 +1,17 @@
 """Private numba kernels of the fused neuron scans: the whole time loop forward, and backward.
 
 Plain-array functions over ``x[T, B, N]`` (time, batch, neurons) with per-neuron coefficient
-vectors ``[N]``. The forward kernels evaluate exactly the update order of
+vectors ``[N]``. The state arrays (``v_state``, ``i_state`` ``[B, N]``) hold the state before the
+first step on entry and the state after the last step on return, so a sequence can run in chunks. The forward kernels evaluate exactly the update order of
 :mod:`spikeflow.ir.discretise` (``u = a*v + c*x + b``, spike ``u > v_threshold``, then reset), so
 float64 results are bit-identical to the reference. An integrator (I, IF) runs as ``a = 1``,
 ``b = 0``: ``1*v`` is exactly ``v`` and adding ``0`` changes at most the sign of a zero.
 
 The backward kernels run the reverse-time recurrence of the surrogate gradient, evaluating the
 surrogate derivative row by row (or reading it from an array for user-defined surrogates), and
-return ``dL/du`` (pre-reset membrane) times ``scale`` for every step, plus ``dL/dth``.
+return ``dL/du`` (pre-reset membrane) times ``scale`` for every step, plus ``dL/dth``. Their state
+arrays (``gv_state``, ``gi_state``) hold the gradient w.r.t. the final state on entry and the
+gradient w.r.t. the initial state on return.
 
 Batch rows are independent (the outer loop is a prange, kept serial: see _FLAGS). Inner loops run over
 whole row slices with mode flags tested outside them, which is what lets LLVM vectorise them.
@@ -56,13 +59,13 @@ def _surrogate_row(kind, slope, height, u, th, out):
 
 
 @njit(**_FLAGS)
-def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save):
+def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state):
     """LIF / LI / IF / I over time. ``out``: spikes (spiking) or membrane; ``u_save``: pre-reset
-    membrane (a ``[1, B, N]`` scratch when it is not kept)."""
+    membrane (a ``[1, B, N]`` scratch when it is not kept); ``v_state``: membrane in and out."""
     T, B, N = x.shape
     keep = u_save.shape[0] == T
     for bb in prange(B):
-        v = np.zeros(N, dtype=x.dtype)
+        v = v_state[bb].copy()  # a private row: no aliasing with the outputs, so the loops vectorise
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
@@ -83,16 +86,17 @@ def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save):
                     z = ut[n] > th[n]
                     ot[n] = 1.0 if z else 0.0
                     v[n] = vr[n] if z else ut[n]
+        v_state[bb, :] = v
 
 
 @njit(**_FLAGS)
-def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_save, i_save):
+def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_save, i_save, v_state, i_state):
     """CubaLIF / CubaLI over time: ``i = a_syn*i + c_syn*x``; ``u = a*v + c*i + b``."""
     T, B, N = x.shape
     keep = u_save.shape[0] == T
     for bb in prange(B):
-        v = np.zeros(N, dtype=x.dtype)
-        cur = np.zeros(N, dtype=x.dtype)
+        v = v_state[bb].copy()
+        cur = i_state[bb].copy()
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
@@ -116,6 +120,8 @@ def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_sav
                     z = ut[n] > th[n]
                     ot[n] = 1.0 if z else 0.0
                     v[n] = vr[n] if z else ut[n]
+        v_state[bb, :] = v
+        i_state[bb, :] = cur
 
 
 @njit(inline="always")
@@ -134,13 +140,14 @@ def _spiking_grads(go, gv, u, sg, th, vr, gu, gth, f_sub, f_keep):
 
 
 @njit(**_FLAGS)
-def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th):
-    """Reverse-time recurrence: ``g_u[T, B, N]`` = scale * dL/du, ``g_th[B, N]`` += dL/dth."""
+def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th, gv_state):
+    """Reverse-time recurrence: ``g_u[T, B, N]`` = scale * dL/du, ``g_th[B, N]`` += dL/dth;
+    ``gv_state``: dL/d(final membrane) in, dL/d(initial membrane) out."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
     for bb in prange(B):
-        gv = np.zeros(N, dtype=g_out.dtype)
+        gv = gv_state[bb].copy()
         gu = np.zeros(N, dtype=g_out.dtype)
         srow = np.zeros(N, dtype=g_out.dtype)
         gth = g_th[bb]
@@ -159,16 +166,21 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
             for n in range(N):
                 out[n] = gu[n] * scale[n]
                 gv[n] = a[n] * gu[n]
+        gv_state[bb, :] = gv
 
 
 @njit(**_FLAGS)
-def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, vr, scale, spiking, subtract, detach, g_u, g_i, g_th):
-    """Reverse-time recurrence of the current-based neurons: dL/du, scale * dL/di and dL/dth."""
+def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, vr, scale, spiking, subtract, detach, g_u, g_i, g_th,
+                  gv_state, gi_state):
+    """Reverse-time recurrence of the current-based neurons: dL/du, scale * dL/di and dL/dth;
+    ``gv_state`` / ``gi_state``: gradients w.r.t. the final state in, the initial state out."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
     for bb in prange(B):
-        gv = np.zeros(N, dtype=g_out.dtype)
+        gv = gv_state[bb].copy()
+        # carry[n]: dL/di[t] through i[t+1] (a_syn * dL/di[t+1]), or through the final state.
+        carry = gi_state[bb].copy()
         gi = np.zeros(N, dtype=g_out.dtype)
         gu = np.zeros(N, dtype=g_out.dtype)
         srow = np.zeros(N, dtype=g_out.dtype)
@@ -188,9 +200,12 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
             git = g_i[t, bb]
             for n in range(N):
                 gut[n] = gu[n]
-                gi[n] = c[n] * gu[n] + a_syn[n] * gi[n]
+                gi[n] = c[n] * gu[n] + carry[n]
                 git[n] = gi[n] * scale[n]
+                carry[n] = a_syn[n] * gi[n]
                 gv[n] = a[n] * gu[n]
+        gv_state[bb, :] = gv
+        gi_state[bb, :] = carry
 
 
 def set_threads(n: int) -> None:

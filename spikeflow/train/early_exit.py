@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,23 +305,36 @@ def calibrate(graph_or_module, validation_data, max_accuracy_drop: float = 0.005
     Returns:
         A :class:`CalibrationResult`; ``result.apply(graph)`` stores the chosen policy in the graph.
     """
-    policy = _template(graph_or_module, policy)
+    policy = _policy_for(graph_or_module, policy)
     outputs, labels = network_outputs(graph_or_module, validation_data, output=policy.output, batch_size=batch_size, progress=progress)
     return calibrate_outputs(outputs, labels, max_accuracy_drop, policy=policy)
 
 
 def evaluate(graph_or_module, data, policy: ExitPolicy | None = None, *, batch_size: int = 256, progress: bool = False) -> dict[str, Any]:
     """Accuracy and mean steps of an exit policy on labelled ``(x [N, T, ...], y)`` data."""
-    policy = policy if policy is not None else _template(graph_or_module, None, need_threshold=True)
+    policy = policy if policy is not None else _policy_for(graph_or_module, None, need_threshold=True)
     outputs, labels = network_outputs(graph_or_module, data, output=policy.output, batch_size=batch_size, progress=progress)
     return evaluate_outputs(outputs, labels, policy)
 
 
-def _template(graph_or_module, policy: ExitPolicy | None, need_threshold: bool = False) -> ExitPolicy:
+def _graph_of(graph_or_module):
+    """The graph of a Graph or of a module made by ``sf.to_torch`` (None for other modules)."""
     from spikeflow.ir import Graph
+
+    if isinstance(graph_or_module, Graph):
+        return graph_or_module
+    if "spikeflow.torch.lowering" in sys.modules:  # only such a module can be a GraphModule
+        from spikeflow.torch.lowering import GraphModule
+
+        if isinstance(graph_or_module, GraphModule):
+            return graph_or_module.to_graph()
+    return None
+
+
+def _policy_for(graph_or_module, policy: ExitPolicy | None, need_threshold: bool = False) -> ExitPolicy:
     from spikeflow.ir.exit_policy import get_exit_policy
 
-    graph = graph_or_module if isinstance(graph_or_module, Graph) else getattr(graph_or_module, "_template", None)
+    graph = _graph_of(graph_or_module)
     if policy is not None:
         if not isinstance(policy, ExitPolicy):
             raise GraphError(f"argument 'policy': expected an ExitPolicy, got {type(policy).__name__}")
@@ -378,39 +393,54 @@ def network_outputs(graph_or_module, data, *, output: str = "output", batch_size
 
 
 class TorchExitRunner:
-    """Early-exit inference in PyTorch, one step at a time, with batch compaction: finished samples
-    leave the batch, so later steps cost less.
+    """Early-exit inference in PyTorch with batch compaction: finished samples leave the batch, so
+    later steps cost less.
+
+    The lowered module runs chunks of steps through its public state API
+    (:meth:`~spikeflow.torch.lowering.GraphModule.run_chunk`: one GEMM over ``k * batch`` rows and
+    one fused neuron scan per layer and chunk), exits are decided per step, and finished samples
+    are dropped from the state (:meth:`~spikeflow.torch.lowering.GraphModule.select`) after each
+    chunk. A sample stopping inside a chunk wastes the rest of that chunk's work, never its answer.
 
     Args:
         graph_or_net: a :class:`spikeflow.Graph` or a module made by :func:`spikeflow.to_torch`.
         policy: overrides the graph's exit policy.
         dtype: torch dtype (float64 gives the same exits as the numba backends).
         device: torch device.
-        chunk: steps per pass of a feed-forward graph (one GEMM over ``chunk * batch`` rows); a
-            sample stopping inside a chunk wastes at most ``chunk - 1`` steps of work. Graphs with
-            recurrence always step one at a time.
+        chunk: steps per chunk; None (default) adapts it: every step up to ``min_steps`` in one
+            chunk (no sample can stop there), then as many steps as keep the expected wasted work
+            (samples stopping inside the chunk) below the fixed cost of one more chunk, at most
+            ``max_chunk``.
+        max_chunk: the largest adaptive chunk (bounds the waste to ``max_chunk - 1`` steps a sample).
+        chunk_cost: the fixed cost of one chunk (Python, one call per layer) in sample-steps of
+            work; it sets how eagerly the adaptive chunk grows.
     """
 
-    def __init__(self, graph_or_net, *, policy: ExitPolicy | None = None, dtype=None, device: str = "cpu", chunk: int = 4):
+    def __init__(self, graph_or_net, *, policy: ExitPolicy | None = None, dtype=None, device: str = "cpu",
+                 chunk: int | None = None, max_chunk: int = 4, chunk_cost: float = 16.0):
         import torch
 
         from spikeflow.backends.early_exit import resolve_policy
+        from spikeflow.backends.torch_backend import dense_counts
         from spikeflow.ir import Graph
         from spikeflow.torch.lowering import GraphModule, to_torch
 
         if isinstance(graph_or_net, Graph):
             graph, net = graph_or_net, to_torch(graph_or_net)
         elif isinstance(graph_or_net, GraphModule):
-            graph, net = graph_or_net._template, graph_or_net
+            graph, net = graph_or_net.to_graph(), graph_or_net
         else:
             raise GraphError(f"TorchExitRunner: expected a spikeflow Graph or a module from sf.to_torch, got {type(graph_or_net).__name__}")
+        for name, value in (("chunk", chunk), ("max_chunk", max_chunk)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise DataError(f"argument {name!r}: expected an integer >= 1, got {value!r}")
+        if isinstance(chunk_cost, bool) or not isinstance(chunk_cost, (int, float)) or not chunk_cost >= 0:
+            raise DataError(f"argument 'chunk_cost': expected a number >= 0, got {chunk_cost!r}")
         self.policy = resolve_policy(graph, policy)
-        self.net = net.to(device=device, dtype=dtype or torch.float64).eval()
         self.dtype, self.device = dtype or torch.float64, torch.device(device)
-        self._delayed_sources = {a for a, _ in net.delayed}
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise DataError(f"argument 'chunk': expected an integer >= 1, got {chunk!r}")
-        self.chunk = chunk
+        self.net = net.to(device=self.device, dtype=self.dtype).eval()
+        self.chunk, self.max_chunk, self.chunk_cost = chunk, max_chunk, float(chunk_cost)
+        self._counts = dense_counts(graph)
 
     def run(self, inputs, batch_size: int | None = None):
         """Run ``inputs`` (``[T, B, ...]`` array/tensor or a dict by Input name) from rest."""
@@ -441,66 +471,52 @@ class TorchExitRunner:
         stats = finish_stats({"synaptic_events": counts[0], "neuron_updates": counts[1]}, steps_run, self.policy.steps_for(steps), wall)
         return ExitResult(preds, steps_run, confs, scores, stats, "torch")
 
+    def _next_chunk(self, t0: int, last: int, active: int, hazard: float) -> int:
+        """Steps of the chunk that starts after ``t0`` steps, for ``active`` samples of which a
+        fraction ``hazard`` stopped per step lately."""
+        left = last - t0
+        if self.chunk is not None:
+            return min(self.chunk, left)
+        if t0 < self.policy.min_steps - 1:  # nobody can stop before min_steps: no waste
+            return min(self.policy.min_steps - t0, left)
+        # Waste of a k-step chunk ~ active * hazard * k * (k - 1) / 2 sample-steps; one more
+        # chunk costs chunk_cost. Per step, chunk_cost / k + active * hazard * (k - 1) / 2 is
+        # smallest at k = sqrt(2 * chunk_cost / (active * hazard)).
+        k = self.max_chunk if hazard <= 0 else int(round(math.sqrt(2.0 * self.chunk_cost / (active * hazard))))
+        return max(1, min(k, self.max_chunk, left))
+
+    def _window(self, v, t0: int, k: int, active: np.ndarray):
+        """Steps ``t0 .. t0+k-1`` of the samples ``active`` of one input ``v[T, B, ...]``, contiguous."""
+        import torch
+
+        if self.device.type != "cpu":
+            return v[t0 : t0 + k].index_select(1, torch.as_tensor(active, device=self.device))
+        # Serial NumPy copies: torch's threaded copies stall for milliseconds on a busy machine.
+        steps = v.detach().numpy()[t0 : t0 + k]
+        return torch.from_numpy(np.ascontiguousarray(steps) if len(active) == v.shape[1] else steps.take(active, axis=1))
+
     def _run_batch(self, x: dict, counts: list):
         import torch
 
         from spikeflow.backends.early_exit import accumulate
-        from spikeflow.backends.torch_backend import dense_counts
-        from spikeflow.torch import modules as m
-        from spikeflow.torch.lowering import _key
 
         net, pol = self.net, self.policy
         steps, batch = next(iter(x.values())).shape[:2]
         last = pol.steps_for(steps)
-        # Recurrent graphs need last step's values: one step at a time. Feed-forward graphs run
-        # `chunk` steps per pass (one large GEMM); a sample that stops inside a chunk wastes at
-        # most chunk - 1 steps of work and never changes its answer (decisions are per step).
-        chunk = 1 if net.delayed else self.chunk
-        synapses, neurons = dense_counts(net._template)
-        like = net._probe
-        layers = {name: net.layers[_key(name)] if _key(name) in net.layers else None for name in net.order}
-        coefs = {k: layer.discretise(like) for k, layer in layers.items() if isinstance(layer, m._Neuron)}
-        states: dict[str, Any] = {}
-        prev: dict[str, torch.Tensor] = {}
+        synapses, neurons = self._counts
+        state = net.initial_state(batch)
         active = np.arange(batch)
         acc = np.zeros((batch, net.shapes[pol.output][0]))
         out = (np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros_like(acc))
-        for t0 in range(0, last, chunk):
-            k = min(chunk, last - t0)
+        t0, hazard = 0, 0.0
+        while t0 < last and len(active):
+            k = self._next_chunk(t0, last, len(active), hazard)
             n_active = len(active)
-            index = torch.as_tensor(active, device=self.device)
-            cur: dict[str, torch.Tensor] = {}
-            for name in net.order:
-                if name in x:
-                    window = x[name][t0 : t0 + k]
-                    cur[name] = window.index_select(1, index) if n_active < batch else window
-                    continue
-                total = None
-                for s in net.sources[name]:
-                    if (s, name) in net.delayed:
-                        term = prev[s].unsqueeze(0) if s in prev else None
-                    else:
-                        term = cur[s]
-                    if term is not None:
-                        total = term if total is None else total + term
-                if total is None:
-                    total = torch.zeros((k, n_active) + tuple(net.shapes[net.sources[name][0]]), dtype=like.dtype, device=like.device)
-                layer = layers[name]
-                if isinstance(layer, (m._Neuron, m.Delay)):
-                    ys = []
-                    for j in range(k):
-                        if isinstance(layer, m._Neuron):
-                            y, states[name] = layer.step(total[j], states.get(name), coefs[name])
-                        else:
-                            y, states[name] = layer.step(total[j], states.get(name))
-                        ys.append(y)
-                    cur[name] = torch.stack(ys)
-                else:
-                    cur[name] = net._apply_sequence(name, total, k, n_active)
+            y, state = net.run_chunk({name: self._window(v, t0, k, active) for name, v in x.items()}, state)
+            y = y[pol.output] if isinstance(y, dict) else y
             counts[0] += synapses * k * n_active
             counts[1] += neurons * k * n_active
-            prev = {s: cur[s][-1] for s in self._delayed_sources}
-            y_all = cur[pol.output].detach().cpu().double().numpy()
+            y_all = y.detach().cpu().double().numpy()
             alive = np.ones(n_active, dtype=bool)
             for j in range(k):
                 t = t0 + j
@@ -516,24 +532,17 @@ class TorchExitRunner:
                 alive[rows[done]] = False
                 if not alive.any():
                     break
-            if not alive.all():
+            stopped = n_active - int(alive.sum())
+            if t0 + k >= pol.min_steps:  # the stopping rate per step over this chunk's open steps
+                open_steps = min(k, t0 + k - pol.min_steps + 1)
+                hazard = stopped / (n_active * open_steps)
+            t0 += k
+            if stopped:
                 keep = np.flatnonzero(alive)
                 active = active[keep]
-                if not len(active):
-                    break
-                sel = torch.as_tensor(keep, device=self.device)
-                states = {k_: _select(v, sel) for k_, v in states.items()}
-                prev = {k_: v.index_select(0, sel) for k_, v in prev.items()}
+                if len(active):
+                    state = net.select(state, torch.as_tensor(keep, device=self.device))
         return out
-
-
-def _select(state, index):
-    """Keep the samples ``index`` of a neuron State (batch first) or a Delay window ([depth, B, ...])."""
-    import torch
-
-    if isinstance(state, torch.Tensor):
-        return state.index_select(1, index)
-    return type(state)(*(None if s is None else s.index_select(0, index) for s in state))
 
 
 # ------------------------------------------------------------------------------ pictures

@@ -248,3 +248,31 @@ def test_pictures_are_png(tmp_path):
         assert p.read_bytes()[:8] == PNG
     with pytest.raises(DataError):
         ee.plot_exit_histogram([], tmp_path / "empty.png")
+
+
+def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    g = sf.Graph(
+        {"input": n.Input(shape=(5,)), "w": n.Linear(weight=rng.normal(0.4, 1.0, (8, 5))), "lif": n.LIF(tau=0.01, v_threshold=0.4),
+         "rec": n.Linear(weight=rng.normal(0, 0.5, (8, 8))), "delay": n.Delay(delay=rng.integers(0, 3, 8) * 1e-3),
+         "out": n.Affine(weight=rng.normal(0, 1, (3, 8)), bias=np.zeros(3)), "output": n.Output(shape=(3,))},
+        [("input", "w"), ("w", "lif"), ("lif", "rec"), ("rec", "delay"), ("delay", "lif"), ("lif", "out"), ("out", "output")], dt=1e-3,
+    )
+    x = rng.uniform(0, 1, (15, 23, 5))
+    net = sf.to_torch(g)
+    y = net(torch.as_tensor(x)).detach().numpy()
+    pol = set_exit_policy(g, threshold=float(np.quantile(ee.decode(y, ExitPolicy("output", 1.0))[0], 0.6)), min_steps=3)
+    offline = ee.evaluate_outputs(y, np.zeros(23, dtype=np.int64), pol)
+    assert len(set(offline["exit_steps"].tolist())) > 2
+    for kw in ({}, {"max_chunk": 6, "chunk_cost": 1000.0}, {"chunk_cost": 0.0}, {"chunk": 3}):
+        res = ee.TorchExitRunner(net, policy=pol, **kw).run(x, batch_size=10)
+        np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
+        np.testing.assert_array_equal(res.predictions, offline["predictions"])
+        # waste: at most max_chunk - 1 steps a sample beyond its exit
+        neurons = 8  # LIF neurons updated per sample-step (a Delay is no neuron update)
+        limit = kw.get("chunk", kw.get("max_chunk", 4)) - 1
+        assert offline["exit_steps"].sum() * neurons <= res.stats["neuron_updates"] <= (offline["exit_steps"].sum() + limit * 23) * neurons
+    for bad in ({"chunk": 0}, {"max_chunk": 2.5}, {"chunk_cost": -1}):
+        with pytest.raises(DataError, match=next(iter(bad))):
+            ee.TorchExitRunner(net, policy=pol, **bad)
