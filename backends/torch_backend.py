@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from importlib.util import find_spec
 
-import numpy as np
 
 from spikeflow.errors import BackendError
 from spikeflow.ir import nodes as n

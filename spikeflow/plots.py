@@ -15,13 +15,15 @@ from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError
 
 
-def _figure(width: float = 7.0, height: float = 4.0):
+def new_figure(width: float = 7.0, height: float = 4.0):
+    """An off-screen matplotlib Figure (no pyplot state, safe without a display)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically; return the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -59,7 +61,7 @@ def spike_raster(spikes, path: str | Path, dt: float | None = None, title: str |
         raise DataError("spike_raster: no layers given")
     arrays = {k: _array(v, f"spike_raster layer {k!r}" if k else "spike_raster", 2) for k, v in layers.items()}
     heights = [max(1.0, min(3.0, a.shape[1] / 40)) for a in arrays.values()]
-    fig = _figure(7.0, 1.0 + sum(heights))
+    fig = new_figure(7.0, 1.0 + sum(heights))
     axes = fig.subplots(len(arrays), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, (name, z) in zip(axes, arrays.items()):
         times, label = _time_axis(z.shape[0], dt)
@@ -72,7 +74,7 @@ def spike_raster(spikes, path: str | Path, dt: float | None = None, title: str |
     axes[-1].set_xlabel(label)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: float | None = None,
@@ -91,7 +93,7 @@ def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: flo
     if labels is not None and len(labels) != v.shape[1]:
         raise DataError(f"membrane_traces: expected {v.shape[1]} labels, got {len(labels)}")
     times, label = _time_axis(v.shape[0], dt)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.subplots()
     for i in range(v.shape[1]):
         ax.plot(times, v[:, i], lw=1.2, label=None if labels is None else labels[i])
@@ -103,7 +105,7 @@ def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: flo
         ax.legend(fontsize=7, ncol=2 if v.shape[1] > 5 else 1)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def training_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str | None = None) -> Path:
@@ -117,7 +119,7 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str | Path, ti
     epochs = np.arange(1, len(loss) + 1)
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(9.0, 3.5)
+    fig = new_figure(9.0, 3.5)
     ax_loss, ax_acc = fig.subplots(1, 2)
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -137,7 +139,7 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str | Path, ti
         ax_acc.legend()
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def accuracy_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
@@ -152,7 +154,7 @@ def accuracy_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[float]
     """
     if not curves:
         raise DataError("accuracy_latency: no curves given")
-    fig = _figure(5.5, 4.0)
+    fig = new_figure(5.5, 4.0)
     ax = fig.subplots()
     for name, (lat, acc) in curves.items():
         lat = _array(lat, f"accuracy_latency {name!r} latency", 1)
@@ -166,4 +168,4 @@ def accuracy_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[float]
     ax.legend()
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -36,7 +36,10 @@ from tqdm.auto import tqdm
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.train.hlop import HLOP, OrthogonalProjection, layer_activity, top_subspace
+from spikeflow.ir import nodes
+from spikeflow.ir.graph import Graph
+from spikeflow.plots import new_figure, save_png
+from spikeflow.train.hlop import HLOP, OrthogonalProjection, top_subspace
 from spikeflow.train.losses import get_loss
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
@@ -189,8 +192,9 @@ class ContinualResult:
 class Strategy:
     """Base of the continual-learning strategies: every hook does nothing.
 
-    The trainer calls, per task ``t``: ``begin_task(t, trainer)``; per epoch ``train_mode(model)``
-    after ``model.train()``; per batch ``penalty(model)`` (added to the loss), ``before_step()``
+    The trainer calls, per task ``t``: ``begin_task(t, trainer)``; per epoch ``begin_epoch(epoch, trainer)``
+    after ``model.train()``; per batch ``forward(model, x)`` (the training forward pass),
+    ``penalty(model)`` (added to the loss), ``before_step()``
     (after backward) and ``after_step()`` (after the optimiser step); ``end_task(t, trainer)``.
     ``training_tasks(t)`` says which tasks' data task ``t`` trains on. ``attach(model, seed)`` runs
     once; ``state_dict``/``load_state_dict`` carry the strategy across a checkpoint.
@@ -204,8 +208,11 @@ class Strategy:
     def begin_task(self, task: int, trainer: ContinualTrainer) -> None:
         pass
 
-    def train_mode(self, model: nn.Module) -> None:
+    def begin_epoch(self, epoch: int, trainer: ContinualTrainer) -> None:
         pass
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
 
     def training_tasks(self, task: int) -> list[int]:
         return [task]
@@ -315,9 +322,10 @@ class EWC(Strategy):
 class ExactProjection(OrthogonalProjection):
     """Orthogonal gradient projection on exact subspaces (the non-Hebbian reference, GPM-style).
 
-    After each task, the protected layers' activity vectors over the whole training set are
-    collected, the part already explained by the frozen basis is removed, and the top ``k`` right
-    singular vectors of the residual (an SVD) join the basis. Same projection as :class:`HLOP`.
+    The protected layers' activity vectors over the task's last training epoch are collected; at
+    the end of the task the part already explained by the frozen basis is removed and the top
+    ``k`` right singular vectors of the residual (an SVD) join the basis. Same projection as
+    :class:`HLOP`.
 
     Args:
         subspace: new directions per task: one int for every layer, or ``{layer: int}``.
@@ -326,14 +334,18 @@ class ExactProjection(OrthogonalProjection):
 
     name = "exact"
 
-    @torch.no_grad()
-    def learn(self, trainer: ContinualTrainer, task: int) -> None:
-        rows: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
-        for x, _ in trainer.batches(task, shuffle=False, desc=f"task {task + 1} svd"):
-            for name, vectors in layer_activity(trainer.model, self.layers, x, self.activity).items():
-                rows[name].append(vectors)
+    def begin_task(self, task: int, trainer: ContinualTrainer) -> None:
+        super().begin_task(task, trainer)
+        self._rows: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
+
+    def observe(self, activity: Mapping[str, torch.Tensor]) -> None:
+        for name, vectors in activity.items():
+            self._rows[name].append(vectors)
+
+    def finish(self) -> None:
         for name, sub in self.subspaces.items():
-            sub.new = top_subspace(torch.cat(rows[name]), sub.new.shape[0], against=sub.frozen)
+            sub.new = top_subspace(torch.cat(self._rows[name]), sub.new.shape[0], against=sub.frozen)
+        self._rows = {}
 
 
 STRATEGIES: dict[str, Callable[[], Any]] = {
@@ -345,7 +357,7 @@ STRATEGIES: dict[str, Callable[[], Any]] = {
 }
 """Strategies by name, with default settings."""
 
-_HOOKS = ("attach", "begin_task", "train_mode", "training_tasks", "penalty", "before_step", "after_step", "end_task",
+_HOOKS = ("attach", "begin_task", "begin_epoch", "forward", "training_tasks", "penalty", "before_step", "after_step", "end_task",
           "state_dict", "load_state_dict")
 
 
@@ -505,11 +517,11 @@ class ContinualTrainer:
         losses, accs = [], []
         for epoch in range(self.epochs):
             self.model.train()
-            self.strategy.train_mode(self.model)
+            self.strategy.begin_epoch(epoch, self)
             total, correct, seen = 0.0, 0, 0
             ids = self.strategy.training_tasks(t)
             for x, target in self.batches(ids, shuffle=True, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}"):
-                out = self.model(x)
+                out = self.strategy.forward(self.model, x)
                 loss = self.loss(out, target)
                 extra = self.strategy.penalty(self.model)
                 if extra is not None:
@@ -649,20 +661,25 @@ class ContinualTrainer:
         self.history = {k: np.asarray(progress[k]).tolist() for k in ("loss", "train_acc")}
 
 
+# ------------------------------------------------------------------------------ networks
+
+
+def spiking_mlp(n_in: int, hidden: int, n_out: int = 10, seed: int = 0) -> Graph:
+    """``n_in`` inputs -> ``hidden`` LIF -> ``n_out`` leaky integrators, torch's default init."""
+    rng = np.random.default_rng(seed)
+    b1, b2 = 1 / np.sqrt(n_in), 1 / np.sqrt(hidden)
+    return Graph.sequential(
+        nodes.Input(shape=(n_in,)),
+        nodes.Affine(weight=rng.uniform(-b1, b1, (hidden, n_in)), bias=rng.uniform(-b1, b1, hidden)),
+        # r = tau/dt: each input adds its full weight to the membrane in one step
+        nodes.LIF(tau=np.full(hidden, 10e-3), v_threshold=np.ones(hidden), r=np.full(hidden, 10.0)),
+        nodes.Affine(weight=rng.uniform(-b2, b2, (n_out, hidden)), bias=rng.uniform(-b2, b2, n_out)),
+        nodes.LI(tau=np.full(n_out, 20e-3), r=np.full(n_out, 20.0)),
+        dt=1e-3,
+    )
+
+
 # --------------------------------------------------------------------------------- pictures
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
 
 
 def plot_accuracy_matrix(matrices: np.ndarray | Mapping[str, np.ndarray], path: str | Path, title: str | None = None) -> Path:
@@ -679,7 +696,7 @@ def plot_accuracy_matrix(matrices: np.ndarray | Mapping[str, np.ndarray], path: 
         if m.ndim != 2 or m.shape[0] != m.shape[1] or m.size == 0:
             raise DataError(f"plot_accuracy_matrix {name!r}: expected a square matrix, got shape {m.shape}")
         arrays[name] = m
-    fig = _figure(0.6 + 3.2 * len(arrays) + 0.6, 3.4)
+    fig = new_figure(0.6 + 3.2 * len(arrays) + 0.6, 3.4)
     axes = fig.subplots(1, len(arrays), squeeze=False)[0]
     image = None
     for ax, (name, m) in zip(axes, arrays.items()):
@@ -700,7 +717,7 @@ def plot_accuracy_matrix(matrices: np.ndarray | Mapping[str, np.ndarray], path: 
     fig.colorbar(image, ax=list(axes), label="accuracy (%)", shrink=0.8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_task_curves(matrix: np.ndarray, path: str | Path, names: Sequence[str] | None = None, title: str | None = None) -> Path:
@@ -713,7 +730,7 @@ def plot_task_curves(matrix: np.ndarray, path: str | Path, names: Sequence[str] 
         raise DataError(f"plot_task_curves: expected a square accuracy matrix, got shape {m.shape}")
     if names is not None and len(names) != m.shape[1]:
         raise DataError(f"plot_task_curves: {len(names)} names for {m.shape[1]} tasks")
-    fig = _figure(6.5, 3.8)
+    fig = new_figure(6.5, 3.8)
     ax = fig.subplots()
     after = np.arange(1, m.shape[0] + 1)
     for j in range(m.shape[1]):
@@ -727,4 +744,4 @@ def plot_task_curves(matrix: np.ndarray, path: str | Path, names: Sequence[str] 
     ax.legend(fontsize=6, ncol=2)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)

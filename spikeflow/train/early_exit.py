@@ -551,11 +551,11 @@ class TorchExitRunner:
 def plot_latency_accuracy(curves: dict, path, *, chosen: tuple[float, float] | None = None, t_max: int | None = None,
                           title: str = "accuracy vs mean latency") -> Path:
     """Accuracy (%) against mean steps for each ``{name: (mean_steps, accuracy)}`` curve, as PNG."""
-    from spikeflow.plots import _figure, _save
+    from spikeflow.plots import new_figure, save_png
 
     if not curves:
         raise DataError("plot_latency_accuracy: no curves given")
-    fig = _figure(6.5, 4.2)
+    fig = new_figure(6.5, 4.2)
     ax = fig.add_subplot()
     styles = {"fixed": ("s-", "tab:gray"), "oracle": ("^--", "tab:green")}
     for name, (steps, acc) in curves.items():
@@ -573,18 +573,18 @@ def plot_latency_accuracy(curves: dict, path, *, chosen: tuple[float, float] | N
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_exit_histogram(exit_steps, path, *, t_max: int | None = None, title: str = "exit steps") -> Path:
     """Histogram of per-sample exit steps, as PNG."""
-    from spikeflow.plots import _figure, _save
+    from spikeflow.plots import new_figure, save_png
 
     steps = np.asarray(exit_steps).reshape(-1)
     if steps.size == 0:
         raise DataError("plot_exit_histogram: no exit steps given")
     top = int(t_max if t_max is not None else steps.max())
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot()
     ax.hist(steps, bins=np.arange(0.5, top + 1.5), color="tab:blue", edgecolor="white")
     ax.axvline(steps.mean(), color="r", ls="--", label=f"mean {steps.mean():.2f}")
@@ -592,7 +592,7 @@ def plot_exit_histogram(exit_steps, path, *, t_max: int | None = None, title: st
     ax.set_ylabel("samples")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -9,8 +9,9 @@ anti-Hebbian lateral term ``- yᵀ y H``:
 .. math:: y = x H^\\top, \\qquad \\Delta H = \\frac{\\eta}{B}\\, y^\\top (x - y H)
 
 which converges to an orthonormal basis of the principal subspace of ``E[x xᵀ]``. On every new
-task the population grows by ``k`` neurons that learn while the older ones stay frozen, and at the
-task boundary they merge into the frozen basis. Training a later task then projects each weight
+task the population grows by ``k`` neurons that learn, from the forward passes of the task's last
+training epochs, while the older ones stay frozen; at the task boundary they merge into the frozen
+basis. Training a later task then projects each weight
 gradient (and each optimiser step) orthogonally to that subspace,
 
 .. math:: \\nabla W \\leftarrow \\nabla W - (\\nabla W H^\\top) H,
@@ -159,18 +160,22 @@ class Subspace:
         """
         if self.new.shape[0] == 0:
             return
-        x = torch.as_tensor(x).detach().to(torch.float64)
+        x = torch.as_tensor(x).detach()
+        if not x.is_floating_point():
+            x = x.to(torch.float64)
         if x.dim() != 2 or x.shape[1] != self.n:
             raise DataError(f"{self._where(self.name)}expected activity [B, {self.n}], got {tuple(x.shape)}")
         power = float((x * x).sum(1).mean())
         if power == 0.0 or not math.isfinite(power):
             return  # a silent (or broken) batch carries no information about the subspace
         eta = self.lr / power
-        y_old = self._respond(x, self.frozen)
-        base = x - y_old @ self.frozen
+        # computed in the activity's dtype (float32 from a float32 model: half the cost), kept in float64
+        frozen, new = self.frozen.to(x.dtype), self.new.to(x.dtype)
+        base = x - self._respond(x, frozen) @ frozen
         for _ in range(self.iterations):
-            y = self._respond(x, self.new)
-            self.new = self.new + (eta / x.shape[0]) * (y.T @ (base - y @ self.new))
+            y = self._respond(x, new)
+            new = new + (eta / x.shape[0]) * (y.T @ (base - y @ new))
+        self.new = new.to(torch.float64)
 
     def merge(self) -> None:
         """Task boundary: orthonormalise the new neurons into the frozen basis."""
@@ -240,8 +245,9 @@ def weight_matrix(layer: nn.Module) -> torch.Tensor:
     return layer.weight.view(layer.weight.shape[0], -1)
 
 
-def record_inputs(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run ``model`` once on time-major ``x`` and return each layer's time-major input ``[T, B, ...]``.
+def record_inputs(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Tensor, keep_output: bool = False):
+    """Run ``model`` once on time-major ``x`` and return each layer's time-major input ``[T, B, ...]``
+    (detached), or ``(output, inputs)`` with ``keep_output=True`` (the output keeps its graph).
 
     A :class:`~spikeflow.torch.lowering.GraphModule` records the outputs of each layer's source
     nodes (their sum is the layer's input, as the graph semantics define it). Other modules are
@@ -259,7 +265,7 @@ def record_inputs(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Te
     steps = x.shape[0]
     if isinstance(model, GraphModule):
         needed = sorted({s for name in layers for s in model.sources[name]})
-        _, rec = model.run(x, record=needed)
+        y, rec = model.run(x, record=needed)
         out = {}
         for name in layers:
             srcs = model.sources[name]
@@ -267,12 +273,12 @@ def record_inputs(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Te
             for s in srcs[1:]:
                 total = total + rec[s]
             out[name] = total.detach()
-        return out
+        return (y, out) if keep_output else out
     calls: dict[str, list[torch.Tensor]] = {k: [] for k in layers}
     handles = [layer.register_forward_pre_hook(lambda mod, args, k=k: calls[k].append(args[0].detach()))
                for k, layer in layers.items()]
     try:
-        model(x)
+        y = model(x)
     finally:
         for handle in handles:
             handle.remove()
@@ -285,7 +291,7 @@ def record_inputs(model: nn.Module, layers: Mapping[str, nn.Module], x: torch.Te
         if joined.shape[0] % steps:
             raise DataError(f"layer {name!r}: recorded {joined.shape[0]} input rows, not a multiple of {steps} time steps")
         out[name] = joined.reshape((steps, -1) + feature)
-    return out
+    return (y, out) if keep_output else out
 
 
 def activity_vectors(layer: nn.Module, seq: torch.Tensor, activity: str = "rate", decay: float = 0.9) -> torch.Tensor:
@@ -378,6 +384,9 @@ class OrthogonalProjection:
         self.task = 0
         self._frozen: list[nn.Parameter] = []
         self._before: dict[str, torch.Tensor] = {}
+        self._learning = False
+        self._bases: dict = {}
+        self.learn_epochs = 1
 
     # ------------------------------------------------------------------------------ setup
 
@@ -416,13 +425,28 @@ class OrthogonalProjection:
     # ----------------------------------------------------------------------------- hooks
 
     def begin_task(self, task: int, trainer) -> None:
+        """Add this task's new subspace neurons (they learn during the task's last epochs)."""
         self.task = task
+        self._bases = {}  # the frozen bases do not change during a task: cast them once
+        for name, sub in self.subspaces.items():
+            sub.add(self._k(name), self.generator)
 
-    def train_mode(self, model: nn.Module) -> None:
-        """Called after ``model.train()``: normalisation statistics stay frozen after the first task."""
+    def begin_epoch(self, epoch: int, trainer) -> None:
+        """Called after ``model.train()``: normalisation statistics stay frozen after the first
+        task; the subspace learns from the forward passes of the last ``learn_epochs`` epochs."""
         if self.task > 0:
             for m in self._norms:
                 m.eval()
+        self._learning = epoch >= trainer.epochs - self.learn_epochs
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The training forward pass; in learning epochs it also feeds the layers' inputs to :meth:`observe`."""
+        if not self._learning:
+            return model(x)
+        out, inputs = record_inputs(model, self.layers, x, keep_output=True)
+        with torch.no_grad():
+            self.observe({name: activity_vectors(self.layers[name], seq, self.activity) for name, seq in inputs.items()})
+        return out
 
     def training_tasks(self, task: int) -> list[int]:
         return [task]
@@ -438,39 +462,45 @@ class OrthogonalProjection:
             p.grad = None
         self._before = {}
         for name, layer in self.layers.items():
-            basis = self.subspaces[name].basis()
-            if layer.weight.grad is None or basis.shape[0] == 0:
-                continue
-            b = basis.to(layer.weight.grad.dtype)
             grad = layer.weight.grad
+            if grad is None or self.subspaces[name].frozen.shape[0] == 0:
+                continue
+            b, bt = self._basis(name, grad.dtype)
             g = grad if grad.dim() == 2 else grad.view(grad.shape[0], -1)
-            g.sub_((g @ b.T) @ b)
+            g.sub_((g @ bt) @ b)
             self._before[name] = layer.weight.detach().clone()
+
+    def _basis(self, name: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (name, dtype)
+        if key not in self._bases:
+            b = self.subspaces[name].basis().to(dtype)
+            self._bases[key] = (b, b.T.contiguous())
+        return self._bases[key]
 
     @torch.no_grad()
     def after_step(self) -> None:
         """Project the optimiser's step too: momentum, Adam's per-weight scaling or weight decay
         would otherwise leave the orthogonal complement."""
         for name, before in self._before.items():
-            layer = self.layers[name]
-            b = self.subspaces[name].basis().to(before.dtype)
-            w = weight_matrix(layer)
+            b, bt = self._basis(name, before.dtype)
+            w = weight_matrix(self.layers[name])
             delta = w - before.view_as(w)
-            w.sub_((delta @ b.T) @ b)
+            w.sub_((delta @ bt) @ b)
         self._before = {}
 
     def end_task(self, task: int, trainer) -> None:
-        """Learn this task's subspace of every protected layer, then merge it into the frozen basis."""
-        for name, sub in self.subspaces.items():
-            sub.add(self._k(name), self.generator)
-        trainer.model.eval()  # the activity the task will be tested with: no dropout
-        self.learn(trainer, task)
+        """Finish learning this task's subspaces, then merge them into the frozen bases."""
+        self.finish()
         for sub in self.subspaces.values():
             sub.merge()
         self.task = task + 1
 
-    def learn(self, trainer, task: int) -> None:
+    def observe(self, activity: Mapping[str, torch.Tensor]) -> None:
+        """Learn from one batch of activity vectors ``{layer: [N, n]}``."""
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """End of the task's learning epochs (the new rows of every subspace must be final)."""
 
     # ------------------------------------------------------------------------- persistence
 
@@ -499,7 +529,8 @@ class HLOP(OrthogonalProjection):
         layers: names of the layers to protect (default: every Linear and Conv2d layer).
         lr: Oja learning rate relative to ``E‖x‖²`` (see :class:`Subspace`).
         iterations: Oja updates per batch.
-        hebbian_epochs: passes over the task's training data for the Hebbian phase after the task.
+        hebbian_epochs: the subspace neurons learn during the task's last ``hebbian_epochs`` training
+            epochs, from the same forward passes (no extra pass over the data).
         levels: ``None`` for rate subspace neurons, or the spike-count resolution of spiking ones.
 
     Example:
@@ -515,16 +546,13 @@ class HLOP(OrthogonalProjection):
         if hebbian_epochs < 1:
             raise DataError(f"HLOP: hebbian_epochs must be >= 1, got {hebbian_epochs}")
         self.options = {"lr": lr, "iterations": iterations, "levels": levels}
-        self.hebbian_epochs = int(hebbian_epochs)
+        self.learn_epochs = int(hebbian_epochs)
         Subspace(1, **self.options)  # validates the options now, not at the end of the first task
 
     def _subspace_options(self) -> dict[str, Any]:
         return dict(self.options)
 
-    @torch.no_grad()
-    def learn(self, trainer, task: int) -> None:
-        """Hebbian phase: run the task's training data, let the new subspace neurons learn online."""
-        for epoch in range(self.hebbian_epochs):
-            for x, _ in trainer.batches(task, shuffle=True, desc=f"task {task + 1} hebbian {epoch + 1}/{self.hebbian_epochs}"):
-                for name, vectors in layer_activity(trainer.model, self.layers, x, self.activity).items():
-                    self.subspaces[name].update(vectors)
+    def observe(self, activity: Mapping[str, torch.Tensor]) -> None:
+        """Online Oja updates of the new subspace neurons on one training batch's activity."""
+        for name, vectors in activity.items():
+            self.subspaces[name].update(vectors)

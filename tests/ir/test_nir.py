@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import spikeflow as sf
-from spikeflow.ir import nir_bridge
 from spikeflow.ir import nodes as n
 from nir.ir.graph import Identity
 

@@ -72,7 +72,6 @@ def simulate(graph, inputs, fmt):
     params = {}
     for name in order:
         node, shape = g.nodes[name], shapes[name]
-        size = math.prod(shape)
         c = coefficients(node, g.dt, g.integration)
         p = {}
         if isinstance(node, (n.Affine, n.Linear, n.Conv1d, n.Conv2d)):
@@ -100,7 +99,7 @@ def simulate(graph, inputs, fmt):
         state = {k: {"v": [0] * out[k].shape[2], "i": [0] * out[k].shape[2]} for k in order}
         for t in range(T):
             for name in order:
-                node, p, size = g.nodes[name], params[name], out[name].shape[2]
+                node, p = g.nodes[name], params[name]
                 sources = sorted(a for a, d in g.edges if d == name)
                 if not sources:
                     out[name][t, b] = [quantise(v, fmt.state_bits, sf) for v in np.ravel(inputs[t, b])]
