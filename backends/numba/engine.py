@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -16,6 +17,26 @@ from .fixed_point import as_fixed_point, dequantise, quantise
 from .program import Program, lower
 
 PRECISIONS = ("float64", "float32", "fixed")
+
+
+@dataclass
+class SparseSteps:
+    """One Input's values as nonzero entries: row ``t * batch + b`` of the CSR ``(indptr,
+    indices, values)`` lists the flat per-sample indices (ascending, no repeats) and values of step
+    ``t`` of sample ``b``. The streaming simulator bins event input into this form, so a large
+    sparse input never exists as a dense ``[T, B, ...]`` array."""
+
+    steps: int
+    batch: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+
+    def dense(self, size: int) -> np.ndarray:
+        """The values as a dense float64 ``[T, B, size]`` array."""
+        out = np.zeros((self.steps * self.batch, size))
+        out[np.repeat(np.arange(self.steps * self.batch), np.diff(self.indptr)), self.indices] = self.values
+        return out.reshape(self.steps, self.batch, size)
 
 
 class Engine:
@@ -33,6 +54,7 @@ class Engine:
 
     def __init__(self, graph=None, *, backend: str, event: bool, precision="float64", sparse="auto",
                  record: Iterable[str] = (), program: Program | None = None):
+        record = list(record)
         self.backend, self.event = backend, bool(event)
         self.fixed = as_fixed_point(precision)
         if self.fixed is None and precision not in PRECISIONS:
@@ -41,9 +63,9 @@ class Engine:
         if program is None:
             graph.validate()
             dtype = np.float32 if precision == "float32" else np.float64
-            program = lower(graph, backend=backend, dtype=dtype, event=self.event, sparse=sparse, fixed=self.fixed)
+            program = lower(graph, backend=backend, dtype=dtype, event=self.event, sparse=sparse, fixed=self.fixed, keep=record)
         self.program = program
-        self._table, self._slots = self._record_table(list(record))
+        self._table, self._slots = self._record_table(record)
         self.mem: np.ndarray | None = None
         self.tcount: np.ndarray | None = None
 
@@ -65,21 +87,52 @@ class Engine:
             col += size
         return np.array(rows, dtype=np.int64).reshape(-1, 3), slots
 
+    def _entries(self, inputs: dict, rows: int):
+        """All Inputs' nonzero entries as one CSR over rows ``t * B + b`` in packed-input columns."""
+        if len(inputs) == 1:  # one Input: its entries already are the rows, in order
+            v = next(iter(inputs.values()))
+            if isinstance(v, SparseSteps) and np.all(v.values != 0):
+                return np.asarray(v.indptr, np.int64), np.asarray(v.indices, np.int64), np.asarray(v.values, np.float64)
+        parts = []
+        for name, (col, shape) in self.program.inputs.items():
+            v = inputs[name]
+            if isinstance(v, SparseSteps):
+                r, c, x = np.repeat(np.arange(rows), np.diff(v.indptr)), np.asarray(v.indices, np.int64), np.asarray(v.values, np.float64)
+            else:
+                flat = v.reshape(rows, -1)
+                r, c = np.nonzero(flat)
+                x = flat[r, c]
+            keep = x != 0  # the lists hold exactly the nonzero inputs, as a dense scan would find
+            parts.append((r[keep], c[keep] + col, x[keep]))
+        r, c, x = (np.concatenate(a) for a in zip(*parts))
+        order = np.lexsort((c, r))
+        ptr = np.zeros(rows + 1, np.int64)
+        np.cumsum(np.bincount(r, minlength=rows), out=ptr[1:])
+        return ptr, c[order].astype(np.int64), x[order]
+
     def reset(self) -> None:
         """Forget all state: the next call starts from rest."""
         self.mem = self.tcount = None
 
-    def run(self, inputs: dict[str, np.ndarray]) -> SimulationResult:
-        """Advance by one chunk of float64 inputs ``{Input name: [T, B, ...]}`` (already checked)."""
+    def run(self, inputs: dict) -> SimulationResult:
+        """Advance by one chunk of float64 inputs ``{Input name: [T, B, ...]}`` (already checked)
+        or :class:`SparseSteps`."""
         p = self.program
         first = next(iter(inputs.values()))
-        steps, batch = first.shape[:2]
+        steps, batch = (first.steps, first.batch) if isinstance(first, SparseSteps) else first.shape[:2]
+        sparse = any(isinstance(v, SparseSteps) for v in inputs.values())
+        lists = bool(p.inputs) and all(p.ops[p.ops[:, 0] == K.OP_INPUT][:, 4] >= 0)
+        if sparse and not (lists and self.fixed is None):  # only event-mode float programs read entries
+            inputs = {k: v.dense(math.prod(p.inputs[k][1])) if isinstance(v, SparseSteps) else v for k, v in inputs.items()}
+            sparse = False
         if self.mem is None:
             self.mem = np.zeros((batch, p.mem_size), dtype=p.dtype)
             self.tcount = np.zeros(batch, dtype=np.int64)
         elif self.mem.shape[0] != batch:
             raise DataError(f"argument 'inputs': batch size {batch} differs from the {self.mem.shape[0]} of earlier steps; call reset() first")
-        if len(p.inputs) == 1 and p.n_input > 0:  # one input: a view, no copy
+        if sparse:
+            packed = None
+        elif len(p.inputs) == 1 and p.n_input > 0:  # one input: a view, no copy
             packed = np.ascontiguousarray(inputs[next(iter(p.inputs))]).reshape(steps, batch, p.n_input)
         else:
             packed = np.zeros((steps, batch, max(p.n_input, 1)), dtype=np.float64)
@@ -93,6 +146,9 @@ class Engine:
             packed, saturated = quantise(packed, self.fixed.state_bits, self.fixed.state_frac)
             K._run_fixed(p.ops, p.params, p.iparams, self.mem, self.tcount, packed, self._table, rec, self.event, counts, self.fixed.kernel_format())
             stats.update(overflows=int(counts[2]), saturated_inputs=saturated, saturated_params=p.saturated_params)
+        elif sparse:
+            ptr, idx, val = self._entries(inputs, steps * batch)
+            K._run_float_sparse(p.ops, p.params, p.iparams, self.mem, self.tcount, steps, ptr, idx, val.astype(p.dtype), self._table, rec, self.event, counts)
         else:
             K._run_float(p.ops, p.params, p.iparams, self.mem, self.tcount, packed.astype(p.dtype, copy=False), self._table, rec, self.event, counts)
         wall = time.perf_counter() - start

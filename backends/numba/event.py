@@ -1,8 +1,11 @@
 """numba-event: only nonzero values propagate (dense weight columns, CSR columns or a convolution
 scatter), one sample at a time; :class:`Simulator` keeps state between chunks for online use.
 
-Neuron state is still advanced every step for every neuron (leak needs it); the saving is in the
-synapses, where the work is proportional to the number of spikes (nonzero inputs). An EGRU layer
+Neuron state is still advanced every step for every neuron (leak needs it), in one pass that also
+sums the neuron's inputs; the saving is in the synapses, where the work is proportional to the
+number of spikes (nonzero inputs): spiking LIFs hand the list of their spiking neurons to the CSR
+scatter. Event input streamed into :class:`Simulator` is binned into per-step entries that the
+input op writes and clears one by one, so a large sparse input never exists as a dense array. An EGRU layer
 likewise touches only the input rows of nonzero inputs and the recurrent-matrix columns of units
 that emitted an event in the previous step.
 """
@@ -13,10 +16,10 @@ import math
 
 import numpy as np
 
-from spikeflow.errors import BackendError
+from spikeflow.errors import BackendError, DataError
 
 from . import is_available  # noqa: F401  (the registry asks each backend module)
-from ..inputs import default_bin_width, is_events, prepare_inputs
+from ..inputs import bin_events, default_bin_width, is_events, prepare_inputs
 from ..result import SimulationResult
 
 
@@ -75,12 +78,46 @@ class Simulator:
         start of the stream; they must not lie before the current time). For events, ``n_steps``
         says how many steps to advance (default: through the bin of the last event)."""
         events = is_events(chunk) or (isinstance(chunk, (list, tuple)) and chunk and all(is_events(c) for c in chunk))
+        samples = ([chunk] if is_events(chunk) else chunk) if events else None
         if events and n_steps is None:
-            samples = [chunk] if is_events(chunk) else chunk
             last = max(int(math.floor(np.max(s["t"], initial=-1) / self.bin_width)) + 1 for s in samples)
             n_steps = max(last - self.steps_done, 0)
-        inputs = prepare_inputs(chunk, self.shapes, dt=self.dt, bin_width=self.bin_width, sensor_size=self.sensor_size,
-                                n_steps=n_steps, first_bin=self.steps_done)
+        if events and self.engine.event and len(self.shapes) == 1:  # binned straight to entries, never densified
+            name, shape = next(iter(self.shapes.items()))
+            inputs = {name: self._entries(samples, shape, n_steps)}
+        else:
+            inputs = prepare_inputs(chunk, self.shapes, dt=self.dt, bin_width=self.bin_width, sensor_size=self.sensor_size,
+                                    n_steps=n_steps, first_bin=self.steps_done)
         result = self.engine.run(inputs)
         self.steps_done += result.stats["steps"]
         return result
+
+    def _entries(self, samples, shape, n_steps: int):
+        """Events of each sample binned into nonzero entries per step (counts per pixel), with the
+        checks and the layout (``[P, H, W]`` flattened) of :func:`~..inputs.bin_events`."""
+        size = math.prod(shape)
+        sensor = self.sensor_size
+        if sensor is None:
+            if len(shape) != 3:
+                raise DataError(f"argument 'inputs': events need sensor_size=(W, H, P) (the Input shape {shape} is not (P, H, W))")
+            sensor = (shape[2], shape[1], shape[0])
+        sensor = tuple(int(s) for s in sensor)
+        keys = []
+        for b, events in enumerate(samples):
+            bin_events(events, sensor, self.bin_width, 0, self.steps_done)  # validation only: zero bins
+            width, height = sensor[0], (sensor[1] if len(sensor) == 3 else 1)
+            if width * height * (sensor[-1] if len(sensor) > 1 else 1) != size:
+                raise DataError(f"argument 'inputs': sensor_size {sensor} does not match the Input shape {shape}")
+            x = np.asarray(events["x"]).astype(np.int64)
+            y = np.asarray(events["y"]).astype(np.int64) if "y" in events.dtype.names else np.zeros_like(x)
+            p = np.asarray(events["p"]).astype(np.int64)
+            bins = np.floor(np.asarray(events["t"], dtype=np.float64) / self.bin_width).astype(np.int64) - self.steps_done
+            keep = bins < n_steps
+            keys.append(((bins * len(samples) + b) * size + (p * height + y) * width + x)[keep])
+        key, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
+        rows = n_steps * len(samples)
+        indptr = np.zeros(rows + 1, np.int64)
+        np.cumsum(np.bincount(key // size, minlength=rows), out=indptr[1:])
+        from .engine import SparseSteps
+
+        return SparseSteps(n_steps, len(samples), indptr, key % size, counts.astype(np.float64))

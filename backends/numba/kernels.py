@@ -21,10 +21,10 @@ from numba import njit
 
 # op codes (column 0 of an op row); column meanings are listed in program.py
 OP_INPUT, OP_COPY, OP_ADD, OP_DENSE, OP_SCALE, OP_CONV, OP_POOL = 0, 1, 2, 3, 4, 5, 6
-OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF, OP_EGRU = 7, 8, 9, 10, 11, 12
+OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF, OP_EGRU, OP_LIF_FUSED = 7, 8, 9, 10, 11, 12, 13
 # weight layouts of OP_DENSE
 ROWS, COLUMNS, CSR_ROWS, CSR_COLUMNS = 0, 1, 2, 3
-OP_WIDTH = 16
+OP_WIDTH = 20
 
 # -------------------------------------------------------------------------- synaptic ops
 
@@ -54,11 +54,18 @@ def _weights_times(y, x, params, iparams, w, layout, ip, ix):
         return _scatter_columns(y, x, params[w : w + n_out * n_in].reshape((n_in, n_out)))
     indptr = iparams[ip : ip + (n_out if layout == CSR_ROWS else n_in) + 1]
     nnz = indptr[-1] - indptr[0]
-    indices, data = iparams[ix : ix + nnz], params[w : w + nnz]
+    data = params[w : w + nnz]
     if layout == CSR_ROWS:
-        _gather_csr(y, x, indptr, indices, data)
+        _gather_csr(y, x, indptr, iparams[ix : ix + nnz], data)
         return nnz
-    return _scatter_csr(y, x, indptr, indices, data)
+    return _scatter_csr(y, x, indptr, _csr_columns_indices(iparams, ix, nnz), data)
+
+
+@njit(cache=True)
+def _csr_columns_indices(iparams, ix, nnz):
+    """The row indices of a CSR_COLUMNS weight: int32, two per int64 slot (``program._pack_int32``),
+    which cuts the memory streamed per synaptic event from 16 to 12 bytes."""
+    return iparams[ix : ix + (nnz + 1) // 2].view(np.int32)
 
 
 @njit(cache=True)
@@ -226,26 +233,57 @@ def _record(m, rec_table, rec, t, b):
 
 @njit(cache=True)
 def _run_float(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event, counts):
-    """Step every sample ``b`` of ``mem[b]`` through ``inputs.shape[0]`` steps.
+    """Step every sample ``b`` of ``mem[b]`` through ``inputs.shape[0]`` steps of dense inputs
+    ``[T, B, n_input]``.
 
     counts[0] += multiply-adds of synaptic ops, counts[1] += neuron state updates.
     """
-    steps = inputs.shape[0]
-    for b in range(mem.shape[0]):
+    none = np.zeros(1, dtype=np.int64)
+    _run(ops, params, iparams, mem, tcount, inputs, inputs.shape[0], False, none, none, mem[0, :0], rec_table, rec, event, counts)
+
+
+@njit(cache=True)
+def _run_float_sparse(ops, params, iparams, mem, tcount, steps, in_ptr, in_idx, in_val, rec_table, rec, event, counts):
+    """As :func:`_run_float`, for inputs given as nonzero entries: row ``t * B + b`` of the CSR
+    ``(in_ptr, in_idx, in_val)`` holds the packed-input columns (ascending) and values of step
+    ``t`` of sample ``b``. Only event-mode programs (whose INPUT ops keep lists) take them."""
+    dense = np.zeros((0, 0, 0), dtype=mem.dtype)
+    _run(ops, params, iparams, mem, tcount, dense, steps, True, in_ptr, in_idx, in_val, rec_table, rec, event, counts)
+
+
+@njit(cache=True)
+def _run(ops, params, iparams, mem, tcount, inputs, steps, sparse, in_ptr, in_idx, in_val, rec_table, rec, event, counts):
+    batch = mem.shape[0]
+    lists = np.zeros(_list_size(ops), dtype=np.int64)
+    for b in range(batch):
         m = mem[b]
+        _rebuild_lists(m, ops, lists)
         for t in range(steps):
             tt = tcount[b]
             for k in range(ops.shape[0]):
                 o = ops[k]
                 code, dst, src, size = o[0], o[1], o[2], o[3]
-                if code == OP_INPUT:
-                    m[dst : dst + src] = inputs[t, b, size : size + src]  # row: @dst, size, column
+                if code == OP_LIF_FUSED:
+                    _lif_fused(m, o, params, lists)
+                    counts[1] += o[2]
+                elif code == OP_INPUT:  # row: @dst, size, column, &list|-1, a reader wants the list
+                    if sparse:
+                        _input_entries(m[dst : dst + src], lists, o[4], in_ptr, in_idx, in_val, t * batch + b, size)
+                    else:
+                        m[dst : dst + src] = inputs[t, b, size : size + src]
+                        if o[5] != 0:
+                            _collect(m[dst : dst + src], lists, o[4])
                 elif code == OP_COPY:
                     m[dst : dst + size] = m[src : src + size]
                 elif code == OP_ADD:
                     _add(m[dst : dst + size], m[src : src + size])
                 elif code == OP_DENSE:
-                    counts[0] += _dense_accumulate(m, o, params, iparams, event)
+                    if event and o[13] >= 0:  # the source's spike list: no scan for nonzero inputs
+                        y = m[dst : dst + size]
+                        y[:] = 0
+                        counts[0] += _scatter_list(y, m[src : src + o[4]], lists, o[13], params, iparams, o[5], o[7], o[8], o[9])
+                    else:
+                        counts[0] += _dense_accumulate(m, o, params, iparams, event)
                     if o[6] >= 0:
                         _add(m[dst : dst + size], params[o[6] : o[6] + size])
                 elif code == OP_CONV:
@@ -288,6 +326,161 @@ def _run_float(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event,
                 off, n, at = rec_table[r, 0], rec_table[r, 1], rec_table[r, 2]
                 rec[t, b, at : at + n] = m[off : off + n]
             tcount[b] += 1
+
+
+# ------------------------------------------------------------- fused LIF and spike lists
+
+
+@njit(cache=True)
+def _list_size(ops):
+    """Length of the spike-list scratch: each list is a count then up to ``size`` indices."""
+    need = 1
+    for k in range(ops.shape[0]):
+        if ops[k, 0] == OP_LIF_FUSED and ops[k, 12] >= 0:
+            need = max(need, ops[k, 12] + 1 + ops[k, 2])
+        if ops[k, 0] == OP_INPUT and ops[k, 4] >= 0:
+            need = max(need, ops[k, 4] + 1 + ops[k, 2])
+    return need
+
+
+@njit(cache=True)
+def _rebuild_lists(m, ops, lists):
+    """Spike lists from the spike buffers in ``m``: lists are scratch, so a run can start from any
+    memory (a later chunk, another sample) and a delayed consumer still sees last step's spikes."""
+    for k in range(ops.shape[0]):
+        o = ops[k]
+        if o[0] == OP_LIF_FUSED and o[12] >= 0:
+            _collect(m[o[1] : o[1] + o[2]], lists, o[12])
+        if o[0] == OP_INPUT and o[4] >= 0:
+            _collect(m[o[1] : o[1] + o[2]], lists, o[4])
+
+
+@njit(cache=True)
+def _input_entries(x, lists, at, in_ptr, in_idx, in_val, row, column):
+    """Input ``x`` from the nonzero entries of one row: clear what the last step set (its list),
+    then write the entries in this Input's columns and list them (ascending, as they come)."""
+    for q in range(lists[at]):
+        x[lists[at + 1 + q]] = 0
+    count = 0
+    for k in range(in_ptr[row], in_ptr[row + 1]):
+        i = in_idx[k] - column
+        if 0 <= i < x.size:
+            x[i] = in_val[k]
+            lists[at + 1 + count] = i
+            count += 1
+    lists[at] = count
+
+
+@njit(cache=True)
+def _collect(z, lists, at):
+    """``lists[at]`` = number of nonzero ``z``, followed by their indices in ascending order.
+
+    Spikes are rare: blocks are first tested with a branch-free (vectorised) OR."""
+    count, n = 0, z.size
+    full = n - n % 32
+    for base in range(0, full, 32):
+        hit = False
+        for i in range(base, base + 32):
+            hit |= z[i] != 0
+        if hit:
+            for i in range(base, base + 32):
+                if z[i] != 0:
+                    lists[at + 1 + count] = i
+                    count += 1
+    for i in range(full, n):
+        if z[i] != 0:
+            lists[at + 1 + count] = i
+            count += 1
+    lists[at] = count
+
+
+@njit(cache=True)
+def _scatter_list(y, x, lists, at, params, iparams, w, layout, ip, ix):
+    """``y += W x`` over the listed nonzero ``x`` only (ascending, as in the scans of
+    ``_scatter_columns`` / ``_scatter_csr``); returns the multiply-adds performed."""
+    n_out, n_in, count = y.size, x.size, 0
+    if layout == COLUMNS:
+        wt = params[w : w + n_out * n_in].reshape((n_in, n_out))
+        for q in range(lists[at]):
+            j = lists[at + 1 + q]
+            xj, row = x[j], wt[j]
+            for i in range(n_out):
+                y[i] += row[i] * xj
+            count += n_out
+        return count
+    indptr = iparams[ip : ip + n_in + 1]
+    nnz = indptr[-1] - indptr[0]
+    indices, data = _csr_columns_indices(iparams, ix, nnz), params[w : w + nnz]
+    for q in range(lists[at]):
+        j = lists[at + 1 + q]
+        xj, lo, hi = x[j], indptr[j], indptr[j + 1]
+        for k in range(lo, hi):
+            y[indices[k]] += data[k] * xj
+        count += hi - lo
+    return count
+
+
+@njit(cache=True)
+def _lif_fused(m, o, params, lists):
+    """One LIF (or LI) step whose input is summed in the same pass: ``x = x0*g0 (+ x1*g1)`` where
+    each term is a source buffer times a uniform scale (a fused Scale node, or exactly 1.0), then
+    ``v = a*v + c*x + b``, spike and reset; then the spike list, if a consumer reads one.
+
+    Op row: @dst, size, @v, #a, #b, #c, #v_threshold, #v_reset, spiking, subtract, uniform,
+    &list|-1, terms (1 or 2), @src0, #scale0, @src1, #scale1. The arithmetic is that of
+    OP_COPY/OP_ADD/OP_SCALE followed by ``_leaky`` and ``_spike``, operation for operation
+    (multiplying by 1.0 is exact).
+    """
+    dst, size, vo = o[1], o[2], o[3]
+    z, v, x0 = m[dst : dst + size], m[vo : vo + size], m[o[14] : o[14] + size]
+    g0 = params[o[15]]
+    two = o[13] == 2
+    x1 = m[o[16] : o[16] + size] if two else x0
+    g1 = params[o[17]] if two else g0
+    spiking, sub = o[9] != 0, o[10] != 0
+    if o[11] == 1 and spiking:  # the common case, in straight loops that LLVM vectorises
+        a, b, c, th, vr = params[o[4]], params[o[5]], params[o[6]], params[o[7]], params[o[8]]
+        if two:
+            _lif_uniform2(z, v, x0, g0, x1, g1, a, b, c, th, vr, sub)
+        else:
+            _lif_uniform1(z, v, x0, g0, a, b, c, th, vr, sub)
+    else:
+        a, b, c = params[o[4] : o[4] + size], params[o[5] : o[5] + size], params[o[6] : o[6] + size]
+        th, vr = params[o[7] : o[7] + size], params[o[8] : o[8] + size]
+        for i in range(size):
+            xi = x0[i] * g0
+            if two:
+                xi = xi + x1[i] * g1
+            vi = a[i] * v[i] + c[i] * xi + b[i]
+            if not spiking:
+                z[i] = vi
+                v[i] = vi
+            elif vi > th[i]:
+                z[i] = 1
+                v[i] = vi - th[i] if sub else vr[i]
+            else:
+                z[i] = 0
+                v[i] = vi
+    if o[12] >= 0:
+        _collect(z, lists, o[12])
+
+
+@njit(cache=True)
+def _lif_uniform1(z, v, x0, g0, a, b, c, th, vr, sub):
+    for i in range(v.size):
+        vi = a * v[i] + c * (x0[i] * g0) + b
+        s = vi > th
+        z[i] = 1.0 if s else 0.0
+        v[i] = ((vi - th) if sub else vr) if s else vi
+
+
+@njit(cache=True)
+def _lif_uniform2(z, v, x0, g0, x1, g1, a, b, c, th, vr, sub):
+    for i in range(v.size):
+        vi = a * v[i] + c * (x0[i] * g0 + x1[i] * g1) + b
+        s = vi > th
+        z[i] = 1.0 if s else 0.0
+        v[i] = ((vi - th) if sub else vr) if s else vi
 
 
 @njit(cache=True)

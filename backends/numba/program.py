@@ -5,7 +5,7 @@ arrays, conv geometry, delay steps) and the size of one sample's memory. Op rows
 op code from ``kernels.py``; "@x" is an offset into memory, "#x" into params, "%x" into iparams):
 
 ==========  =====================================================================================
-INPUT       @dst, size, input column
+INPUT       @dst, size, input column, &list|-1, a DENSE op reads the list (0/1)
 COPY, ADD   @dst, @src, size                      (ADD: dst += src)
 DENSE       @dst, @src, n_out, n_in, #w, #bias|-1, layout, %indptr, %indices, -, -, weight frac
 SCALE       @dst, @src, size, #scale
@@ -17,7 +17,16 @@ LIF (LI)    @dst, @src, size, @v, #a, #b, #c, #v_threshold, #v_reset, spiking, s
 CUBA        @dst, @src, size, @v, @i, #a_syn, #c_syn, #a_mem, #c_mem, #b_mem, #v_th, #v_reset, spiking, subtract
 IF (I)      @dst, @src, size, @v, #c, #v_threshold, #v_reset, spiking, subtract
 EGRU        @dst, @src, hidden, n_in, @state, %egru   (state: c, y, then scratch xp, hp of 3*hidden)
+LIF_FUSED   @dst, size, @v, #a, #b, #c, #v_threshold, #v_reset, spiking, subtract, uniform,
+            &list|-1, terms, @src0, #scale0, @src1, #scale1  (scale 1.0 for a plain source)
 ==========  =====================================================================================
+
+In float precision a LIF or LI node with one or two sources becomes LIF_FUSED: its input sum,
+any Scale node that only feeds it (uniform, finite, not recorded) and the spike/reset happen in the
+one pass over the neurons that the update needs anyway. In event mode a spiking LIF_FUSED also
+writes the list of its spiking neurons (``&list``: an offset into the interpreter's int64 list
+scratch) and a DENSE op whose only source it is scatters over that list (column 13: &list|-1)
+instead of scanning the spike vector. Fixed point keeps the plain ops (its sums saturate).
 
 ``%egru`` holds ``#w_ih, layout, %indptr, %indices, #bias_ih, #w_hh, layout, %indptr, %indices,
 #bias_hh, #threshold, #trace_decay|-1``: an EGRU's two weight matrices are stored like a DENSE
@@ -67,6 +76,8 @@ class Program:
     output_names: list[str]
     fixed: object | None = None
     saturated_params: int = 0
+    list_size: int = 0
+    """Length of the spike-list scratch (event mode; the interpreter allocates it per run)."""
     layouts: dict[str, str] = field(default_factory=dict)
     """Synaptic node name -> weight layout chosen ("rows", "columns", "csr-rows", "csr-columns");
     an EGRU's two matrices appear as ``"<name>:weight_ih"`` and ``"<name>:weight_hh"``."""
@@ -86,6 +97,7 @@ class ProgramBuilder:
         self._iparams: list[np.ndarray] = []
         self._n_iparams = 0
         self.mem = 0
+        self.lists = 0
         self.saturated = 0
         self.layouts: dict[str, str] = {}
 
@@ -93,6 +105,11 @@ class ProgramBuilder:
 
     def alloc(self, size: int) -> int:
         off, self.mem = self.mem, self.mem + int(size)
+        return off
+
+    def alloc_list(self, size: int) -> int:
+        """Room for a spike list (a count, then up to ``size`` indices) in the list scratch."""
+        off, self.lists = self.lists, self.lists + int(size) + 1
         return off
 
     def param(self, values, role: str, frac: int | None = None) -> int:
@@ -119,13 +136,14 @@ class ProgramBuilder:
 
     # ------------------------------------------------------------------------------- ops
 
-    def dense(self, name: str, dst: int, src: int, weight, bias=None) -> None:
+    def dense(self, name: str, dst: int, src: int, weight, bias=None, src_list: int = -1) -> None:
         """``W x (+ b)``; ``weight`` is a dense array or a ``(indptr, indices, data, shape)`` CSR
         tuple by rows (or any object with ``tocsr()``, such as a sparse IR weight), stored in the
-        layout the mode prefers. A sparse weight is only densified when ``sparse=False``."""
+        layout the mode prefers. A sparse weight is only densified when ``sparse=False``.
+        ``src_list``: the source's spike list (event mode), or -1 to scan the source."""
         (n_out, n_in), (layout, w, ip, ix, frac) = self.weights(name, weight)
         b = -1 if bias is None else self.param(bias, "state")
-        self.op(K.OP_DENSE, dst, src, n_out, n_in, w, b, layout, ip, ix, 0, 0, frac or 0)
+        self.op(K.OP_DENSE, dst, src, n_out, n_in, w, b, layout, ip, ix, 0, 0, frac or 0, src_list if self.event else -1)
 
     def weights(self, name: str, weight):
         """Store a weight matrix for ``W x``; returns ``((n_out, n_in), (layout, #w, %indptr,
@@ -145,7 +163,8 @@ class ProgramBuilder:
             indptr, indices, data = csr[:3] if csr is not None else _dense_to_csr(weight)
             if self.event:  # scatter needs the columns: transpose the CSR
                 indptr, indices, data = _transpose_csr(indptr, indices, data, n_out, n_in)
-            layout, ip, ix = (K.CSR_COLUMNS if self.event else K.CSR_ROWS), self.iparam(indptr), self.iparam(indices)
+            layout, ip = (K.CSR_COLUMNS if self.event else K.CSR_ROWS), self.iparam(indptr)
+            ix = self.iparam(_pack_int32(indices, name) if self.event else indices)
             w = self.param(data, "weight", frac)
         else:
             dense = weight if csr is None else _csr_to_dense(*csr)
@@ -179,6 +198,20 @@ class ProgramBuilder:
         self.op(K.OP_LIF, dst, src, size, v, a, b, c, thr, vr, spiking, subtract)
         return v
 
+    def lif_fused(self, dst: int, size: int, coef: dict, spiking: bool, subtract: bool, terms, spike_list: int) -> int:
+        """A LIF/LI whose input is the sum of ``terms`` ``[(@src, uniform scale or None)]`` (one or
+        two, in summation order), fused into the neuron pass; returns the offset of ``v``."""
+        v = self.alloc(size)
+        a, b, c = (self.param(_full(coef[k], size), r) for k, r in (("a", "coef"), ("b", "state"), ("c", "coef")))
+        thr, vr = self.spike_params(coef, size, spiking)
+        keys = ("a", "b", "c", "v_threshold", "v_reset") if spiking else ("a", "b", "c")
+        uniform = all(_is_uniform(_full(coef[k], size)) for k in keys)
+        cols = []
+        for src, scale in terms:
+            cols += [src, self.param(np.float64(1.0 if scale is None else scale), "coef")]  # x * 1.0 is exact
+        self.op(K.OP_LIF_FUSED, dst, size, v, a, b, c, thr, vr, spiking, subtract, uniform, spike_list, len(terms), *cols)
+        return v
+
     def spike_params(self, coef: dict, size: int, spiking: bool) -> tuple[int, int]:
         if not spiking:
             return 0, 0
@@ -188,15 +221,19 @@ class ProgramBuilder:
         ops = np.array(self.ops, dtype=np.int64).reshape(-1, K.OP_WIDTH)
         params = np.concatenate(self._params).astype(self.dtype) if self._params else np.zeros(1, self.dtype)
         iparams = np.concatenate(self._iparams) if self._iparams else np.zeros(1, np.int64)
-        return Program(ops=ops, params=params, iparams=iparams, mem_size=max(self.mem, 1), dtype=self.dtype,
+        return Program(ops=ops, params=params, iparams=iparams, mem_size=max(self.mem, 1), dtype=self.dtype, list_size=self.lists,
                        fixed=self.fixed, saturated_params=self.saturated, layouts=dict(self.layouts), **fields)
 
 
 # ------------------------------------------------------------------------------ the lowering
 
 
-def lower(graph, *, backend: str, dtype=np.float64, event: bool = False, sparse="auto", fixed=None) -> Program:
-    """Lower a validated graph to a :class:`Program`; unsupported nodes raise BackendError."""
+def lower(graph, *, backend: str, dtype=np.float64, event: bool = False, sparse="auto", fixed=None, keep=()) -> Program:
+    """Lower a validated graph to a :class:`Program`; unsupported nodes raise BackendError.
+
+    ``keep``: names of nodes whose outputs must be in memory (recorded ones); a Scale node fused
+    into the LIF it feeds is never computed on its own, so recorded ones are not fused.
+    """
     g = graph.flatten()
     shapes = graph.shapes()  # of the flattened graph (shapes() of ``g`` itself rejects dotted names)
     order = g.order()
@@ -206,6 +243,7 @@ def lower(graph, *, backend: str, dtype=np.float64, event: bool = False, sparse=
             raise BackendError(f"node {b!r}: delayed edge from {a!r} runs before its target")
     pb = ProgramBuilder(dtype, event=event, sparse=sparse, fixed=fixed)
     out = {k: (pb.alloc(math.prod(shapes[k])), shapes[k]) for k in order}
+    fused, folded, lists, listened = _fusions(g, shapes, set(keep), pb)
     inputs: dict[str, tuple[int, tuple[int, ...]]] = {}
     traces: dict[str, tuple[int, tuple[int, ...]]] = {}
     n_input = 0
@@ -216,12 +254,20 @@ def lower(graph, *, backend: str, dtype=np.float64, event: bool = False, sparse=
         sources = sorted(a for a, b in g.edges if b == name)
         if isinstance(node, n.Input) and not sources:
             inputs[name] = (n_input, shape)
-            pb.op(K.OP_INPUT, dst, size, n_input)
+            pb.op(K.OP_INPUT, dst, size, n_input, lists.get(name, -1), name in listened)
             n_input += size
+            continue
+        if name in folded:  # computed inside the LIF it feeds
+            continue
+        if name in fused:
+            coef = {k: _full(v, size, shape) for k, v in coefficients(node, g.dt, g.integration, where=f"node {name!r}: ").items()}
+            terms = [(out[folded[a]][0], _uniform_scale(g.nodes[a], size, shape)) if a in folded else (out[a][0], None) for a in sources]
+            traces[name] = (pb.lif_fused(dst, size, coef, node.spiking, getattr(node, "reset", "zero") == "subtract", terms, lists.get(name, -1)), shape)
             continue
         in_shape = shapes[sources[0]]
         src = _input_sum(pb, sources, out, math.prod(in_shape))
-        v = _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend)
+        single = lists.get(sources[0], -1) if len(sources) == 1 else -1
+        v = _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, single)
         if v is not None:
             traces[name] = (v, shape)
     spiking = {k for k in order if getattr(g.nodes[k], "spiking", False)}
@@ -239,14 +285,64 @@ def _input_sum(pb: ProgramBuilder, sources: list[str], out: dict, size: int) -> 
     return dst
 
 
-def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend) -> int | None:
+def _fusions(g, shapes, keep: set, pb: ProgramBuilder):
+    """Which LIF/LI nodes fuse their input sum (float precision, one or two sources), which Scale
+    nodes fold into them (Scale name -> its source), which fused spiking LIFs and Inputs keep a
+    list of their nonzero entries (event mode; name -> list offset: an Input's list also lets it
+    take sparse input entries) and which Inputs have a DENSE reader of that list."""
+    if pb.fixed is not None:
+        return set(), {}, {}, set()
+    delayed = set(g.delayed_edges())
+    sources = {k: sorted(a for a, b in g.edges if b == k) for k in g.nodes}
+    consumers = {k: [b for a, b in g.edges if a == k] for k in g.nodes}
+    fused, folded, lists = set(), {}, {}
+    for name, node in g.nodes.items():
+        if not isinstance(node, (n.LI, n.LIF)) or not 1 <= len(sources[name]) <= 2:
+            continue
+        fused.add(name)
+        for a in sources[name]:
+            scale = g.nodes[a]
+            if (isinstance(scale, n.Scale) and consumers[a] == [name] and len(sources[a]) == 1 and a not in keep
+                    and a not in g.outputs and (a, name) not in delayed and (sources[a][0], a) not in delayed
+                    and _uniform_scale(scale, math.prod(shapes[a]), shapes[a]) is not None):
+                folded[a] = sources[a][0]
+        if pb.event and node.spiking and _readers(g, name, sources, consumers):
+            lists[name] = pb.alloc_list(math.prod(shapes[name]))
+    listened = set()
+    for name in [k for k in g.inputs if not sources[k]] if pb.event else ():
+        lists[name] = pb.alloc_list(math.prod(shapes[name]))
+        if _readers(g, name, sources, consumers):
+            listened.add(name)
+    return fused, folded, lists, listened
+
+
+def _readers(g, name, sources, consumers) -> bool:
+    """Whether a DENSE op reads only ``name`` (so it can scatter over ``name``'s list)."""
+    return any(isinstance(g.nodes[b], (n.Affine, n.Linear)) and sources[b] == [name] for b in consumers[name])
+
+
+def _uniform_scale(node, size: int, shape) -> float | None:
+    """The one factor of a Scale node, or None when it varies per element."""
+    values = _full(node.scale, size, shape)
+    if values.size == 0 or not _is_uniform(values):
+        return None
+    return float(values[0])
+
+
+def _is_uniform(values: np.ndarray) -> bool:
+    """All elements bitwise equal (so +0.0 and -0.0 count as different)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    return bits.size == 0 or bool(np.all(bits == bits[0]))
+
+
+def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, src_list: int = -1) -> int | None:
     """Emit the ops of one node; return the offset of its membrane potential, if it has one."""
     size, n_in = math.prod(shape), math.prod(in_shape)
     coef = coefficients(node, g.dt, g.integration, where=f"node {name!r}: ")
     if isinstance(node, (n.Output, n.Flatten)):
         pb.op(K.OP_COPY, dst, src, size)
     elif isinstance(node, (n.Affine, n.Linear)):
-        pb.dense(name, dst, src, node.weight, getattr(node, "bias", None))
+        pb.dense(name, dst, src, node.weight, getattr(node, "bias", None), src_list)
     elif isinstance(node, n.Scale):
         pb.op(K.OP_SCALE, dst, src, size, pb.param(_full(node.scale, size, shape), "coef"))
     elif isinstance(node, (n.Conv1d, n.Conv2d)):
@@ -323,6 +419,16 @@ def _as_csr(weight):
         m.sort_indices()
         return m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data.astype(np.float64), m.shape
     return None
+
+
+def _pack_int32(indices, name: str) -> np.ndarray:
+    """Indices as int32, two per int64 (read back by ``kernels._csr_columns_indices``)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size and int(indices.max()) >= 2**31:
+        raise BackendError(f"node {name!r}: sparse weight has {int(indices.max()) + 1} outputs, more than the 2**31 the event scatter indexes")
+    packed = np.zeros((indices.size + 1) // 2, dtype=np.int64)
+    packed.view(np.int32)[: indices.size] = indices
+    return packed
 
 
 def _dense_to_csr(w: np.ndarray):
