@@ -13,7 +13,7 @@ return ``dL/du`` (pre-reset membrane) times ``scale`` for every step, plus ``dL/
 arrays (``gv_state``, ``gi_state``) hold the gradient w.r.t. the final state on entry and the
 gradient w.r.t. the initial state on return.
 
-Batch rows are independent (the outer loop is a prange, kept serial: see _FLAGS). Inner loops run over
+Batch rows are independent, so the outer loop runs in parallel over the batch. Inner loops run over
 whole row slices with mode flags tested outside them, which is what lets LLVM vectorise them.
 """
 
@@ -25,9 +25,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-# Serial on purpose: torch already uses the cores for the GEMMs, and parallel regions made small
-# batches 20-100x slower on a busy machine and training non-deterministic across processes.
-_FLAGS = dict(cache=True, nogil=True, error_model="numpy")
+# Batch rows are independent and each is computed by one thread in a fixed order, so results do not
+# depend on the thread count. On a heavily oversubscribed machine parallel regions can stall: set
+# NUMBA_NUM_THREADS=1 there.
+_FLAGS = dict(cache=True, nogil=True, parallel=True, error_model="numpy")
 
 # Surrogates evaluated inside the backward kernels (see spikeflow.torch.functional); SG_ARRAY:
 # the derivative comes precomputed in an array (user-defined surrogates).

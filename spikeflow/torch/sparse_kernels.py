@@ -4,7 +4,7 @@ A spike matrix ``x[M, K]`` (M = T*B samples) is compressed to CSR rows once; the
 ``x @ W.T`` and the weight gradient ``x.T @ g`` then cost work proportional to the number of
 spikes instead of ``M*K``. Both products walk column tiles of the dense operand so that the tile
 stays in cache while the sparse rows stream past; rows (forward) or tiles (weight gradient) are
-independent (prange loops, compiled serial: see _FLAGS).
+independent and run in parallel without write conflicts.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-# Serial on purpose (see scan_kernels): torch owns the threads; results must not depend on them.
-_FLAGS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+# Rows (forward) and column tiles (weight gradient) are independent and each is summed by one thread
+# in a fixed order, so results do not depend on the thread count.
+_FLAGS = dict(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"contract"})
 TILE = 1024  # output columns per tile of the forward product (per-non-zero overhead favours long rows)
 ROWS = 8  # sample rows per parallel block in the forward product
 
