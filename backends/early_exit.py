@@ -1,9 +1,13 @@
 """Per-sample early exit on the numba backends, and one entry point for every backend.
 
-Each sample is stepped on its own by the numba interpreter (``kernels._run_float``, one step per
-call, from compiled code, so no Python runs between steps); after every step the decoder of
-:mod:`spikeflow.ir.exit_policy` updates the accumulated output and the sample stops as soon as the
-policy says so. The steps it skips are never simulated, so ``stats`` counts only the work done.
+Each sample is stepped on its own by the numba interpreter (``kernels.exit_drive`` calls
+``kernels._run_float`` one step at a time, from compiled code, so no Python runs between steps or
+samples); after every step the decoder of :mod:`spikeflow.ir.exit_policy` updates the accumulated
+output and the sample stops as soon as the policy says so. The steps it skips are never simulated,
+so ``stats`` counts only the work done. A batch-1 call costs little besides those steps: the
+program and one sample's scratch are made once per :class:`ExitSimulator`, and a float64 array
+input is only reshaped (no copy, no separate NaN scan: the driver checks each step it reads;
+the steps after a sample's exit are neither read nor checked).
 
 The confidence arithmetic lives in one compiled function (:func:`confidence`) that the torch
 runner and the calibration reuse, so every backend decides on bit-identical numbers.
@@ -26,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir.exit_policy import ExitPolicy, check_exit_policy, get_exit_policy
@@ -71,68 +74,15 @@ def finish_stats(stats: dict, exit_steps: np.ndarray, last_step: int, wall: floa
     """Fill the step statistics shared by all backends."""
     total = int(exit_steps.sum())
     full = last_step * len(exit_steps)
-    stats.update(steps=total, mean_steps=float(exit_steps.mean()) if len(exit_steps) else 0.0, max_steps=int(last_step),
+    stats.update(steps=total, mean_steps=total / len(exit_steps) if len(exit_steps) else 0.0, max_steps=int(last_step),
                  saved=1.0 - total / full if full else 0.0, wall_time=wall)
     return stats
 
 
-# ------------------------------------------------------------------------------ kernels
-
-
-@njit(cache=True)
-def confidence(acc, temperature):
-    """``(max softmax(acc / temperature), argmax acc)``; first index wins ties."""
-    best, arg = acc[0], 0
-    for j in range(1, acc.shape[0]):
-        if acc[j] > best:
-            best, arg = acc[j], j
-    total = 0.0
-    for j in range(acc.shape[0]):
-        total += math.exp((acc[j] - best) / temperature)
-    return 1.0 / total, arg
-
-
-@njit(cache=True)
-def accumulate(acc, active, y, decay, temperature, conf, arg):
-    """For rows ``active`` of ``acc``: ``acc = decay * acc + y`` (``y`` row ``i`` for sample
-    ``active[i]``), then their confidence and prediction into ``conf[i]``, ``arg[i]``."""
-    for i in range(active.shape[0]):
-        b = active[i]
-        for j in range(acc.shape[1]):
-            acc[b, j] = decay * acc[b, j] + y[i, j]
-        conf[i], arg[i] = confidence(acc[b], temperature)
-
-
-@njit(cache=True)
-def trajectories(outputs, decay, temperature, conf, pred):
-    """Confidence and prediction after every step of ``outputs[T, N, C]`` (into ``conf``, ``pred``)."""
-    acc = np.zeros(outputs.shape[2])
-    for b in range(outputs.shape[1]):
-        acc[:] = 0.0
-        for t in range(outputs.shape[0]):
-            for j in range(outputs.shape[2]):
-                acc[j] = decay * acc[j] + outputs[t, b, j]
-            conf[t, b], pred[t, b] = confidence(acc, temperature)
-
-
-@njit(cache=True)
-def _run_exit(ops, params, iparams, mem, tcount, inputs, rec_table, rec, event, counts, last_step, threshold, min_steps,
-              decay, temperature, exit_steps, preds, confs, scores):
-    n_cls = rec.shape[2]
-    acc = np.zeros(n_cls)
-    for b in range(mem.shape[0]):
-        acc[:] = 0.0
-        for t in range(last_step):
-            K._run_float(ops, params, iparams, mem[b : b + 1], tcount[b : b + 1], inputs[t : t + 1, b : b + 1], rec_table, rec, event, counts)
-            for j in range(n_cls):
-                acc[j] = decay * acc[j] + rec[0, 0, j]
-            conf, arg = confidence(acc, temperature)
-            step = t + 1
-            if (step >= min_steps and conf >= threshold) or step == last_step:
-                exit_steps[b], preds[b], confs[b] = step, arg, conf
-                for j in range(n_cls):
-                    scores[b, j] = acc[j]
-                break
+# The compiled decoder and driver live in the interpreter's own file (``numba/kernels.py``): numba's
+# cache is keyed by the source file of each function, so a cached driver here would not notice a
+# change to the interpreter it calls. The names stay importable from here.
+confidence, accumulate, trajectories = K.confidence, K.accumulate, K.trajectories
 
 
 # ------------------------------------------------------------------------------ runners
@@ -182,32 +132,60 @@ class ExitSimulator:
         offset, shape = self.program.outputs[self.policy.output]
         self.n_classes = int(shape[0])
         self._table = np.array([[offset, self.n_classes, 0]], dtype=np.int64)
+        p = self.program
+        # one sample's scratch, reused by every run (the driver resets it per sample); so one
+        # ExitSimulator must not run in two threads at once
+        pol = self.policy
+        self._rule = np.array([0, pol.threshold, pol.min_steps, pol.decay, pol.temperature], dtype=np.float64)
+        self._counts = np.zeros(3, dtype=np.int64)
+        self._mem = np.zeros((1, p.mem_size), dtype=p.dtype)
+        self._tcount = np.zeros(1, dtype=np.int64)
+        self._step_in = np.zeros((1, 1, max(p.n_input, 1)), dtype=p.dtype)
+        self._rec = np.zeros((1, 1, self.n_classes), dtype=p.dtype)
+        self._single = next(iter(p.inputs)) if len(p.inputs) == 1 and p.n_input > 0 else None
+
+    def _packed(self, inputs, prepare: dict) -> np.ndarray:
+        """Inputs as ``[T, B, n_input]`` float64. A float64 array for a one-Input graph is only
+        reshaped (a view when its layout allows, no copy); its shape is checked here and its
+        values (NaN, inf) by the driver, step by step as it reads them (steps after a sample's
+        exit are never read). Anything else goes through ``prepare_inputs``."""
+        p = self.program
+        name = self._single
+        if name is not None and not prepare and type(inputs) is np.ndarray and inputs.dtype == np.float64:
+            shape = self.shapes[name]
+            if inputs.ndim == len(shape) + 2 and inputs.shape[2:] == tuple(shape):
+                return inputs.reshape(inputs.shape[0], inputs.shape[1], p.n_input)
+        checked = prepare_inputs(inputs, self.shapes, dt=self.dt, **prepare)
+        steps, batch = next(iter(checked.values())).shape[:2]
+        if name is not None:
+            return checked[name].reshape(steps, batch, p.n_input)
+        packed = np.zeros((steps, batch, max(p.n_input, 1)))
+        for key, (col, shape) in p.inputs.items():
+            packed[:, :, col : col + math.prod(shape)] = checked[key].reshape(steps, batch, -1)
+        return packed
 
     def run(self, inputs, **prepare: Any) -> ExitResult:
         """Run every sample of ``inputs`` (``[T, B, ...]``, a dict by Input name, or events) from rest."""
-        p = self.program
-        checked = prepare_inputs(inputs, self.shapes, dt=self.dt, **prepare)
-        steps, batch = next(iter(checked.values())).shape[:2]
+        packed = self._packed(inputs, prepare)
+        steps, batch = packed.shape[:2]
         if steps < 1 or batch < 1:
             raise DataError(f"argument 'inputs': need at least one step and one sample, got [T, B] = [{steps}, {batch}]")
-        packed = np.zeros((steps, batch, max(p.n_input, 1)), dtype=p.dtype)
-        for name, (col, shape) in p.inputs.items():
-            packed[:, :, col : col + math.prod(shape)] = checked[name].reshape(steps, batch, -1)
         last = self.policy.steps_for(steps)
-        mem = np.zeros((batch, p.mem_size), dtype=p.dtype)
-        tcount = np.zeros(batch, dtype=np.int64)
-        rec = np.zeros((1, 1, self.n_classes), dtype=p.dtype)
-        counts = np.zeros(3, dtype=np.int64)
+        rule, counts = self._rule, self._counts
+        rule[0] = last
+        counts[:] = 0
         exit_steps = np.zeros(batch, dtype=np.int64)
         preds = np.zeros(batch, dtype=np.int64)
         confs = np.zeros(batch)
         scores = np.zeros((batch, self.n_classes))
-        pol = self.policy
+        p = self.program
         start = time.perf_counter()
-        _run_exit(p.ops, p.params, p.iparams, mem, tcount, packed, self._table, rec, self.backend == "numba-event", counts,
-                  last, float(pol.threshold), int(pol.min_steps), float(pol.decay), float(pol.temperature),
-                  exit_steps, preds, confs, scores)
+        bad = K.exit_drive(p.ops, p.params, p.iparams, packed, rule, self.backend == "numba-event", self._mem, self._tcount,
+                           self._step_in, self._table, self._rec, counts, exit_steps, preds, confs, scores)
         wall = time.perf_counter() - start
+        if bad >= 0:  # the checked path names the input and the first bad index
+            prepare_inputs(inputs, self.shapes, dt=self.dt, **prepare)
+            raise DataError(f"argument 'inputs': sample {bad} has a value that is not finite in {self._mem.dtype} (too large)")
         stats = finish_stats({"synaptic_events": int(counts[0]), "neuron_updates": int(counts[1])}, exit_steps, last, wall)
         return ExitResult(preds, exit_steps, confs, scores, stats, self.backend)
 

@@ -709,3 +709,90 @@ def _spike_fixed(m, params, dst, v, size, thr, vr, spiking, sub, one, lo, hi, co
                 m[v + i] = params[vr + i]
         else:
             m[dst + i] = 0
+
+
+# ------------------------------------------------------------------------- early exit
+# Used by ``backends/early_exit.py``; here so that numba's per-file cache sees every change to the
+# interpreter the driver calls. ``confidence`` is the one decoder of every backend (the torch
+# runner and the calibration call it too), so exits are bit-identical across backends.
+
+@njit(cache=True)
+def confidence(acc, temperature):
+    """``(max softmax(acc / temperature), argmax acc)``; first index wins ties."""
+    best, arg = acc[0], 0
+    for j in range(1, acc.shape[0]):
+        if acc[j] > best:
+            best, arg = acc[j], j
+    total = 0.0
+    for j in range(acc.shape[0]):
+        total += math.exp((acc[j] - best) / temperature)
+    return 1.0 / total, arg
+
+
+@njit(cache=True)
+def accumulate(acc, active, y, decay, temperature, conf, arg):
+    """For rows ``active`` of ``acc``: ``acc = decay * acc + y`` (``y`` row ``i`` for sample
+    ``active[i]``), then their confidence and prediction into ``conf[i]``, ``arg[i]``."""
+    for i in range(active.shape[0]):
+        b = active[i]
+        for j in range(acc.shape[1]):
+            acc[b, j] = decay * acc[b, j] + y[i, j]
+        conf[i], arg[i] = confidence(acc[b], temperature)
+
+
+@njit(cache=True)
+def trajectories(outputs, decay, temperature, conf, pred):
+    """Confidence and prediction after every step of ``outputs[T, N, C]`` (into ``conf``, ``pred``)."""
+    acc = np.zeros(outputs.shape[2])
+    for b in range(outputs.shape[1]):
+        acc[:] = 0.0
+        for t in range(outputs.shape[0]):
+            for j in range(outputs.shape[2]):
+                acc[j] = decay * acc[j] + outputs[t, b, j]
+            conf[t, b], pred[t, b] = confidence(acc, temperature)
+
+
+@njit(cache=True)
+def exit_drive(ops, params, iparams, inputs, rule, event, mem, tcount, step_in, rec_table, rec, counts, exit_steps, preds, confs,
+           scores):
+    """Early exit: step each sample of ``inputs`` ``[T, B, n_input]`` alone, from rest, one
+    :func:`_run_float` step at a time in one sample's scratch (``mem`` ``[1, M]``, ``step_in``
+    ``[1, 1, n_input]``, ``rec`` ``[1, 1, C]`` recording the decoded output), decode after every
+    step and stop at the policy's exit; the scratch is reused, so a run allocates nothing per
+    sample. ``rule``: ``[last step, threshold, min_steps, decay, temperature]``. Returns -1, or
+    the sample whose input has a NaN or inf in a step it reached (the run stops there)."""
+    batch, n_in = inputs.shape[1], inputs.shape[2]
+    last, threshold, min_steps, decay, temperature = int(rule[0]), rule[1], rule[2], rule[3], rule[4]
+    n_cls = rec.shape[2]
+    acc = np.zeros(n_cls)
+    x = step_in[0, 0]
+    for b in range(batch):
+        mem[:] = 0
+        tcount[:] = 0
+        acc[:] = 0.0
+        for t in range(last):
+            for j in range(n_in):
+                x[j] = inputs[t, b, j]
+            if _nonfinite(x):  # only the steps read are checked: the rest never reaches the network
+                return b
+            _run_float(ops, params, iparams, mem, tcount, step_in, rec_table, rec, event, counts)
+            for j in range(n_cls):
+                acc[j] = decay * acc[j] + rec[0, 0, j]
+            conf, arg = confidence(acc, temperature)
+            step = t + 1
+            if (step >= min_steps and conf >= threshold) or step == last:
+                exit_steps[b], preds[b], confs[b] = step, arg, conf
+                for j in range(n_cls):
+                    scores[b, j] = acc[j]
+                break
+    return -1
+
+
+@njit(cache=True)
+def _nonfinite(x):
+    """Whether ``x`` holds a NaN or inf (``x - x`` is 0 only for finite values; an integer count,
+    unlike a float sum, vectorises)."""
+    count = 0
+    for i in range(x.size):
+        count += (x[i] - x[i]) != 0.0
+    return count != 0

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-
-import spikeflow as sf
 from spikeflow.backends import available_backends, simulate
 from spikeflow.backends.early_exit import ExitSimulator, simulate_exit
+
+import spikeflow as sf
 from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.exit_policy import ExitPolicy, set_exit_policy
@@ -57,9 +57,9 @@ def _offline(graph, x, pol):
 
 
 @pytest.mark.parametrize("make, pol", [
-    (_spiking_graph, dict(threshold=0.9, min_steps=2)),
-    (_spiking_graph, dict(threshold=0.6, min_steps=1, max_steps=15, decay=0.9)),
-    (_analog_graph, dict(threshold=0.8, min_steps=3, temperature=0.5)),
+    (_spiking_graph, {"threshold": 0.9, "min_steps": 2}),
+    (_spiking_graph, {"threshold": 0.6, "min_steps": 1, "max_steps": 15, "decay": 0.9}),
+    (_analog_graph, {"threshold": 0.8, "min_steps": 3, "temperature": 0.5}),
 ])
 def test_exits_are_identical_across_backends_and_match_the_reference(make, pol):
     graph = make()
@@ -162,3 +162,41 @@ def test_recurrent_graph_exits_identically():
         res = simulate_exit(graph, x, backend=b)
         np.testing.assert_array_equal(res.exit_steps, steps, err_msg=b)
         np.testing.assert_array_equal(res.predictions, preds, err_msg=b)
+
+
+def test_batch1_fast_path_matches_checked_inputs():
+    """A float64 array (even a strided view) skips prepare_inputs; other inputs take it: same exits."""
+    graph = _spiking_graph()
+    set_exit_policy(graph, threshold=0.9, min_steps=2)
+    x = _inputs(seed=4, batch=6)
+    sim = ExitSimulator(graph, "numba-event")
+    whole = sim.run(x)
+    for b in range(x.shape[1]):  # x[:, b:b+1] is not contiguous; the reused scratch starts from rest
+        one = sim.run(x[:, b : b + 1])
+        assert (one.exit_steps[0], one.predictions[0]) == (whole.exit_steps[b], whole.predictions[b])
+        np.testing.assert_array_equal(one.scores[0], whole.scores[b])
+    for other in (x.astype(bool), x.astype(np.float32), {"input": x}, x.tolist()):  # the prepare_inputs path
+        res = sim.run(other)
+        np.testing.assert_array_equal(res.exit_steps, whole.exit_steps)
+        np.testing.assert_array_equal(res.scores, whole.scores)
+
+
+def test_nan_in_a_step_that_runs_raises_and_after_the_exit_is_never_read():
+    graph = _spiking_graph()
+    set_exit_policy(graph, threshold=1e-9, min_steps=3)  # every sample stops after exactly 3 steps
+    sim = ExitSimulator(graph, "numba-clock")
+    x = _inputs(batch=3)
+    clean = sim.run(x)
+    late = x.copy()
+    late[3:, 1] = np.nan  # steps 4.. are past every exit: never simulated
+    res = sim.run(late)
+    np.testing.assert_array_equal(res.scores, clean.scores)
+    early = x.copy()
+    early[2, 1, 0, 1, 2] = np.inf
+    with pytest.raises(DataError, match=r"NaN or inf, first at index \(2, 1, 0, 1, 2\)"):
+        sim.run(early)
+    np.testing.assert_array_equal(sim.run(x).scores, clean.scores)  # the scratch recovers
+    huge = x.copy()
+    huge[0, 2, 0, 0, 0] = 1e300  # finite in float64, inf once cast for a float32 program
+    with pytest.raises(DataError, match="sample 2 has a value that is not finite in float32"):
+        ExitSimulator(graph, "numba-clock", precision="float32").run(huge)
