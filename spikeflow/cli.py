@@ -3,8 +3,9 @@
 Subcommands: ``demo`` (:func:`spikeflow.demo.run_demo`: train a spiking MLP on rate-coded digits
 and a spiking CNN on DigitSaccades events, save and reload them, run them with numba-event next to
 torch, draw pictures), ``train`` (the digits MLP with options), ``info`` (what a graph file holds),
-``bench`` (run the benchmark scripts), and ``simulate``, ``export``, ``convert``, which report that
-their backend or target is not available here.
+``bench`` (run the benchmark scripts), ``simulate`` (a graph file on input spikes from a ``.npy``
+file), ``export`` (to a registered hardware target), and ``convert``, which points to the Python call
+(a model file cannot be loaded without unpickling it).
 
 Run as ``spikeflow ...`` or ``python -m spikeflow.cli ...``.
 """
@@ -102,6 +103,38 @@ def _cmd_bench(args) -> int:
     return subprocess.call([sys.executable, str(script)], cwd=script.parent.parent)
 
 
+def _cmd_simulate(args) -> int:
+    import spikeflow as sf
+    from spikeflow._atomic import atomic_path
+
+    graph = _load_graph(Path(args.path), args.dt)
+    try:
+        x = np.load(args.inputs, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise FormatError(f"{args.inputs}: not a readable .npy array ({err})") from None
+    res = sf.simulate(graph, x, backend=args.backend, record=args.record, precision=args.precision)
+    output = np.asarray(res.output)
+    print(f"{args.backend}: output {output.shape}, sum over time and batch per unit:")
+    print(np.array2string(output.reshape(output.shape[0], output.shape[1], -1).sum((0, 1)), precision=3))
+    for key, value in res.stats.items():
+        print(f"  {key}: {value}")
+    if args.out:
+        arrays = {"output": output, **{f"record/{k}": np.asarray(v) for k, v in res.spikes.items()}}
+        arrays.update({f"stats/{k}": np.asarray(v) for k, v in res.stats.items() if np.isscalar(v)})
+        with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import spikeflow as sf
+
+    report = sf.export(_load_graph(Path(args.path), args.dt), target=args.target, path=args.out)
+    print(report)
+    return 0
+
+
 def _unavailable(what):
     """A command whose backend or target this command line cannot run yet: exit status 2."""
 
@@ -141,25 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint file, written every epoch and resumed when present")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("simulate", help="simulate a graph file on a backend")
+    p = sub.add_parser("simulate", help="simulate a graph file on input spikes from a .npy file")
     p.add_argument("path", help="graph file (.h5 or .nir)")
-    p.add_argument("--backend", default="numba-event", help="simulator backend")
-    p.set_defaults(func=_unavailable(lambda a: (
-        f"backend {a.backend!r} is not available from the command line in this installation; "
-        f"from Python call spikeflow.simulate(graph, inputs, backend={a.backend!r})")))
+    p.add_argument("inputs", help=".npy file holding the input [T, B, ...] (no pickles)")
+    p.add_argument("--backend", default="numba-event", help="torch, numba-clock, numba-event or brian2")
+    p.add_argument("--precision", default="float64", help="float32 or float64")
+    p.add_argument("--record", nargs="*", default=[], help="nodes whose outputs to keep")
+    p.add_argument("--out", default=None, help="write output, recorded nodes and stats to this .npz file")
+    p.add_argument("--dt", type=float, default=None, help="time step for NIR files without one")
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("export", help="export a graph file to a hardware target")
     p.add_argument("path", help="graph file (.h5 or .nir)")
     p.add_argument("--target", default="spinnaker2", help="hardware target")
     p.add_argument("--out", default="out/export", help="output folder")
-    p.set_defaults(func=_unavailable(lambda a: (
-        f"target {a.target!r} is not available from the command line in this installation; "
-        f"from Python call spikeflow.export(graph, target={a.target!r}, path=...)")))
+    p.add_argument("--dt", type=float, default=None, help="time step for NIR files without one")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("convert", help="convert a trained non-spiking model into a spiking graph")
     p.add_argument("path", help="model file")
     p.add_argument("--to", default="snn", help="conversion target")
-    p.set_defaults(func=_unavailable(lambda a: f"conversion target {a.to!r} is not available in this installation"))
+    p.set_defaults(func=_unavailable(lambda a: (
+        "conversion is not available from the command line: a model file cannot be loaded without unpickling it; "
+        "from Python call spikeflow.convert.ann_to_snn(model)")))
 
     p = sub.add_parser("info", help="print a graph file's nodes, shapes and parameter counts")
     p.add_argument("path", help="graph file (.h5 or .nir)")
