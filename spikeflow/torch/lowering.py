@@ -14,7 +14,8 @@ equals the numba backends bit for bit.
 A module can also run a sequence in chunks, carrying the state of every neuron, Delay, EGRU and
 recurrent loop between calls (:meth:`GraphModule.initial_state`, :meth:`GraphModule.run_chunk`,
 :meth:`GraphModule.select` to keep a subset of the samples); in float64, chunks of any size give
-the same values as one call, bit for bit.
+the same values as one call, bit for bit. Inside :meth:`GraphModule.reuse_coefficients` the neurons
+discretise their parameters once instead of once per chunk (inference loops of short chunks).
 
 Example:
     >>> import numpy as np, torch, spikeflow as sf
@@ -29,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from dataclasses import dataclass, fields
@@ -237,6 +239,7 @@ class GraphModule(nn.Module):
         self._transposed: dict[int, tuple] = {}  # id(layer) -> (weight version key, W.T contiguous)
         """Dense layers whose input has at most this fraction of non-zeros use the sparse kernels
         (0 turns them off)."""
+        self._coef_cache: dict[str, tuple] | None = None  # set inside reuse_coefficients()
 
     # ---------------------------------------------------------------------------- running
 
@@ -362,7 +365,7 @@ class GraphModule(nn.Module):
         if layer is None or isinstance(layer, (m.Threshold, m.Scale)):
             return x if layer is None else layer(x)
         if isinstance(layer, m._Neuron):  # one fused scan over the chunk, from the carried state
-            y, state.nodes[name] = F.neuron_chunk(x, *layer.discretise(x), state.nodes.get(name), fused=layer.fused)
+            y, state.nodes[name] = F.neuron_chunk(x, *self._coefficients(name, layer, x), state.nodes.get(name), fused=layer.fused)
             return y
         if isinstance(layer, m.Delay):
             y, state.nodes[name] = F.delay_chunk(x, layer.steps, state.nodes.get(name))
@@ -378,11 +381,35 @@ class GraphModule(nn.Module):
         y = self._linear(flat, layer) if isinstance(layer, nn.Linear) else layer(flat)
         return y.reshape((T, B) + tuple(y.shape[1:]))
 
+    def _coefficients(self, name: str, layer: nn.Module, like: torch.Tensor):
+        """``layer.discretise(like)``, reused within :meth:`reuse_coefficients` (inference only)."""
+        cache = self._coef_cache
+        if cache is None or torch.is_grad_enabled():
+            return layer.discretise(like)
+        found = cache.get(name)
+        if found is None:
+            found = cache[name] = layer.discretise(like)
+        return found
+
+    @contextlib.contextmanager
+    def reuse_coefficients(self):
+        """Within the block, each neuron discretises its parameters once instead of once per
+        :meth:`run_chunk` (a fixed cost that dominates short chunks); parameter changes made inside
+        the block are not seen. No effect while gradients are enabled."""
+        outer = self._coef_cache
+        self._coef_cache = {} if outer is None else outer
+        try:
+            yield self
+        finally:
+            self._coef_cache = outer
+
     def _linear(self, flat: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
         rows = flat.shape[0]
         tail = rows % ROW_BLOCK
-        if tail == 0 or flat.dtype != torch.float64 or flat.device.type != "cpu":
-            return self._product(flat, layer)
+        sparse = self._sparse(flat, layer)
+        # The sparse product computes every row on its own (no GEMM blocking): no split needed.
+        if sparse or tail == 0 or flat.dtype != torch.float64 or flat.device.type != "cpu":
+            return self._product(flat, layer, sparse)
         # float64: the last rows go through a zero-padded ROW_BLOCK-row product, so every row is
         # rounded as inside a large GEMM, whatever the chunk size (see ROW_BLOCK).
         head = rows - tail
@@ -392,13 +419,19 @@ class GraphModule(nn.Module):
             return y_tail
         return torch.cat([self._product(flat[:head], layer), y_tail])
 
-    def _product(self, flat: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    def _sparse(self, flat: torch.Tensor, layer: nn.Linear) -> bool:
+        """True when an inference product of ``flat`` goes through the sparse kernels."""
         weight = layer.weight
-        sparse = (
+        return (
             not (torch.is_grad_enabled() and weight.requires_grad) and flat.device.type == "cpu" and flat.dim() == 2
             and flat.dtype in (torch.float32, torch.float64) and weight.dtype == flat.dtype and self.sparse_limit > 0
             and flat.numel() > 0 and sparse_linear.density(flat) <= self.sparse_limit
         )
+
+    def _product(self, flat: torch.Tensor, layer: nn.Linear, sparse: bool | None = None) -> torch.Tensor:
+        weight = layer.weight
+        if sparse is None:
+            sparse = self._sparse(flat, layer)
         if not sparse:
             return sparse_linear.linear(flat, weight, layer.bias, limit=self.sparse_limit)
         # Inference on sparse input: the sparse product reads W transposed; hand it a view of a

@@ -265,14 +265,43 @@ def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
     pol = set_exit_policy(g, threshold=float(np.quantile(ee.decode(y, ExitPolicy("output", 1.0))[0], 0.6)), min_steps=3)
     offline = ee.evaluate_outputs(y, np.zeros(23, dtype=np.int64), pol)
     assert len(set(offline["exit_steps"].tolist())) > 2
-    for kw in ({}, {"max_chunk": 6, "chunk_cost": 1000.0}, {"chunk_cost": 0.0}, {"chunk": 3}):
-        res = ee.TorchExitRunner(net, policy=pol, **kw).run(x, batch_size=10)
+    for kw in ({}, {"max_chunk": 6, "chunk_cost": 1000.0}, {"chunk_cost": 0.0}, {"chunk": 3}, {"max_chunk": 2}):
+        runner = ee.TorchExitRunner(net, policy=pol, **kw)
+        res = runner.run(x, batch_size=10)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
+        assert runner.net._coef_cache is None  # the per-run coefficient cache does not outlive the run
         # waste: at most max_chunk - 1 steps a sample beyond its exit
         neurons = 8  # LIF neurons updated per sample-step (a Delay is no neuron update)
-        limit = kw.get("chunk", kw.get("max_chunk", 4)) - 1
+        limit = (runner.chunk or runner.max_chunk) - 1
         assert offline["exit_steps"].sum() * neurons <= res.stats["neuron_updates"] <= (offline["exit_steps"].sum() + limit * 23) * neurons
     for bad in ({"chunk": 0}, {"max_chunk": 2.5}, {"chunk_cost": -1}):
         with pytest.raises(DataError, match=next(iter(bad))):
             ee.TorchExitRunner(net, policy=pol, **bad)
+
+
+def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
+    """The per-chunk decode (one compiled call, exits found per step) gives the exits, predictions,
+    confidences and accumulated scores of the offline step-by-step decoder, with a leaky (decay < 1)
+    accumulator and exits inside chunks."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    g = sf.Graph.sequential(n.Input(shape=(6,)), n.Linear(weight=rng.normal(0.3, 1.0, (12, 6))), n.LIF(tau=0.01, v_threshold=0.5),
+                            n.Affine(weight=rng.normal(0, 1, (4, 12)), bias=rng.normal(0, 0.1, 4)), dt=1e-3)
+    x = rng.uniform(0, 1, (14, 31, 6))
+    y = sf.to_torch(g)(torch.as_tensor(x)).detach().numpy()
+    base = ExitPolicy(g.outputs[0], 1.0, decay=0.8, temperature=0.7, min_steps=2)
+    pol = base.with_threshold(float(np.quantile(ee.decode(y, base)[0], 0.5)))
+    offline = ee.evaluate_outputs(y, np.zeros(31, dtype=np.int64), pol)
+    acc = np.zeros((31, 4))
+    scores = np.zeros((31, 4))
+    for t in range(14):
+        acc = 0.8 * acc + y[t]
+        hit = offline["exit_steps"] == t + 1
+        scores[hit] = acc[hit]
+    assert 2 < len(set(offline["exit_steps"].tolist()))
+    for kw in ({}, {"chunk": 5}, {"chunk": 1}):
+        res = ee.TorchExitRunner(g, policy=pol, **kw).run(x)
+        np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
+        np.testing.assert_array_equal(res.predictions, offline["predictions"])
+        np.testing.assert_array_equal(res.scores, scores)
