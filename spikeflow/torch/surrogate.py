@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -44,7 +45,7 @@ class _Heaviside(torch.autograd.Function):
 
 
 @dataclass(frozen=True)
-class Surrogate:
+class Surrogate(ABC):
     """Base of the surrogates: ``self(x)`` spikes where ``x > 0``; gradient ``derivative(x)``."""
 
     name: ClassVar[str] = ""
@@ -57,13 +58,13 @@ class Surrogate:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return _Heaviside.apply(x, self)
 
+    @abstractmethod
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         """The pseudo-derivative of the step at ``x`` (elementwise)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def primitive(self, x: torch.Tensor) -> torch.Tensor:
         """A smooth function whose derivative is :meth:`derivative` (the relaxed step)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ baseline. :class:`Subspace` and :func:`principal_cosines` are usable on their ow
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -359,7 +360,7 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm))
 
 
-class OrthogonalProjection:
+class OrthogonalProjection(ABC):
     """Protect layers by projecting their weight updates orthogonally to learned input subspaces.
 
     A continual-learning strategy (see :class:`spikeflow.train.continual.Strategy` for the hooks).
@@ -495,9 +496,9 @@ class OrthogonalProjection:
             sub.merge()
         self.task = task + 1
 
+    @abstractmethod
     def observe(self, activity: Mapping[str, torch.Tensor]) -> None:
         """Learn from one batch of activity vectors ``{layer: [N, n]}``."""
-        raise NotImplementedError
 
     def finish(self) -> None:
         """End of the task's learning epochs (the new rows of every subspace must be final)."""

@@ -12,6 +12,7 @@ leaky-integrator (LI) output layer, whose output is its membrane potential.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -119,7 +120,7 @@ def get_loss(loss):
 # ----------------------------------------------------------------------------- regularisers
 
 
-class _ActivityRegularizer:
+class _ActivityRegularizer(ABC):
     """Shared plumbing: which recorded nodes to read, and a weight."""
 
     def __init__(self, nodes: str | Sequence[str], weight: float):
@@ -139,8 +140,9 @@ class _ActivityRegularizer:
             out.append(z.reshape(z.shape[0], z.shape[1], -1))
         return out
 
+    @abstractmethod
     def term(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The penalty of one node's activity ``[T, B, n]``."""
 
     def __call__(self, record: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.weight * sum(self.term(z) for z in self._activity(record))
