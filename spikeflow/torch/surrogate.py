@@ -60,11 +60,8 @@ class Surrogate(ABC):
 
     @abstractmethod
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
-        """The pseudo-derivative of the step at ``x`` (elementwise)."""
-
-    @abstractmethod
-    def primitive(self, x: torch.Tensor) -> torch.Tensor:
-        """A smooth function whose derivative is :meth:`derivative` (the relaxed step)."""
+        """The pseudo-derivative of the step at ``x`` (elementwise). The built-in surrogates also
+        define ``primitive(x)``, a smooth function whose derivative this is (the relaxed step)."""
 
 
 @dataclass(frozen=True)
