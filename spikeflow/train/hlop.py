@@ -147,17 +147,21 @@ class Subspace:
         init = torch.randn(k, self.n, generator=generator, dtype=torch.float64)
         self.new = torch.cat([self.new, orthonormal_rows(init, self.frozen)])
 
-    def _respond(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        y = x @ h.T
-        if self.levels is not None:
-            y = torch.round(y * self.levels) / self.levels
-        return y
+    def _spikes(self, y: torch.Tensor) -> torch.Tensor:
+        """The neurons' output: real-valued, or a signed spike count over ``levels`` steps."""
+        return y if self.levels is None else torch.round(y * self.levels) / self.levels
 
     def update(self, x: torch.Tensor) -> None:
         """Oja subspace updates of the new neurons on one batch of activity vectors ``[B, n]``.
 
         The frozen neurons take part in the lateral (anti-Hebbian) term, so the new neurons learn
         the principal subspace of what the frozen ones do not yet explain.
+
+        Every iteration ``H ← H + c yᵀ(b − y H) = (I − c yᵀy) H + c yᵀ b`` (``b`` the input
+        without the frozen neurons' share, ``c = η / B``) keeps ``H = L H₀ + R b`` for a ``k x k``
+        matrix ``L`` and a ``k x B`` matrix ``R``, and ``y = x Hᵀ = (x H₀ᵀ) Lᵀ + (x bᵀ) Rᵀ``. So
+        the iterations update only these small coefficients and ``H`` is formed once at the end:
+        the same updates without an ``n``-wide product per iteration.
         """
         if self.new.shape[0] == 0:
             return
@@ -169,14 +173,21 @@ class Subspace:
         power = float((x * x).sum(1).mean())
         if power == 0.0 or not math.isfinite(power):
             return  # a silent (or broken) batch carries no information about the subspace
-        eta = self.lr / power
+        c = self.lr / power / x.shape[0]
         # computed in the activity's dtype (float32 from a float32 model: half the cost), kept in float64
-        frozen, new = self.frozen.to(x.dtype), self.new.to(x.dtype)
-        base = x - self._respond(x, frozen) @ frozen
+        frozen, h0 = self.frozen.to(x.dtype), self.new.to(x.dtype)
+        base = x - self._spikes(x @ frozen.T) @ frozen
+        k = h0.shape[0]
+        # coefficients = [L | R] against rows [H₀; b]; responses of x to those rows
+        rows = torch.cat([h0, base])
+        x_rows = x @ rows.T
+        eye = torch.eye(k, dtype=x.dtype)
+        coef = torch.cat([eye, x.new_zeros(k, x.shape[0])], dim=1)
         for _ in range(self.iterations):
-            y = self._respond(x, new)
-            new = new + (eta / x.shape[0]) * (y.T @ (base - y @ new))
-        self.new = new.to(torch.float64)
+            y = self._spikes(x_rows @ coef.T)
+            coef = torch.addmm(eye, y.T, y, alpha=-c) @ coef
+            coef[:, k:].add_(y.T, alpha=c)
+        self.new = (coef @ rows).to(torch.float64)
 
     def merge(self) -> None:
         """Task boundary: orthonormalise the new neurons into the frozen basis."""
