@@ -3,7 +3,8 @@
 (a) 10,000 LIF neurons, 10 million random recurrent synapses (1,000 per neuron), each neuron driven
     by its own 15 Hz Poisson input, dt 0.1 ms, 1 s of biological time, one thread: numba-event
     against Brian2 runtime (cython) and cpp_standalone on the same network and the same input
-    spikes. Metric: synaptic events per second (recurrent spikes x fan-out / simulation time).
+    spikes, in float64 and again in float32 (Brian2's ``default_float_dtype`` set to match).
+    Metric: synaptic events per second (recurrent spikes x fan-out / simulation time).
     The network is an ordinary IR graph whose recurrent Linear holds a sparse (CSR) weight, so the
     10,000 x 10,000 matrix (800 MB dense) never exists; a 1 x n all-ones sparse readout counts the
     population's spikes per step, so only [T, 1, 1] is recorded. numba runs through the public
@@ -76,12 +77,12 @@ def network_graph(n, sources, targets, weights):
     )
 
 
-def numba_simulator(n, sources, targets, weights):
+def numba_simulator(n, sources, targets, weights, precision="float64"):
     """The streaming numba-event simulator of :func:`network_graph` (lowered once; the sparse
     weights stay CSR). Nothing is recorded, so the input Scale folds into the LIF update."""
     from spikeflow.backends import Simulator
 
-    sim = Simulator(network_graph(n, sources, targets, weights), backend="numba-event", sensor_size=(n,))
+    sim = Simulator(network_graph(n, sources, targets, weights), backend="numba-event", sensor_size=(n,), precision=precision)
     assert sim.engine.program.layouts == {"recurrent": "csr-columns", "readout": "csr-columns"}
     return sim
 
@@ -111,8 +112,9 @@ def run_numba_dense(sim, spikes):
     return count, res.stats["synaptic_events"] - count
 
 
-def run_brian2(n, sources, targets, weights, spikes, target: str, repeats: int):
-    """The same network in Brian2, built (and compiled) once, then run ``repeats`` times.
+def run_brian2(n, sources, targets, weights, spikes, target: str, repeats: int, precision: str = "float64"):
+    """The same network in Brian2, built (and compiled) once, then run ``repeats`` times, with
+    ``precision`` as Brian2's default float type (state variables and weights).
 
     Returns (spikes [STEPS, n], seconds of the first call: code generation, compilation and one
     run, simulation seconds of each later run). Runtime (cython): a new network each repeat whose
@@ -122,7 +124,8 @@ def run_brian2(n, sources, targets, weights, spikes, target: str, repeats: int):
     """
     import brian2 as b2
 
-    saved = b2.prefs.codegen.target
+    saved = b2.prefs.codegen.target, b2.prefs.core.default_float_dtype
+    b2.prefs.core.default_float_dtype = getattr(np, precision)
     tmp = tempfile.mkdtemp(prefix="sf_bench_brian2_")
 
     def build():
@@ -174,7 +177,7 @@ def run_brian2(n, sources, targets, weights, spikes, target: str, repeats: int):
                 times.append(time.perf_counter() - start)
         return z, first, times
     finally:
-        b2.prefs.codegen.target = saved
+        b2.prefs.codegen.target, b2.prefs.core.default_float_dtype = saved
         if target == "cpp_standalone":
             from brian2.devices.device import reset_device
 
@@ -232,24 +235,29 @@ def main() -> None:
     first, cached = compile_times()
     print(f"numba compile (first call, empty cache): {first:.2f} s; cached start: {cached:.2f} s")
     sources, targets, weights, spikes = network(n, fan_out)
-    sim = numba_simulator(n, sources, targets, weights)
     poisson = poisson_events(spikes)
-    count, events = run_numba(sim, poisson)
-    assert (count, events) == run_numba_dense(sim, spikes)  # the dense-input path gives the same network
-    t_numba = median_time(lambda: run_numba(sim, poisson), repeats=args.repeats)
-    print(f"numba-event: {count / n:.1f} Hz mean rate, {events:,} synaptic events, {t_numba:.3f} s")
     compiles = []
-    if not args.skip_brian2:
+    for precision in ("float64", "float32"):
+        sim = numba_simulator(n, sources, targets, weights, precision)
+        count, events = run_numba(sim, poisson)
+        if precision == "float64":
+            assert (count, events) == run_numba_dense(sim, spikes)  # the dense-input path gives the same network
+        t_numba = median_time(lambda: run_numba(sim, poisson), repeats=args.repeats)
+        print(f"numba-event {precision}: {count / n:.1f} Hz mean rate, {events:,} synaptic events, {t_numba:.3f} s")
+        if args.skip_brian2:
+            continue
         for target, label, goal in (("cython", "Brian2 runtime (cython)", 3.0), ("cpp_standalone", "Brian2 cpp_standalone", 1.5)):
-            zb, first_call, times = run_brian2(n, sources, targets, weights, spikes, target, args.repeats)
+            zb, first_call, times = run_brian2(n, sources, targets, weights, spikes, target, args.repeats, precision)
             t_peer = float(np.median(times))
             # numba again right after the peer: the machine is shared, so each ratio pairs the peer
             # with our median measured next to it
             t_ours = median_time(lambda: run_numba(sim, poisson), repeats=args.repeats)
-            print(f"{label}: {zb.sum() / n:.1f} Hz, first call (code generation + compile + set-up + run) {first_call:.1f} s, "
-                  f"run {t_peer:.3f} s (spike count {zb.sum():.0f} vs numba {count}); numba-event {t_ours:.3f} s")
-            records.append(record(case, "synaptic events per second", events / t_ours, label, events / t_peer, goal, lower_is_better=False))
-            compiles.append((label, first_call - t_peer))
+            print(f"{label} {precision}: {zb.sum() / n:.1f} Hz, first call (code generation + compile + set-up + run) "
+                  f"{first_call:.1f} s, run {t_peer:.3f} s (spike count {zb.sum():.0f} vs numba {count}); numba-event {t_ours:.3f} s")
+            records.append(record(f"{case}, {precision}", "synaptic events per second", events / t_ours, f"{label}, {precision}",
+                                  events / t_peer, goal, lower_is_better=False))
+            if precision == "float64":
+                compiles.append((label, first_call - t_peer))
     for label, seconds in compiles:  # informational: numba's first call with an empty cache against the peer's build
         records.append(record(f"compile before the first result ({case})", "seconds (first call minus one run)", first, label, seconds, 0.0))
     # informational: how much the on-disk cache saves (ours: cached start, peer: first call with an empty cache)

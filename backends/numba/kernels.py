@@ -23,7 +23,7 @@ from numba import njit
 OP_INPUT, OP_COPY, OP_ADD, OP_DENSE, OP_SCALE, OP_CONV, OP_POOL = 0, 1, 2, 3, 4, 5, 6
 OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF, OP_EGRU, OP_LIF_FUSED = 7, 8, 9, 10, 11, 12, 13
 # weight layouts of OP_DENSE
-ROWS, COLUMNS, CSR_ROWS, CSR_COLUMNS = 0, 1, 2, 3
+ROWS, COLUMNS, CSR_ROWS, CSR_COLUMNS, CSR_COLUMNS16 = 0, 1, 2, 3, 4
 OP_WIDTH = 20
 
 # -------------------------------------------------------------------------- synaptic ops
@@ -58,14 +58,23 @@ def _weights_times(y, x, params, iparams, w, layout, ip, ix):
     if layout == CSR_ROWS:
         _gather_csr(y, x, indptr, iparams[ix : ix + nnz], data)
         return nnz
-    return _scatter_csr(y, x, indptr, _csr_columns_indices(iparams, ix, nnz), data)
+    if layout == CSR_COLUMNS16:
+        return _scatter_csr(y, x, indptr, _uint16_indices(iparams, ix, nnz), data)
+    return _scatter_csr(y, x, indptr, _int32_indices(iparams, ix, nnz), data)
 
 
 @njit(cache=True)
-def _csr_columns_indices(iparams, ix, nnz):
-    """The row indices of a CSR_COLUMNS weight: int32, two per int64 slot (``program._pack_int32``),
-    which cuts the memory streamed per synaptic event from 16 to 12 bytes."""
+def _int32_indices(iparams, ix, nnz):
+    """The row indices of a CSR_COLUMNS weight: int32, two per int64 slot (``program._pack_indices``),
+    which cuts the memory streamed per synaptic event from 16 to 12 bytes (float64 weights)."""
     return iparams[ix : ix + (nnz + 1) // 2].view(np.int32)
+
+
+@njit(cache=True)
+def _uint16_indices(iparams, ix, nnz):
+    """The row indices of a CSR_COLUMNS16 weight (at most 65,536 outputs): uint16, four per int64
+    slot, so a synaptic event streams 10 bytes (float64 weights) or 6 (float32)."""
+    return iparams[ix : ix + (nnz + 3) // 4].view(np.uint16)
 
 
 @njit(cache=True)
@@ -375,23 +384,32 @@ def _input_entries(x, lists, at, in_ptr, in_idx, in_val, row, column):
 def _collect(z, lists, at):
     """``lists[at]`` = number of nonzero ``z``, followed by their indices in ascending order.
 
-    Spikes are rare: blocks are first tested with a branch-free (vectorised) OR."""
-    count, n = 0, z.size
-    full = n - n % 32
-    for base in range(0, full, 32):
-        hit = False
-        for i in range(base, base + 32):
-            hit |= z[i] != 0
-        if hit:
-            for i in range(base, base + 32):
-                if z[i] != 0:
-                    lists[at + 1 + count] = i
-                    count += 1
-    for i in range(full, n):
+    Spikes are rare: blocks of 32 values are first tested with a branch-free (vectorised) integer
+    OR of their bits (a zero is all zero bits; a -0.0 passes the test and fails the exact check)."""
+    if z.itemsize == 8:
+        count = _collect_blocks(z, z.view(np.int64), lists, at)
+    else:
+        count = _collect_blocks(z, z.view(np.int32), lists, at)
+    for i in range(z.size - z.size % 32, z.size):
         if z[i] != 0:
             lists[at + 1 + count] = i
             count += 1
     lists[at] = count
+
+
+@njit(cache=True)
+def _collect_blocks(z, bits, lists, at):
+    count = 0
+    for base in range(0, z.size - z.size % 32, 32):
+        hit = bits[base]
+        for i in range(base + 1, base + 32):
+            hit |= bits[i]
+        if hit != 0:
+            for i in range(base, base + 32):
+                if z[i] != 0:
+                    lists[at + 1 + count] = i
+                    count += 1
+    return count
 
 
 @njit(cache=True)
@@ -410,7 +428,15 @@ def _scatter_list(y, x, lists, at, params, iparams, w, layout, ip, ix):
         return count
     indptr = iparams[ip : ip + n_in + 1]
     nnz = indptr[-1] - indptr[0]
-    indices, data = _csr_columns_indices(iparams, ix, nnz), params[w : w + nnz]
+    data = params[w : w + nnz]
+    if layout == CSR_COLUMNS16:
+        return _scatter_csr_listed(y, x, lists, at, indptr, _uint16_indices(iparams, ix, nnz), data)
+    return _scatter_csr_listed(y, x, lists, at, indptr, _int32_indices(iparams, ix, nnz), data)
+
+
+@njit(cache=True)
+def _scatter_csr_listed(y, x, lists, at, indptr, indices, data):
+    count = 0
     for q in range(lists[at]):
         j = lists[at + 1 + q]
         xj, lo, hi = x[j], indptr[j], indptr[j + 1]

@@ -1,5 +1,5 @@
 """The fused fast path of the numba interpreter: LIF/LI input sums in the neuron pass, Scale nodes
-folded into the LIF they feed, spike lists handed to the CSR scatter, int32 scatter indices.
+folded into the LIF they feed, spike lists handed to the CSR scatter, uint16/int32 scatter indices.
 
 The hypothesis equivalence tests record every node, which keeps every Scale node unfused; these
 tests also run graphs recording nothing, so the folded code is what runs, and compare it with the
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import spikeflow as sf
 from spikeflow.backends import Simulator, simulate
 from spikeflow.backends.numba import kernels as K
-from spikeflow.backends.numba.program import _pack_int32, lower
+from spikeflow.backends.numba.program import _pack_indices, lower
 from spikeflow.errors import BackendError
 from spikeflow.ir import nodes as n
 from tests.reference.graph_sim import simulate as reference
@@ -130,13 +130,36 @@ def test_random_graphs_folded_equal_unfused(data):
     assert lean.stats["synaptic_events"] == full.stats["synaptic_events"]
 
 
-def test_int32_packing_round_trips_and_refuses_huge_layers():
-    idx = np.array([0, 7, 2**31 - 1, 5, 9], dtype=np.int64)
-    packed = _pack_int32(idx, "w")
-    assert packed.dtype == np.int64 and packed.size == 3
-    assert np.array_equal(packed.view(np.int32)[: idx.size], idx)
+def test_index_packing_round_trips_in_the_narrowest_width_and_refuses_huge_layers():
+    small = np.array([0, 7, 65535, 5, 9], dtype=np.int64)
+    packed, layout = _pack_indices(small, 2**16, "w")
+    assert layout == K.CSR_COLUMNS16 and packed.dtype == np.int64 and packed.size == 2
+    assert np.array_equal(K._uint16_indices(packed, 0, small.size)[: small.size], small)
+    large = np.array([0, 7, 2**31 - 1, 5, 9], dtype=np.int64)
+    packed, layout = _pack_indices(large, 2**31, "w")
+    assert layout == K.CSR_COLUMNS and packed.size == 3
+    assert np.array_equal(K._int32_indices(packed, 0, large.size)[: large.size], large)
     with pytest.raises(BackendError, match="'w'"):
-        _pack_int32(np.array([2**31]), "w")
+        _pack_indices(np.array([2**31]), 2**31 + 1, "w")
+
+
+def test_layers_with_more_than_65536_outputs_scatter_through_int32_indices():
+    """One input spike fans out to 70,000 LIF neurons through a sparse weight (int32 indices);
+    the same network cut to 60,000 neurons uses uint16 indices; both match the clock backend."""
+    for size in (60_000, 70_000):
+        rows = np.arange(0, size, 7)
+        w = sparse.csr_array((np.full(rows.size, 2.0), (rows, np.zeros(rows.size, np.int64))), shape=(size, 1))
+        g = sf.Graph({"input": n.Input(shape=(1,)), "fc": n.Linear(weight=w), "lif": n.LIF(tau=0.01, v_threshold=1.0, r=10.0),
+                      "output": n.Output(shape=(size,))},
+                     [("input", "fc"), ("fc", "lif"), ("lif", "output")], dt=1e-3)
+        ops = Simulator(g, backend="numba-event").engine.program.ops
+        layout = ops[ops[:, 0] == K.OP_DENSE][0, 7]
+        assert layout == (K.CSR_COLUMNS16 if size <= 2**16 else K.CSR_COLUMNS)
+        x = np.ones((3, 1, 1))
+        event = simulate(g, x, backend="numba-event")
+        clock = simulate(g, x, backend="numba-clock")
+        assert event.output.sum() > 0
+        assert np.array_equal(event.output, clock.output)
 
 
 def _events(x, dt_us):
