@@ -24,6 +24,18 @@ def bin_events(events: np.ndarray, sensor_size: tuple[int, ...], bin_width: floa
     tonic (``(W, P)`` or ``(W,)`` for sensors without ``y``). Frames start at bin ``first_bin``
     (a stream's later chunks); earlier events raise DataError, events past ``n_bins`` are dropped.
     """
+    bins, p, y, x, dims = event_fields(events, sensor_size, bin_width, first_bin)
+    if n_bins is None:
+        n_bins = int(bins.max(initial=-1)) + 1
+    keep = bins < n_bins
+    frames = np.zeros((n_bins,) + dims)
+    np.add.at(frames, (bins[keep], p[keep], y[keep], x[keep]), 1.0)
+    return frames
+
+
+def event_fields(events: np.ndarray, sensor_size: tuple[int, ...], bin_width: float, first_bin: int = 0):
+    """The checked events as int64 arrays ``(bin, p, y, x)`` and the frame shape ``(P, H, W)``
+    (see :func:`bin_events`); bins count from ``first_bin``."""
     if not is_events(events):
         raise DataError(f"events: expected a structured array with fields x, t, p (and y), got dtype {getattr(events, 'dtype', type(events))}")
     size = tuple(int(s) for s in sensor_size)
@@ -50,12 +62,7 @@ def bin_events(events: np.ndarray, sensor_size: tuple[int, ...], bin_width: floa
     early = np.flatnonzero(bins < 0)
     if early.size:
         raise DataError(f"events field 't': event {early[0]} at t={t[early[0]]:g} µs lies before the first bin (starting at {first_bin * bin_width:g} µs)")
-    if n_bins is None:
-        n_bins = int(bins.max(initial=-1)) + 1
-    keep = bins < n_bins
-    frames = np.zeros((n_bins, polarities, height, width))
-    np.add.at(frames, (bins[keep], p[keep], y[keep], x[keep]), 1.0)
-    return frames
+    return bins, p, y, x, (polarities, height, width)
 
 
 def default_bin_width(dt: float) -> float:

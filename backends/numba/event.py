@@ -19,7 +19,7 @@ import numpy as np
 from spikeflow.errors import BackendError, DataError
 
 from . import is_available  # noqa: F401  (the registry asks each backend module)
-from ..inputs import bin_events, default_bin_width, is_events, prepare_inputs
+from ..inputs import default_bin_width, event_fields, is_events, prepare_inputs
 from ..result import SimulationResult
 
 
@@ -102,22 +102,17 @@ class Simulator:
                 raise DataError(f"argument 'inputs': events need sensor_size=(W, H, P) (the Input shape {shape} is not (P, H, W))")
             sensor = (shape[2], shape[1], shape[0])
         sensor = tuple(int(s) for s in sensor)
-        keys = []
+        rows, cols = [], []
         for b, events in enumerate(samples):
-            bin_events(events, sensor, self.bin_width, 0, self.steps_done)  # validation only: zero bins
-            width, height = sensor[0], (sensor[1] if len(sensor) == 3 else 1)
-            if width * height * (sensor[-1] if len(sensor) > 1 else 1) != size:
+            bins, p, y, x, (polarities, height, width) = event_fields(events, sensor, self.bin_width, self.steps_done)
+            if polarities * height * width != size:
                 raise DataError(f"argument 'inputs': sensor_size {sensor} does not match the Input shape {shape}")
-            x = np.asarray(events["x"]).astype(np.int64)
-            y = np.asarray(events["y"]).astype(np.int64) if "y" in events.dtype.names else np.zeros_like(x)
-            p = np.asarray(events["p"]).astype(np.int64)
-            bins = np.floor(np.asarray(events["t"], dtype=np.float64) / self.bin_width).astype(np.int64) - self.steps_done
             keep = bins < n_steps
-            keys.append(((bins * len(samples) + b) * size + (p * height + y) * width + x)[keep])
-        key, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
-        rows = n_steps * len(samples)
-        indptr = np.zeros(rows + 1, np.int64)
-        np.cumsum(np.bincount(key // size, minlength=rows), out=indptr[1:])
+            rows.append((bins * len(samples) + b)[keep])
+            cols.append(((p * height + y) * width + x)[keep])
         from .engine import SparseSteps
+        from .kernels import bin_entries
 
-        return SparseSteps(n_steps, len(samples), indptr, key % size, counts.astype(np.float64))
+        joined = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in (rows, cols))
+        indptr, indices, counts = bin_entries(*joined, n_steps * len(samples))
+        return SparseSteps(n_steps, len(samples), indptr, indices, counts)

@@ -822,3 +822,49 @@ def _nonfinite(x):
     for i in range(x.size):
         count += (x[i] - x[i]) != 0.0
     return count != 0
+
+
+# ------------------------------------------------------------------------- event input binning
+
+
+@njit(cache=True)
+def bin_entries(rows, cols, n_rows):
+    """CSR ``(indptr, indices, counts)`` of the pairs ``(rows[i], cols[i])``: each row's columns
+    ascending, a repeated pair counted once with its multiplicity (what ``np.unique`` of the keys
+    ``row * n_cols + col`` gives), in O(n) plus a sort of each row's few columns."""
+    n = rows.size
+    start = np.zeros(n_rows + 1, dtype=np.int64)
+    for i in range(n):
+        start[rows[i] + 1] += 1
+    for r in range(n_rows):
+        start[r + 1] += start[r]
+    fill = start[:-1].copy()
+    by_row = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        r = rows[i]
+        by_row[fill[r]] = cols[i]
+        fill[r] += 1
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    indices = np.empty(n, dtype=np.int64)
+    counts = np.empty(n, dtype=np.float64)
+    m = 0
+    for r in range(n_rows):
+        lo, hi = start[r], start[r + 1]
+        if hi - lo > 32:
+            by_row[lo:hi].sort()
+        else:  # insertion sort: rows hold a few events
+            for i in range(lo + 1, hi):
+                c, j = by_row[i], i - 1
+                while j >= lo and by_row[j] > c:
+                    by_row[j + 1] = by_row[j]
+                    j -= 1
+                by_row[j + 1] = c
+        for i in range(lo, hi):
+            if i > lo and by_row[i] == by_row[i - 1]:
+                counts[m - 1] += 1.0
+            else:
+                indices[m] = by_row[i]
+                counts[m] = 1.0
+                m += 1
+        indptr[r + 1] = m
+    return indptr, indices[:m], counts[:m]
