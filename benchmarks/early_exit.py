@@ -2,7 +2,9 @@
 
 Cases: numba-event at batch 1 (each sample simulated alone; early exit stops it at its exit step)
 and torch at batch 64 (early exit runs adaptive chunks of steps through the module's state API,
-``GraphModule.run_chunk``, and drops finished samples after each chunk), for the directly
+``GraphModule.run_chunk``, drops finished samples after each chunk and admits the next waiting
+samples in their place, so at most 64 are in flight; without early exit the test set runs in
+batches of 64 to T_max), for the directly
 trained and the converted DigitSaccades networks of ``examples/early_exit_digits.py`` (trained
 there and saved with their calibrated policies; trained here if missing). The "peer" is the same
 network without early exit; at batch 1 twice: the same compiled exit driver with a policy that
@@ -88,8 +90,8 @@ def torch_batch64(graph, x, labels, batch=64):
         with torch.no_grad():
             return np.concatenate([net(c[:t_max]).sum(0).argmax(1).numpy() for c in chunks])
 
-    def early():
-        return np.concatenate([runner.run(c).predictions for c in chunks])
+    def early():  # at most `batch` samples in flight; an exit makes room for the next sample
+        return runner.run(xt, batch_size=batch).predictions
 
     n = x.shape[1]
     times = (median_time(full, repeats=5) / n, median_time(early, repeats=5) / n)

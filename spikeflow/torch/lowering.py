@@ -266,7 +266,7 @@ class GraphModule(nn.Module):
             layer = self._layer(name)
             shape = (batch,) + self.shapes[name]
             if isinstance(layer, m._Neuron):
-                nodes[name] = F.initial_state(layer.discretise(like)[0], shape, like)
+                nodes[name] = F.initial_state(self._coefficients(name, layer, like)[0], shape, like)
             elif isinstance(layer, m.Delay):
                 depth = int(layer.steps.max(initial=0))
                 nodes[name] = torch.zeros((depth,) + shape, dtype=like.dtype, device=like.device)
@@ -312,6 +312,31 @@ class GraphModule(nn.Module):
                 nodes[name] = type(s)(*(None if t is None else t.index_select(0, index) for t in s))
         carried = {k: v.index_select(0, index) for k, v in state.carried.items()}
         return GraphState(len(index), nodes, carried)
+
+    def join(self, first: GraphState, second: GraphState) -> GraphState:
+        """The samples of ``first`` followed by those of ``second``: for continuous batching, where
+        new samples (``initial_state``) join those already running."""
+        for arg, state in (("first", first), ("second", second)):
+            if not isinstance(state, GraphState):
+                raise DataError(f"join: argument {arg!r}: expected a GraphState, got {type(state).__name__}")
+        if sorted(first.nodes) != sorted(second.nodes):
+            raise DataError(f"join: the states hold different nodes: {sorted(first.nodes)} and {sorted(second.nodes)}")
+        nodes = {}
+        for name, a in first.nodes.items():
+            b, layer = second.nodes[name], self._layer(name)
+            if isinstance(layer, m.Delay):
+                nodes[name] = torch.cat([a, b], 1)
+            elif _is_egru(layer):
+                nodes[name] = type(a)(torch.cat([a.c, b.c], 1), torch.cat([a.y, b.y], 1), torch.cat([a.trace, b.trace], 0))
+            else:
+                nodes[name] = type(a)(*(None if u is None else torch.cat([u, v], 0) for u, v in zip(a, b)))
+        carried = {}
+        for name in first.carried.keys() | second.carried.keys():  # nothing carried yet = zeros
+            a, b = first.carried.get(name), second.carried.get(name)
+            a = torch.zeros((first.batch,) + tuple(b.shape[1:]), dtype=b.dtype, device=b.device) if a is None else a
+            b = torch.zeros((second.batch,) + tuple(a.shape[1:]), dtype=a.dtype, device=a.device) if b is None else b
+            carried[name] = torch.cat([a, b], 0)
+        return GraphState(first.batch + second.batch, nodes, carried)
 
     def _layer(self, name: str) -> nn.Module | None:
         return self.layers[_key(name)] if _key(name) in self.layers else None

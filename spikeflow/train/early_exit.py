@@ -450,7 +450,12 @@ class TorchExitRunner:
         self._prior = int(round(mean)) if isinstance(mean, (int, float)) and math.isfinite(mean) and mean >= 1 else None
 
     def run(self, inputs, batch_size: int | None = None):
-        """Run ``inputs`` (``[T, B, ...]`` array/tensor or a dict by Input name) from rest."""
+        """Run ``inputs`` (``[T, B, ...]`` array/tensor or a dict by Input name) from rest.
+
+        ``batch_size`` caps the samples in flight (default: all of them). With continuous batching,
+        a sample that exits makes room for the next one in input order at the next chunk, so the
+        chunks stay full instead of dwindling to the slowest samples of each batch.
+        """
         import torch
 
         from spikeflow.backends.early_exit import ExitResult, finish_stats
@@ -466,98 +471,110 @@ class TorchExitRunner:
         steps, batch = next(iter(x.values())).shape[:2]
         if steps < 1 or batch < 1:
             raise DataError(f"argument 'inputs': need at least one step and one sample, got [T, B] = [{steps}, {batch}]")
-        size = batch if batch_size is None else int(batch_size)
-        parts = []
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise DataError(f"argument 'batch_size': expected an integer >= 1 or None, got {batch_size!r}")
         start = time.perf_counter()
         counts = [0, 0]
         with torch.no_grad(), net.reuse_coefficients():
-            for lo in range(0, batch, size):
-                parts.append(self._run_batch({k: v[:, lo : lo + size] for k, v in x.items()}, counts))
+            preds, steps_run, confs, scores = self._run_pool(x, batch_size or batch, counts)
         wall = time.perf_counter() - start
-        preds, steps_run, confs, scores = (np.concatenate([p[i] for p in parts]) for i in range(4))
         stats = finish_stats({"synaptic_events": counts[0], "neuron_updates": counts[1]}, steps_run, self.policy.steps_for(steps), wall)
         return ExitResult(preds, steps_run, confs, scores, stats, "torch")
 
-    def _next_chunk(self, t0: int, last: int, active: int, hazard: float) -> int:
-        """Steps of the chunk that starts after ``t0`` steps, for ``active`` samples of which a
-        fraction ``hazard`` stopped per step lately."""
-        left = last - t0
+    def _next_chunk(self, done: np.ndarray, last: int, hazard: float) -> int:
+        """Steps of the next chunk for samples that have run ``done`` steps each, of which a
+        fraction ``hazard`` stopped per open step lately."""
+        left = int((last - done).max())  # no chunk runs past every sample's last step
         if self.chunk is not None:
             return min(self.chunk, left)
-        if t0 < self.policy.min_steps - 1:  # nobody can stop before min_steps: no waste
-            return min(self.policy.min_steps - t0, left)
-        if t0 == 0 and self._prior is not None:  # no stopping rate seen yet: the calibrated mean exit
+        lead = self.policy.min_steps - int(done.max())
+        if lead > 1:  # nobody can stop before min_steps: no waste
+            return min(lead, left)
+        if not done.any() and self._prior is not None:  # no stopping rate seen yet: the calibrated mean exit
             return max(1, min(self._prior, self.max_chunk, left))
         # Waste of a k-step chunk ~ active * hazard * k * (k - 1) / 2 sample-steps; one more
         # chunk costs chunk_cost. Per step, chunk_cost / k + active * hazard * (k - 1) / 2 is
         # smallest at k = sqrt(2 * chunk_cost / (active * hazard)).
-        k = self.max_chunk if hazard <= 0 else int(round(math.sqrt(2.0 * self.chunk_cost / (active * hazard))))
+        k = self.max_chunk if hazard <= 0 else int(round(math.sqrt(2.0 * self.chunk_cost / (len(done) * hazard))))
         return max(1, min(k, self.max_chunk, left))
 
-    def _window(self, v, t0: int, k: int, active: np.ndarray):
-        """Steps ``t0 .. t0+k-1`` of the samples ``active`` of one input ``v[T, B, ...]``, contiguous."""
+    def _window(self, v, done: np.ndarray, k: int, ids: np.ndarray, last: int):
+        """The next ``k`` steps of the samples ``ids`` of one input ``v[T, B, ...]``, each from its
+        own step ``done``, contiguous ``[k, len(ids), ...]``; steps past ``last`` repeat the last
+        one (a sample exits at ``last`` at the latest, so their results are never used)."""
         import torch
 
+        t0 = int(done[0])
+        uniform = bool((done == t0).all()) and int(ids[-1]) - int(ids[0]) == len(ids) - 1
+        if uniform and t0 + k <= last:  # one block of steps and samples: a slice
+            block = v[t0 : t0 + k, int(ids[0]) : int(ids[-1]) + 1]
+            return block.contiguous() if self.device.type != "cpu" else torch.from_numpy(np.ascontiguousarray(block.numpy()))
+        rows = np.minimum(done[None, :] + np.arange(k)[:, None], last - 1)
         if self.device.type != "cpu":
-            return v[t0 : t0 + k].index_select(1, torch.as_tensor(active, device=self.device))
-        # Serial NumPy copies (fancy indexing: ~10x faster here than np.take, whose per-index loop
-        # is slow for large rows): torch's threaded copies stall for milliseconds on a busy machine.
-        steps = v.numpy()[t0 : t0 + k]
-        return torch.from_numpy(np.ascontiguousarray(steps if len(active) == v.shape[1] else steps[:, active]))
+            return v[torch.as_tensor(rows, device=self.device), torch.as_tensor(ids, device=self.device)[None, :]]
+        # Serial NumPy copies (fancy indexing): torch's threaded copies stall for milliseconds on a busy machine.
+        return torch.from_numpy(v.numpy()[rows, ids[None, :]])
 
-    def _run_batch(self, x: dict, counts: list):
+    def _run_pool(self, x: dict, size: int, counts: list):
+        """Exits of every sample, at most ``size`` in flight (continuous batching)."""
         import torch
 
         from spikeflow.backends.early_exit import trajectories
 
         net, pol = self.net, self.policy
-        steps, batch = next(iter(x.values())).shape[:2]
+        steps, total = next(iter(x.values())).shape[:2]
         last = pol.steps_for(steps)
         synapses, neurons = self._counts
         decay, temperature = float(pol.decay), float(pol.temperature)
-        state = net.initial_state(batch)
-        active = np.arange(batch)
-        acc = np.zeros((batch, net.shapes[pol.output][0]))  # rows follow ``active``
-        out = (np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros_like(acc))
-        t0, hazard = 0, 0.0
-        while t0 < last and len(active):
-            k = self._next_chunk(t0, last, len(active), hazard)
-            n_active = len(active)
-            y, state = net.run_chunk({name: self._window(v, t0, k, active) for name, v in x.items()}, state)
+        width = net.shapes[pol.output][0]
+        out = (np.zeros(total, np.int64), np.zeros(total, np.int64), np.zeros(total), np.zeros((total, width)))
+        # the samples in flight: input index, steps run, accumulated output, network state
+        ids, done, acc, state = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, width)), None
+        admitted, hazard = 0, 0.0
+        while admitted < total or len(ids):
+            if admitted < total and len(ids) < size:
+                new = np.arange(admitted, min(total, admitted + size - len(ids)))
+                admitted += len(new)
+                fresh = net.initial_state(len(new))
+                state = net.join(state, fresh) if len(ids) else fresh
+                ids, done = np.concatenate([ids, new]), np.concatenate([done, np.zeros(len(new), np.int64)])
+                acc = np.concatenate([acc, np.zeros((len(new), width))])
+            k, n = self._next_chunk(done, last, hazard), len(ids)
+            y, state = net.run_chunk({name: self._window(v, done, k, ids, last) for name, v in x.items()}, state)
             y = y[pol.output] if isinstance(y, dict) else y
-            counts[0] += synapses * k * n_active
-            counts[1] += neurons * k * n_active
+            counts[0] += synapses * k * n
+            counts[1] += neurons * k * n
             # Decode the whole chunk at once: row 0 carries the accumulated output in (decay * 0 +
             # acc == acc exactly), rows 1..k are the chunk's steps, as the step-by-step decoder.
-            seq = np.empty((k + 1,) + acc.shape)
+            seq = np.empty((k + 1, n, width))
             seq[0] = acc
             seq[1:] = y.detach().cpu().double().numpy()
-            conf, pred = np.empty((k + 1, n_active)), np.empty((k + 1, n_active), dtype=np.int64)
+            conf, pred = np.empty((k + 1, n)), np.empty((k + 1, n), dtype=np.int64)
             trajectories(seq, decay, temperature, conf, pred)
             conf, pred = conf[1:], pred[1:]
-            ts = np.arange(t0 + 1, t0 + k + 1)
-            done = (conf >= pol.threshold) & (ts >= pol.min_steps)[:, None]
-            if t0 + k == last:
-                done[-1] = True
-            stops = done.any(axis=0)
+            ts = done[None, :] + np.arange(1, k + 1)[:, None]  # the step each row ends, per sample
+            open_rows = (ts >= pol.min_steps) & (ts <= last)
+            stop_rows = ((conf >= pol.threshold) & open_rows) | (ts == last)
+            stops = stop_rows.any(axis=0)
             stopped = int(stops.sum())
             if stopped:
-                rows = np.flatnonzero(stops)
-                first = done[:, rows].argmax(axis=0)  # the step index within the chunk of each exit
-                finished = active[rows]
-                out[0][finished], out[1][finished], out[2][finished] = pred[first, rows], t0 + 1 + first, conf[first, rows]
-                out[3][finished] = _accumulated(acc[rows], seq[1:, rows], first, decay)
-            if t0 + k >= pol.min_steps:  # the stopping rate per step over this chunk's open steps
-                open_steps = min(k, t0 + k - pol.min_steps + 1)
-                hazard = stopped / (n_active * open_steps)
-            t0 += k
+                cols = np.flatnonzero(stops)
+                first = stop_rows[:, cols].argmax(axis=0)  # the row of each exit within the chunk
+                finished = ids[cols]
+                out[0][finished], out[1][finished], out[2][finished] = pred[first, cols], ts[first, cols], conf[first, cols]
+                out[3][finished] = _accumulated(acc[cols], seq[1:, cols], first, decay)
+            if open_rows.any():  # the stopping rate per open step over this chunk
+                hazard = stopped / int(open_rows.sum())
             keep = np.flatnonzero(~stops)
             if len(keep):
                 acc = _accumulated(acc[keep], seq[1:, keep], np.full(len(keep), k - 1), decay)
+            else:
+                acc = acc[:0]
             if stopped:
-                active = active[keep]
-                if len(active):
+                ids, done = ids[keep], done[keep]
+                if len(keep):
                     state = net.select(state, torch.as_tensor(keep, device=self.device))
+            done = done + k
         return out
 
 

@@ -180,6 +180,27 @@ def test_select_keeps_a_subset_exactly(name):
     assert torch.equal(y3, alone[7:, [2]])
 
 
+@pytest.mark.parametrize("name", ["feed_forward", "recurrent", "conv_stack", "egru_loop"])
+def test_join_admits_fresh_samples_next_to_running_ones(name):
+    """Continuous batching: samples 0-1 run 4 steps, then samples 2-3 join from rest; each sample's
+    outputs equal those of running it alone from its own start."""
+    graph = CHUNK_GRAPHS[name](2)
+    net = sf.to_torch(graph)
+    net.sparse_limit = 0.0
+    x = _as_torch(random_inputs(graph, seed=8, T=10, B=4))
+    with torch.no_grad():
+        y1, state = net.run_chunk(x[:4, :2], net.initial_state(2))
+        state = net.join(state, net.initial_state(2))
+        assert state.batch == 4
+        late = torch.cat([x[4:10, :2], x[:6, 2:]], 1)  # the running samples' steps 4-9, the new ones' 0-5
+        y2, _ = net.run_chunk(late, state)
+        alone = net(x)
+    assert torch.equal(torch.cat([y1, y2[:, :2]]), alone[:, :2])
+    assert torch.equal(y2[:, 2:], alone[:6, 2:])
+    with pytest.raises(DataError, match="GraphState"):
+        net.join(state, None)
+
+
 def test_gradients_flow_across_chunks():
     graph = GRAPHS["feed_forward"](0)
     x = torch.as_tensor(random_inputs(graph, seed=3, T=12, B=2))

@@ -222,6 +222,7 @@ def test_calibrate_a_graph_on_validation_data_and_reject_empty_sets():
 
 
 def test_torch_runner_compacts_the_batch_and_matches_offline_exits():
+    """With every sample in one batch, and with at most 7 in flight (continuous batching)."""
     torch = pytest.importorskip("torch")
     g = _graph(seed=2)
     rng = np.random.default_rng(1)
@@ -235,6 +236,8 @@ def test_torch_runner_compacts_the_batch_and_matches_offline_exits():
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         assert res.stats["steps"] == offline["exit_steps"].sum() < 14 * 30
     assert 1 < res.stats["mean_steps"] < 14 and res.stats["saved"] > 0
+    with pytest.raises(DataError, match="batch_size"):
+        ee.TorchExitRunner(g).run(x, batch_size=0)
 
 
 def test_pictures_are_png(tmp_path):
