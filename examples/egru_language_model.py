@@ -3,10 +3,12 @@
 The text is ``pydoc_data.topics`` (ships with CPython, no download), topics joined in sorted key
 order and split 90/5/5 into contiguous train/validation/test parts. Every model is an embedding,
 one recurrent layer and a linear readout, with the same parameter count (the LSTM's hidden size
-is chosen to match). Reports test bits per character and, for the EGRU, activity sparsity (the
-fraction of zero outputs ``y``), then checks the EGRU against the numba-event runner.
+is chosen to match). Every model keeps its best validation checkpoint. Reports validation and
+test bits per character and, for the EGRU, activity sparsity (the fraction of zero outputs ``y``),
+then checks the EGRU against the numba-event runner.
 
-Run:  .venv/bin/python examples/egru_language_model.py [--steps 2000] [--models egru,gru,lstm] [--quick]
+Run:  .venv/bin/python examples/egru_language_model.py [--steps 6000] [--models egru,gru,lstm] [--quick]
+      (add --skip-test while choosing hyperparameters: validation only)
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def load_text() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 class CharModel(nn.Module):
     """Embedding -> recurrent layer -> linear readout; ``kind`` is "egru", "gru" or "lstm"."""
 
-    def __init__(self, kind: str, vocab: int, embed: int, hidden: int, **egru_kwargs):
+    def __init__(self, kind: str, vocab: int, embed: int, hidden: int, dropout: float = 0.0, **egru_kwargs):
         super().__init__()
         self.kind = kind
         self.embed = nn.Embedding(vocab, embed)
+        self.drop = nn.Dropout(dropout)  # on the readout's input
         if kind == "egru":
             self.rnn = EGRU(embed, hidden, **egru_kwargs)
         else:
@@ -54,7 +57,7 @@ class CharModel(nn.Module):
 
     def forward(self, x, state=None):
         h, state = self.rnn(self.embed(x), state)
-        return self.readout(h), state
+        return self.readout(self.drop(h)), state
 
 
 def detach(state):
@@ -102,8 +105,14 @@ def evaluate(model: CharModel, data: np.ndarray, seq: int = 200, batch: int = 16
 
 
 def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, lr: float, act_rate: float,
-          target_rate: float, act_warmup: float = 0.0) -> float:
-    """Truncated BPTT with Adam, one-cycle schedule and gradient clipping; returns seconds spent.
+          target_rate: float, act_warmup: float = 0.0, val: np.ndarray | None = None,
+          eval_every: int = 0) -> tuple[float, float, int]:
+    """Truncated BPTT with Adam, one-cycle schedule and gradient clipping.
+
+    With ``val`` and ``eval_every``, the validation bpc is measured every ``eval_every`` steps and
+    at the end, and the model is left at its best validation checkpoint (early stopping, the same
+    rule for every model). Returns the seconds spent, the mean training bits per character of the
+    last 10% of steps and the step of the kept checkpoint.
 
     The EGRU's event-rate regulariser is ramped in linearly over the first ``act_warmup`` fraction
     of the steps: the units first learn to carry information, then are pushed towards sparsity.
@@ -111,7 +120,8 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     x = streams(data, batch)
-    state, pos = None, 0
+    state, pos, tail = None, 0, []
+    best, best_step, best_weights = math.inf, steps, None
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=f"train {model.kind}", leave=False)
     for step in bar:
@@ -130,11 +140,22 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
         opt.step()
         sched.step()
         pos += seq
+        if step >= steps - max(1, steps // 10):
+            tail.append(loss.item() / math.log(2))
         post = {"bpc": f"{loss.item() / math.log(2):.3f}"}
         if model.kind == "egru":
             post["sparsity"] = f"{model.rnn.last_stats[0]['activity_sparsity']:.2f}"
+        if val is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            bpc, _ = evaluate(model, val)
+            if bpc < best:
+                best, best_step = bpc, step + 1
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.write(f"{model.kind} step {step + 1}: train bpc {loss.item() / math.log(2):.3f}, val bpc {bpc:.3f}")
         bar.set_postfix(post)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    return seconds, float(np.mean(tail)), best_step
 
 
 def check_numba_events(model: CharModel, data: np.ndarray, length: int = 300) -> bool:
@@ -153,13 +174,13 @@ def check_numba_events(model: CharModel, data: np.ndarray, length: int = 300) ->
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=2000, help="training steps, the same for every model")
+    ap.add_argument("--steps", type=int, default=6000, help="training steps, the same for every model")
     ap.add_argument("--seq", type=int, default=50)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-2, help="peak learning rate of the GRU and LSTM (best on validation)")
-    ap.add_argument("--egru-lr", type=float, default=2e-2, help="peak learning rate of the EGRU (best on validation)")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=5e-3, help="peak learning rate of the GRU and LSTM (best on validation)")
+    ap.add_argument("--egru-lr", type=float, default=1e-2, help="peak learning rate of the EGRU (best on validation)")
     ap.add_argument("--threshold-mean", type=float, default=0.3)
     ap.add_argument("--act-rate", type=float, default=5.0, help="weight of the event-rate regulariser")
     ap.add_argument("--target-rate", type=float, default=0.2)
@@ -167,7 +188,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--trace", type=float, default=0.0, help="EGRU output-trace decay read out by the linear layer")
     ap.add_argument("--dampening", type=float, default=0.7, help="EGRU pseudo-derivative dampening γ")
     ap.add_argument("--width", type=float, default=1.0, help="EGRU pseudo-derivative width ε")
+    ap.add_argument("--eval-every", type=int, default=500,
+                    help="validate every this many steps and keep the best checkpoint (0: keep the last)")
+    ap.add_argument("--dropout", type=float, default=0.3, help="dropout on the readout input of the GRU and LSTM")
+    ap.add_argument("--egru-dropout", type=float, default=0.0, help="dropout on the readout input of the EGRU")
     ap.add_argument("--models", default="egru,gru,lstm")
+    ap.add_argument("--skip-test", action="store_true", help="validation only (for choosing hyperparameters)")
     ap.add_argument("--quick", action="store_true", help="a 40-step smoke run")
     ap.add_argument("--threads", type=int, default=1, help="torch and numba threads (1 is fastest on a shared machine)")
     ap.add_argument("--out", default="examples/out/egru_language_model.json")
@@ -190,24 +216,37 @@ def main(argv=None) -> dict:
             hidden = args.hidden
         kwargs = dict(threshold_mean=args.threshold_mean, pseudo_derivative_width=args.width,
                       pseudo_derivative_dampening=args.dampening, trace_decay=args.trace) if kind == "egru" else {}
-        model = CharModel(kind, len(vocab), args.embed, hidden, **kwargs)
+        dropout = args.egru_dropout if kind == "egru" else args.dropout
+        model = CharModel(kind, len(vocab), args.embed, hidden, dropout, **kwargs)
         if kind == "gru":
             gru_params = n_params(model)
         lr = args.egru_lr if kind == "egru" else args.lr
-        seconds = train(model, train_ids, args.steps, args.seq, args.batch, lr, args.act_rate, args.target_rate, args.act_warmup)
-        val_bpc, _ = evaluate(model, val_ids)
-        test_bpc, sparsity = evaluate(model, test_ids)
-        results[kind] = {"hidden": hidden, "params": n_params(model), "lr": lr, "train_seconds": round(seconds, 1),
-                         "val_bpc": round(val_bpc, 4), "test_bpc": round(test_bpc, 4)}
+        seconds, train_bpc, best_step = train(model, train_ids, args.steps, args.seq, args.batch, lr, args.act_rate, args.target_rate, args.act_warmup,
+                                             val_ids, args.eval_every)
+        val_bpc, val_sparsity = evaluate(model, val_ids)
+        test_bpc, sparsity = (None, None) if args.skip_test else evaluate(model, test_ids)
+        results[kind] = {"hidden": hidden, "params": n_params(model), "lr": lr, "dropout": dropout, "train_seconds": round(seconds, 1),
+                         "kept_step": best_step,
+                         "train_bpc_last10pct": round(train_bpc, 4), "val_bpc": round(val_bpc, 4), "test_bpc": None if test_bpc is None else round(test_bpc, 4)}
         if kind == "egru":
-            results[kind]["activity_sparsity"] = round(sparsity, 4)
-            results[kind]["numba_event_exact"] = check_numba_events(model, test_ids)
+            results[kind]["val_activity_sparsity"] = round(val_sparsity, 4)
+            results[kind]["activity_sparsity"] = None if sparsity is None else round(sparsity, 4)
+            if not args.skip_test:
+                results[kind]["numba_event_exact"] = check_numba_events(model, test_ids)
         print(f"{kind:5s} {results[kind]}")
-    print(f"\n{'model':6s} {'hidden':>6s} {'params':>7s} {'lr':>7s} {'train s':>8s} {'val bpc':>8s} {'test bpc':>8s} {'zero y':>7s}")
+    print(f"\n{'model':6s} {'hidden':>6s} {'params':>7s} {'lr':>7s} {'train s':>8s} {'train bpc':>9s} {'val bpc':>8s} "
+          f"{'test bpc':>8s} {'zero y':>7s}")
     for kind, r in results.items():
-        zero = f"{r['activity_sparsity']:.3f}" if "activity_sparsity" in r else "-"
-        print(f"{kind:6s} {r['hidden']:6d} {r['params']:7d} {r['lr']:7.0e} {r['train_seconds']:8.1f} {r['val_bpc']:8.3f} {r['test_bpc']:8.3f} {zero:>7s}")
+        zero = f"{r['activity_sparsity']:.3f}" if r.get("activity_sparsity") is not None else "-"
+        test = f"{r['test_bpc']:.3f}" if r["test_bpc"] is not None else "-"
+        print(f"{kind:6s} {r['hidden']:6d} {r['params']:7d} {r['lr']:7.0e} {r['train_seconds']:8.1f} "
+              f"{r['train_bpc_last10pct']:9.3f} {r['val_bpc']:8.3f} {test:>8s} {zero:>7s}")
     if "egru" in results and "gru" in results:
+        val_ratio = results["egru"]["val_bpc"] / results["gru"]["val_bpc"]
+        results["egru_over_gru_val_bpc"] = round(val_ratio, 4)
+        print(f"EGRU/GRU validation bpc = {val_ratio:.3f}, EGRU validation activity sparsity = "
+              f"{results['egru']['val_activity_sparsity']:.3f}")
+    if "egru" in results and "gru" in results and not args.skip_test:
         ratio = results["egru"]["test_bpc"] / results["gru"]["test_bpc"]
         results["egru_over_gru_bpc"] = round(ratio, 4)
         ok = ratio <= 1.05 and results["egru"]["activity_sparsity"] >= 0.8

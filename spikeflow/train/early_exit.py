@@ -401,8 +401,10 @@ class TorchExitRunner:
     one fused neuron scan per layer and chunk; the neurons' coefficients are discretised once per
     run), the chunk's outputs are decoded in one compiled call and exits decided per step, and
     finished samples are dropped from the state
-    (:meth:`~spikeflow.torch.lowering.GraphModule.select`) after each chunk. A sample stopping
-    inside a chunk wastes the rest of that chunk's work, never its answer.
+    (:meth:`~spikeflow.torch.lowering.GraphModule.select`) after each chunk. With
+    ``run(..., batch_size=n)`` at most ``n`` samples are in flight and waiting samples join from rest
+    (:meth:`~spikeflow.torch.lowering.GraphModule.join`) in the place of finished ones. A sample
+    stopping inside a chunk wastes the rest of that chunk's work, never its answer.
 
     Args:
         graph_or_net: a :class:`spikeflow.Graph` or a module made by :func:`spikeflow.to_torch`.
