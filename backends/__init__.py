@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from spikeflow.errors import BackendError, GraphError
 
-from .inputs import bin_events, prepare_inputs
+from .inputs import bin_events, is_events, prepare_inputs
 from .result import SimulationResult
 
 _BACKENDS: dict[str, str] = {}
@@ -91,6 +91,16 @@ def simulate(
     graph.validate()
     flat = graph.flatten()
     shapes = {k: flat.nodes[k].shape for k in flat.inputs}
+    events = is_events(inputs) or (isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(is_events(e) for e in inputs))
+    if backend == "numba-event" and events and len(shapes) == 1:
+        # events go straight to per-step entries: a long sparse recording is never densified
+        from .numba.event import Simulator
+
+        sim = Simulator(graph, backend, record=record, precision=precision, bin_width=bin_width, sensor_size=sensor_size, **options)
+        start = time.perf_counter()
+        result = sim.step(inputs)
+        result.stats["wall_time"] = time.perf_counter() - start
+        return result
     checked = prepare_inputs(inputs, shapes, dt=flat.dt, bin_width=bin_width, sensor_size=sensor_size)
     start = time.perf_counter()
     result = module.run(graph, checked, record=tuple(record), precision=precision, **options)
