@@ -104,6 +104,10 @@ def beta_thresholds(n: int, mean: float, concentration: float, low: float, high:
     return torch.distributions.Beta(a, b).sample((n,)).clamp(low, high)
 
 
+THRESHOLD_RANGE = (0.01, 0.99)
+"""The default interval thresholds are clamped to in every forward pass."""
+
+
 class EGRU(nn.Module):
     """Stacked event-based GRU layers, shaped like ``torch.nn.GRU``.
 
@@ -128,7 +132,7 @@ class EGRU(nn.Module):
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = False, *,
         threshold_mean: float = 0.25, threshold_concentration: float = 20.0,
-        threshold_range: tuple[float, float] = (0.01, 0.99), train_threshold: bool = True,
+        threshold_range: tuple[float, float] = THRESHOLD_RANGE, train_threshold: bool = True,
         pseudo_derivative_width: float = 1.0, pseudo_derivative_dampening: float = 0.3,
         trace_decay: float = 0.0, dropconnect: float = 0.0, zoneout: float = 0.0, dropout: float = 0.0,
         dtype: torch.dtype = torch.float32,
@@ -266,8 +270,13 @@ def egru_from_node(nodes: EGRUNode | list[EGRUNode], dtype: torch.dtype = torch.
                 raise GraphError(f"egru_from_node: layer {i} field {name!r} differs from layer 0")
     lows = min(float(n.threshold.min()) for n in nodes)
     highs = max(float(n.threshold.max()) for n in nodes)
+    # the clamp range must hold the stored thresholds (so the forward pass is the node's) and
+    # leave trained thresholds room to move: the default range, widened to the stored values
+    low, high = kwargs.pop("threshold_range", (min(THRESHOLD_RANGE[0], lows), max(THRESHOLD_RANGE[1], highs)))
+    if not low <= lows <= highs <= high:
+        raise GraphError(f"egru_from_node: threshold_range ({low}, {high}) does not hold the stored thresholds ({lows}..{highs})")
     module = EGRU(
-        first.input_size, hidden, len(nodes), threshold_range=(lows, highs),
+        first.input_size, hidden, len(nodes), threshold_range=(low, high),
         pseudo_derivative_width=float(first.pseudo_derivative_width),
         pseudo_derivative_dampening=float(first.pseudo_derivative_dampening),
         trace_decay=float(nodes[-1].trace_decay), dtype=dtype, **kwargs,

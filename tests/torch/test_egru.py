@@ -234,3 +234,18 @@ def test_to_nir_refuses_egru_naming_the_node():
     g = sf.Graph({"x": n.Input(shape=(5,)), "rnn": node(), "y": n.Output(shape=(7,))}, [("x", "rnn"), ("rnn", "y")])
     with pytest.raises(sf.SpikeflowError, match="'rnn'"):
         sf.to_nir(g)
+
+
+def test_egru_from_node_clamp_range_holds_stored_thresholds_and_leaves_room():
+    import dataclasses
+
+    nd = node()
+    module = egru_from_node(nd)
+    low, high = module.threshold_range
+    assert (low, high) == (0.01, 0.99)  # trained thresholds may move anywhere in the default range
+    np.testing.assert_array_equal(module.to_nodes()[0].threshold, nd.threshold)
+    wide = dataclasses.replace(nd, threshold=np.linspace(0.001, 1.5, nd.hidden_size))
+    assert egru_from_node(wide).threshold_range == (0.001, 1.5)  # widened to hold the stored values
+    np.testing.assert_array_equal(egru_from_node(wide).to_nodes()[0].threshold, wide.threshold)
+    with pytest.raises(sf.GraphError, match="threshold_range"):
+        egru_from_node(nd, threshold_range=(0.5, 0.6))
