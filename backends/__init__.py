@@ -96,7 +96,7 @@ def simulate(
         # events go straight to per-step entries: a long sparse recording is never densified
         from .numba.event import Simulator
 
-        sim = Simulator(graph, backend, record=record, precision=precision, bin_width=bin_width, sensor_size=sensor_size, **options)
+        sim = Simulator(graph, backend, record=tuple(record), precision=precision, bin_width=bin_width, sensor_size=sensor_size, **options)
         start = time.perf_counter()
         result = sim.step(inputs)
         result.stats["wall_time"] = time.perf_counter() - start

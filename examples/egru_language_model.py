@@ -106,7 +106,7 @@ def evaluate(model: CharModel, data: np.ndarray, seq: int = 200, batch: int = 16
 
 def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, lr: float, act_rate: float,
           target_rate: float, act_warmup: float = 0.0, val: np.ndarray | None = None,
-          eval_every: int = 0) -> tuple[float, float, int]:
+          eval_every: int = 0, act_l1: float = 0.0) -> tuple[float, float, int]:
     """Truncated BPTT with Adam, one-cycle schedule and gradient clipping.
 
     With ``val`` and ``eval_every``, the validation bpc is measured every ``eval_every`` steps and
@@ -114,8 +114,9 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
     rule for every model). Returns the seconds spent, the mean training bits per character of the
     last 10% of steps and the step of the kept checkpoint.
 
-    The EGRU's event-rate regulariser is ramped in linearly over the first ``act_warmup`` fraction
-    of the steps: the units first learn to carry information, then are pushed towards sparsity.
+    The EGRU's activity regularisers (event rate weighted ``act_rate``, L1 on ``y`` weighted
+    ``act_l1``) are ramped in linearly over the first ``act_warmup`` fraction of the steps: the units
+    first learn to carry information, then are pushed towards sparsity.
     """
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -131,9 +132,9 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
         logits, state = model(x[pos : pos + seq], detach(state))
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[pos + 1 : pos + seq + 1].reshape(-1))
         total = loss
-        if model.kind == "egru" and act_rate:
+        if model.kind == "egru" and (act_rate or act_l1):
             ramp = min(1.0, step / (act_warmup * steps)) if act_warmup else 1.0
-            total = total + ramp * model.rnn.activity_loss(rate=act_rate, target_rate=target_rate)
+            total = total + ramp * model.rnn.activity_loss(l1=act_l1, rate=act_rate, target_rate=target_rate)
         opt.zero_grad()
         total.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,11 +147,12 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
         if model.kind == "egru":
             post["sparsity"] = f"{model.rnn.last_stats[0]['activity_sparsity']:.2f}"
         if val is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            bpc, _ = evaluate(model, val)
+            bpc, val_sparsity = evaluate(model, val)
             if bpc < best:
                 best, best_step = bpc, step + 1
                 best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bar.write(f"{model.kind} step {step + 1}: train bpc {loss.item() / math.log(2):.3f}, val bpc {bpc:.3f}")
+            zeros = f", zero y train {post['sparsity']} / val {val_sparsity:.3f}" if model.kind == "egru" else ""
+            bar.write(f"{model.kind} step {step + 1}: train bpc {loss.item() / math.log(2):.3f}, val bpc {bpc:.3f}{zeros}")
         bar.set_postfix(post)
     seconds = time.perf_counter() - start
     if best_weights is not None:
@@ -184,6 +186,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--threshold-mean", type=float, default=0.3)
     ap.add_argument("--act-rate", type=float, default=5.0, help="weight of the event-rate regulariser")
     ap.add_argument("--target-rate", type=float, default=0.2)
+    ap.add_argument("--act-l1", type=float, default=0.0, help="weight of an L1 penalty on the EGRU outputs y")
+    ap.add_argument("--zoneout", type=float, default=0.0, help="EGRU zoneout probability during training")
+    ap.add_argument("--dropconnect", type=float, default=0.0, help="EGRU DropConnect probability on recurrent weights")
     ap.add_argument("--act-warmup", type=float, default=0.2, help="fraction of steps over which the regulariser ramps in")
     ap.add_argument("--trace", type=float, default=0.0, help="EGRU output-trace decay read out by the linear layer")
     ap.add_argument("--dampening", type=float, default=0.7, help="EGRU pseudo-derivative dampening γ")
@@ -215,14 +220,15 @@ def main(argv=None) -> dict:
         else:
             hidden = args.hidden
         kwargs = dict(threshold_mean=args.threshold_mean, pseudo_derivative_width=args.width,
-                      pseudo_derivative_dampening=args.dampening, trace_decay=args.trace) if kind == "egru" else {}
+                      pseudo_derivative_dampening=args.dampening, trace_decay=args.trace,
+                      zoneout=args.zoneout, dropconnect=args.dropconnect) if kind == "egru" else {}
         dropout = args.egru_dropout if kind == "egru" else args.dropout
         model = CharModel(kind, len(vocab), args.embed, hidden, dropout, **kwargs)
         if kind == "gru":
             gru_params = n_params(model)
         lr = args.egru_lr if kind == "egru" else args.lr
         seconds, train_bpc, best_step = train(model, train_ids, args.steps, args.seq, args.batch, lr, args.act_rate, args.target_rate, args.act_warmup,
-                                             val_ids, args.eval_every)
+                                             val_ids, args.eval_every, args.act_l1 if kind == "egru" else 0.0)
         val_bpc, val_sparsity = evaluate(model, val_ids)
         test_bpc, sparsity = (None, None) if args.skip_test else evaluate(model, test_ids)
         results[kind] = {"hidden": hidden, "params": n_params(model), "lr": lr, "dropout": dropout, "train_seconds": round(seconds, 1),
