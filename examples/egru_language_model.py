@@ -151,7 +151,9 @@ def train(model: CharModel, data: np.ndarray, steps: int, seq: int, batch: int, 
             if bpc < best:
                 best, best_step = bpc, step + 1
                 best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            zeros = f", zero y train {post['sparsity']} / val {val_sparsity:.3f}" if model.kind == "egru" else ""
+            zeros = ""
+            if model.kind == "egru":
+                zeros = f", zero y train {post['sparsity']} / val {val_sparsity:.3f}"
             bar.write(f"{model.kind} step {step + 1}: train bpc {loss.item() / math.log(2):.3f}, val bpc {bpc:.3f}{zeros}")
         bar.set_postfix(post)
     seconds = time.perf_counter() - start
@@ -182,12 +184,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--embed", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--lr", type=float, default=5e-3, help="peak learning rate of the GRU and LSTM (best on validation)")
-    ap.add_argument("--egru-lr", type=float, default=1e-2, help="peak learning rate of the EGRU (best on validation)")
+    ap.add_argument("--egru-lr", type=float, default=7e-3, help="peak learning rate of the EGRU (best on validation)")
     ap.add_argument("--threshold-mean", type=float, default=0.3)
     ap.add_argument("--act-rate", type=float, default=5.0, help="weight of the event-rate regulariser")
     ap.add_argument("--target-rate", type=float, default=0.2)
     ap.add_argument("--act-l1", type=float, default=0.0, help="weight of an L1 penalty on the EGRU outputs y")
-    ap.add_argument("--zoneout", type=float, default=0.0, help="EGRU zoneout probability during training")
+    ap.add_argument("--zoneout", type=float, default=0.1,
+                    help="EGRU zoneout probability during training (its regulariser, best on validation)")
     ap.add_argument("--dropconnect", type=float, default=0.0, help="EGRU DropConnect probability on recurrent weights")
     ap.add_argument("--act-warmup", type=float, default=0.2, help="fraction of steps over which the regulariser ramps in")
     ap.add_argument("--trace", type=float, default=0.0, help="EGRU output-trace decay read out by the linear layer")
@@ -196,7 +199,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--eval-every", type=int, default=500,
                     help="validate every this many steps and keep the best checkpoint (0: keep the last)")
     ap.add_argument("--dropout", type=float, default=0.3, help="dropout on the readout input of the GRU and LSTM")
-    ap.add_argument("--egru-dropout", type=float, default=0.0, help="dropout on the readout input of the EGRU")
+    ap.add_argument("--egru-dropout", type=float, default=0.1,
+                    help="dropout on the readout input of the EGRU (best on validation)")
     ap.add_argument("--models", default="egru,gru,lstm")
     ap.add_argument("--skip-test", action="store_true", help="validation only (for choosing hyperparameters)")
     ap.add_argument("--quick", action="store_true", help="a 40-step smoke run")
