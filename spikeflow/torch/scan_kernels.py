@@ -59,6 +59,27 @@ def _surrogate_row(kind, slope, height, u, th, out):
             out[n] = slope
 
 
+@njit(inline="always")
+def _fire(ut, ot, v, th, vr, spiking, subtract):
+    """One step's output and new membrane from the pre-reset membrane ``ut``: the membrane itself
+    (non-spiking), or spikes with subtractive or to-``vr`` reset. Inlined into each scan."""
+    N = ut.shape[0]
+    if not spiking:
+        for n in range(N):
+            ot[n] = ut[n]
+            v[n] = ut[n]
+    elif subtract:
+        for n in range(N):
+            z = ut[n] > th[n]
+            ot[n] = 1.0 if z else 0.0
+            v[n] = ut[n] - th[n] if z else ut[n]
+    else:
+        for n in range(N):
+            z = ut[n] > th[n]
+            ot[n] = 1.0 if z else 0.0
+            v[n] = vr[n] if z else ut[n]
+
+
 @njit(**_FLAGS)
 def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state):
     """LIF / LI / IF / I over time. ``out``: spikes (spiking) or membrane; ``u_save``: pre-reset
@@ -73,20 +94,7 @@ def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state):
             ut = u_save[t if keep else 0, bb]
             for n in range(N):
                 ut[n] = a[n] * v[n] + c[n] * xt[n] + b[n]
-            if not spiking:
-                for n in range(N):
-                    ot[n] = ut[n]
-                    v[n] = ut[n]
-            elif subtract:
-                for n in range(N):
-                    z = ut[n] > th[n]
-                    ot[n] = 1.0 if z else 0.0
-                    v[n] = ut[n] - th[n] if z else ut[n]
-            else:
-                for n in range(N):
-                    z = ut[n] > th[n]
-                    ot[n] = 1.0 if z else 0.0
-                    v[n] = vr[n] if z else ut[n]
+            _fire(ut, ot, v, th, vr, spiking, subtract)
         v_state[bb, :] = v
 
 
@@ -107,20 +115,7 @@ def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_sav
                 cur[n] = a_syn[n] * cur[n] + c_syn[n] * xt[n]
                 it[n] = cur[n]
                 ut[n] = a[n] * v[n] + c[n] * cur[n] + b[n]
-            if not spiking:
-                for n in range(N):
-                    ot[n] = ut[n]
-                    v[n] = ut[n]
-            elif subtract:
-                for n in range(N):
-                    z = ut[n] > th[n]
-                    ot[n] = 1.0 if z else 0.0
-                    v[n] = ut[n] - th[n] if z else ut[n]
-            else:
-                for n in range(N):
-                    z = ut[n] > th[n]
-                    ot[n] = 1.0 if z else 0.0
-                    v[n] = vr[n] if z else ut[n]
+            _fire(ut, ot, v, th, vr, spiking, subtract)
         v_state[bb, :] = v
         i_state[bb, :] = cur
 
