@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from spikeflow.errors import BackendError, GraphError
 
-from .inputs import bin_events, is_events, prepare_inputs
+from .inputs import bin_events, event_samples, prepare_inputs
 from .result import SimulationResult
 
 _BACKENDS: dict[str, str] = {}
@@ -91,8 +91,7 @@ def simulate(
     graph.validate()
     flat = graph.flatten()
     shapes = {k: flat.nodes[k].shape for k in flat.inputs}
-    events = is_events(inputs) or (isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(is_events(e) for e in inputs))
-    if backend == "numba-event" and events and len(shapes) == 1:
+    if backend == "numba-event" and event_samples(inputs) is not None and len(shapes) == 1:
         # events go straight to per-step entries: a long sparse recording is never densified
         from .numba.event import Simulator
 

@@ -16,6 +16,16 @@ def is_events(value: Any) -> bool:
     return {"x", "t", "p"} <= set(names)
 
 
+def event_samples(value: Any) -> list | None:
+    """The per-sample event arrays of one input: a structured event array (batch 1) or a non-empty
+    list of them; None when ``value`` is not events."""
+    if is_events(value):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(is_events(v) for v in value):
+        return list(value)
+    return None
+
+
 def bin_events(events: np.ndarray, sensor_size: tuple[int, ...], bin_width: float, n_bins: int | None = None, first_bin: int = 0) -> np.ndarray:
     """Count events per time bin and pixel: ``[n_bins, P, H, W]`` float64.
 
@@ -107,9 +117,7 @@ def prepare_inputs(
 
 def _dense(name, value, shape, dt, bin_width, sensor_size, n_steps, first_bin) -> np.ndarray:
     where = f"argument 'inputs' (Input {name!r})"
-    samples = value if isinstance(value, (list, tuple)) and value and all(is_events(v) for v in value) else None
-    if is_events(value):
-        samples = [value]
+    samples = event_samples(value)
     if samples is not None:
         if sensor_size is None:
             if len(shape) != 3:

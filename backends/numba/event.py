@@ -19,7 +19,7 @@ import numpy as np
 from spikeflow.errors import BackendError, DataError
 
 from . import is_available  # noqa: F401  (the registry asks each backend module)
-from ..inputs import default_bin_width, event_fields, is_events, prepare_inputs
+from ..inputs import default_bin_width, event_fields, event_samples, prepare_inputs
 from ..result import SimulationResult
 
 
@@ -77,8 +77,8 @@ class Simulator:
         """Advance by one chunk: dense ``[T, B, ...]`` values, or events (times in µs since the
         start of the stream; they must not lie before the current time). For events, ``n_steps``
         says how many steps to advance (default: through the bin of the last event)."""
-        events = is_events(chunk) or (isinstance(chunk, (list, tuple)) and chunk and all(is_events(c) for c in chunk))
-        samples = ([chunk] if is_events(chunk) else chunk) if events else None
+        samples = event_samples(chunk)
+        events = samples is not None
         if events and n_steps is None:
             last = max(int(math.floor(np.max(s["t"], initial=-1) / self.bin_width)) + 1 for s in samples)
             n_steps = max(last - self.steps_done, 0)
