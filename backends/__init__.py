@@ -1,8 +1,10 @@
 """Backends: one entry point to simulate a graph, one to export it to hardware.
 
 Each simulation backend is a module with ``is_available()`` and
-``run(graph, inputs, *, record, precision, ...)``; each hardware target a module with a function
-``export(graph, path, **options)`` returning a report. Both register with one line below (or from
+``run(graph, inputs, *, record, precision, ...)``; each hardware target a module with
+``export(graph, path, **options)`` returning a report and ``load_export(path)`` returning the
+program (``.run(x, record=...)``, ``.graph``, ``.precision``, ``.report``) from the exported folder
+alone (see :mod:`spikeflow.backends.export_folder`). Both register with one line below (or from
 their own package with :func:`register_backend` / :func:`register_target`); nothing is imported
 until used, so numba, torch and brian2 load only when their backend runs.
 
@@ -26,7 +28,7 @@ from .inputs import bin_events, event_samples, prepare_inputs
 from .result import SimulationResult
 
 _BACKENDS: dict[str, str] = {}
-_TARGETS: dict[str, tuple[str, str]] = {}
+_TARGETS: dict[str, str] = {}
 
 
 def register_backend(name: str, module: str) -> None:
@@ -34,9 +36,9 @@ def register_backend(name: str, module: str) -> None:
     _BACKENDS[name] = module
 
 
-def register_target(name: str, module: str, function: str = "export") -> None:
-    """Register a hardware export target: ``module.function(graph, path, **options)``."""
-    _TARGETS[name] = (module, function)
+def register_target(name: str, module: str) -> None:
+    """Register a hardware target: ``module.export(graph, path, **options)``, ``module.load_export(path)``."""
+    _TARGETS[name] = module
 
 
 register_backend("numba-clock", ".numba.clock")
@@ -107,14 +109,27 @@ def simulate(
     return result
 
 
-def export(graph, target: str, path, **options: Any):
-    """Export ``graph`` for a hardware ``target`` into ``path``; returns the target's resource report."""
+def _target(target: str):
     if target not in _TARGETS:
         known = ", ".join(sorted(_TARGETS)) or "none yet"
         raise BackendError(f"argument 'target': unknown target {target!r}; registered targets: {known}")
-    module, function = _TARGETS[target]
-    mod = import_module(module, __name__) if module.startswith(".") else import_module(module)
-    return getattr(mod, function)(graph, path, **options)
+    module = _TARGETS[target]
+    return import_module(module, __name__) if module.startswith(".") else import_module(module)
+
+
+def export(graph, target: str, path, **options: Any):
+    """Export ``graph`` for a hardware ``target`` into the folder ``path``; returns the target's report."""
+    return _target(target).export(graph, path, **options)
+
+
+def load_export(path):
+    """The program in an export folder, run by its target's reference executor (``.run(x, record=...)``).
+
+    The manifest is verified (target, version, every file's hash) before any data file is read.
+    """
+    from .export_folder import read_manifest
+
+    return _target(read_manifest(path)["target"]).load_export(path)
 
 
 def __getattr__(name: str):
@@ -130,6 +145,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "FixedPoint", "SimulationResult", "Simulator", "available_backends", "bin_events", "export",
+    "FixedPoint", "SimulationResult", "Simulator", "available_backends", "bin_events", "export", "load_export",
     "quantise", "register_backend", "register_target", "simulate",
 ]

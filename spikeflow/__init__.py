@@ -25,6 +25,7 @@ _LAZY = {
     "Trainer": "spikeflow.train.trainer",
     "simulate": "spikeflow.backends",
     "export": "spikeflow.backends",
+    "load_export": "spikeflow.backends",
 }
 # public submodule name -> module (imported lazily)
 _SUBMODULES = {
