@@ -1,0 +1,167 @@
+"""The resource report of an export: PEs, chips, SRAM, routing entries, activity, time and energy.
+
+Activity figures (synaptic events, packets, MACs, cycles) need calibration samples: the
+dequantised graph is run in the target's fixed point (bit-identical to the export's executor),
+and each pre neuron's events are multiplied by its synapses on each PE. Cycles and energy use the
+per-operation constants of :class:`~.target.Target` (estimates; override them for a real board).
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Report:
+    pes: int
+    chips: int
+    sram: list[dict]  # per PE: population, chip, core, neurons, bytes by part
+    data_bytes: int
+    routing_before: dict
+    routing_after: dict
+    layers: list[dict]
+    spike_counts: dict = field(default_factory=dict)
+    activity: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def sram_summary(self) -> dict:
+        totals = [sum(pe["bytes"].values()) for pe in self.sram]
+        by_kind: dict[str, list[int]] = {}
+        for pe, t in zip(self.sram, totals):
+            by_kind.setdefault(pe["model"], []).append(t)
+        return {"max": max(totals), "mean": float(np.mean(totals)),
+                "by_kind": {k: {"pes": len(v), "max": max(v), "mean": float(np.mean(v))} for k, v in by_kind.items()}}
+
+    def text(self) -> str:
+        s = self.sram_summary()
+        lines = [f"SpiNNaker 2 export: {self.pes} PEs on {self.chips} chip(s)",
+                 f"SRAM per PE: max {s['max'] / 1024:.1f} KB, mean {s['mean'] / 1024:.1f} KB of {self.data_bytes / 1024:.0f} KB data"]
+        for kind, v in s["by_kind"].items():
+            lines.append(f"  {kind:<12} {v['pes']:>5} PEs  max {v['max'] / 1024:6.1f} KB  mean {v['mean'] / 1024:6.1f} KB")
+        before, after = sum(self.routing_before.values()), sum(self.routing_after.values())
+        lines.append(f"routing entries: {before} before merging, {after} after (busiest chip {max(self.routing_after.values(), default=0)})")
+        lines.append("layers (weights):")
+        for q in self.layers:
+            lines.append(f"  {q['name']:<14} -> {q['post']:<12} {q['bits']}-bit frac {q['frac']:>3} scale {q['scale']:.3f} "
+                         f"clip {q['clip']:.4g} clipped {100 * q['clipped']:.2f}% rel.error {100 * q['rel_error']:.2f}%")
+        if self.spike_counts:
+            lines.append("spikes on the samples (float -> quantised):")
+            for k, c in self.spike_counts.items():
+                lines.append(f"  {k:<14} {c['float']:>9} -> {c['quantised']:>9}")
+        a = self.activity
+        if a:
+            lines += [f"per inference ({a['ticks']} ticks): {a['synaptic_events']:.4g} synaptic events, {a['packets']:.4g} packets "
+                      f"({a['packet_hops']:.4g} chip hops), {a['macs']:.4g} MACs",
+                      f"busiest PE {a['busiest_pe']} ({a['busiest_population']}): {a['busiest_cycles']:.4g} cycles per tick "
+                      f"of {a['tick_budget']:.4g} ({100 * a['busiest_cycles'] / a['tick_budget']:.1f}%)"
+                      + ("  ** OVERRUN **" if a["overrun"] else ""),
+                      f"estimates: {a['energy_j'] * 1e6:.3g} uJ and {a['latency_s'] * 1e3:.3g} ms per inference"]
+        return "\n".join(lines)
+
+
+def build(p, samples=None) -> Report:
+    sram = [{"pe": s.pe, "population": s.population, "model": p.models[s.population], "chip": s.chip, "core": s.core,
+             "neurons": s.size, "bytes": {k: int(v) for k, v in s.memory.items()}} for s in p.slices]
+    rep = Report(pes=len(p.slices), chips=max(s.chip for s in p.slices) + 1, sram=sram, data_bytes=p.target.data_bytes,
+                 routing_before={str(k): v for k, v in p.entries_before.items()},
+                 routing_after={str(k): len(v) for k, v in p.tables.items()}, layers=[q.to_dict() for q in p.layers],
+                 spike_counts=p.counts)
+    if samples is not None:
+        rep.activity = activity(p, samples)
+    return rep
+
+
+def activity(p, samples) -> dict:
+    """Mean per-inference work on ``samples``, from the fixed-point run of the dequantised graph."""
+    import spikeflow as sf
+
+    from .route import deliver
+    from .target import precision
+
+    net, t = p.network, p.target
+    pops = [k for k, v in net.populations.items() if v.kind != "input"]
+    res = sf.simulate(p.graph, samples, backend="numba-event", record=pops, precision=precision())
+    x = np.asarray(samples if not isinstance(samples, dict) else next(iter(samples.values())), dtype=np.float64)
+    ticks, batch = x.shape[:2]
+    events = {}
+    for name, pop in net.populations.items():
+        if pop.kind == "input":
+            ev = (x.reshape(ticks, batch, -1) != 0)
+        elif pop.spiking:
+            ev = res.spikes[name].reshape(ticks, batch, -1) > 0
+        else:
+            ev = res.traces[name].reshape(ticks, batch, -1) != 0
+        events[name] = ev.sum(axis=0).astype(np.float64) / 1.0  # [B, n] per inference
+    per_pe_syn = np.zeros(len(p.slices))
+    first = {}
+    for s in p.slices:
+        first.setdefault(s.population, s.pe)
+    syn_total = macs = 0.0
+    per_pe_packets = np.zeros(len(p.slices))
+    for i, proj in enumerate(net.projections):
+        pre, post, _, _ = p.synapses[i]
+        ev_pre = events[proj.pre].mean(axis=0)  # mean events per inference per pre neuron
+        pe_of = first[proj.post] + post // p.slice_of[proj.post]
+        contrib = np.bincount(pe_of, weights=ev_pre[pre], minlength=len(p.slices))
+        per_pe_syn += contrib
+        syn_total += contrib.sum()
+        if proj.conv:
+            macs += contrib.sum()
+        pairs = np.unique(np.stack([pre, pe_of]), axis=1)  # each pre event reaches each PE once
+        per_pe_packets += np.bincount(pairs[1], weights=ev_pre[pairs[0]], minlength=len(p.slices))
+    packets = sum(events[s.population].mean(axis=0)[s.lo:s.hi].sum() for s in p.slices)
+    hops = 0.0
+    for s in p.slices:
+        key = p.keys[s.pe][0]
+        reached = deliver(p.tables, key, s.chip, t.chips)
+        chips = {c for c, _ in reached}
+        n_ev = events[s.population].mean(axis=0)[s.lo:s.hi].sum()
+        hops += n_ev * sum(abs(c - s.chip) > 0 for c in chips)
+    neurons = np.array([s.size if p.models[s.population] != "input" else 0 for s in p.slices], np.float64)
+    cycles = (per_pe_syn * t.cycles_per_synapse + per_pe_packets * t.cycles_per_packet) / ticks + neurons * t.cycles_per_neuron
+    busiest = int(np.argmax(cycles))
+    budget = t.clock_hz * t.tick_s
+    total_cycles = float(cycles.sum() * ticks)
+    energy = total_cycles * t.energy_per_cycle_j + hops * t.energy_per_packet_hop_j + t.static_power_per_pe_w * len(p.slices) * ticks * t.tick_s
+    overrun = bool(cycles[busiest] > budget)
+    return {"ticks": int(ticks), "synaptic_events": float(syn_total), "packets": float(packets), "packet_hops": float(hops), "macs": float(macs),
+            "busiest_pe": busiest, "busiest_population": p.slices[busiest].population, "busiest_cycles": float(cycles[busiest]),
+            "tick_budget": float(budget), "overrun": overrun, "energy_j": float(energy),
+            "latency_s": float(ticks * t.tick_s * (max(1.0, cycles[busiest] / budget)))}
+
+
+def sram_png(rep: Report, path) -> None:
+    """A bar chart of SRAM use per PE, stacked by part, with the data budget as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikeflow._atomic import atomic_path
+
+    parts = sorted({k for pe in rep.sram for k in pe["bytes"]})
+    fig, ax = plt.subplots(figsize=(max(6, min(20, 0.08 * rep.pes + 4)), 3.5))
+    bottom = np.zeros(rep.pes)
+    for part in parts:
+        vals = np.array([pe["bytes"].get(part, 0) for pe in rep.sram]) / 1024
+        ax.bar(np.arange(rep.pes), vals, bottom=bottom, label=part, width=1.0)
+        bottom += vals
+    ax.axhline(rep.data_bytes / 1024, color="k", ls="--", lw=1, label="data budget")
+    ax.set_xlabel("PE")
+    ax.set_ylabel("KB")
+    ax.set_title("SRAM per PE")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
