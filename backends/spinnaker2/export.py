@@ -84,9 +84,8 @@ def plan(graph, *, chip=None, samples=None, percentile: float = 100.0, populatio
         pre, post, w, d = p.synapses[i]
         order = np.argsort(post, kind="stable")
         by_post.setdefault(proj.post, []).append((proj, p.fracs[proj.name], pre[order], post[order], w[order], d[order], p.biases[i]))
-    for name, pop in net.populations.items():
-        if pop.kind == "input":
-            p.slice_of[name] = min(pop.size, target.max_atoms_per_core)
+    for name, pop in net.populations.items():  # provisional sizes: recurrent sources are sized after their targets
+        p.slice_of[name] = min(pop.size, target.max_atoms_per_core)
     for name, pop in net.populations.items():
         if pop.kind != "input":
             p.slice_of[name] = slice_size(name, pop, p.models[name], p.params[name], by_post.get(name, []), p.slice_of, target, record_ticks)

@@ -141,6 +141,9 @@ def place(order: list[str], sizes: dict[str, int], slice_of: dict[str, int], mem
     for k in order:
         for lo in range(0, sizes[k], slice_of[k]):
             hi = min(lo + slice_of[k], sizes[k])
-            out.append(Slice(k, lo, hi, pe, pe // target.app_pes_per_chip, pe % target.app_pes_per_chip, memory_of(k, lo, hi)))
+            memory = memory_of(k, lo, hi)
+            if sum(memory.values()) > target.data_bytes:  # only a recurrent source's final slicing can tip it over
+                raise PlacementError(f"layer {k!r}: slice {lo}..{hi} needs {sum(memory.values())} bytes, a PE has {target.data_bytes}")
+            out.append(Slice(k, lo, hi, pe, pe // target.app_pes_per_chip, pe % target.app_pes_per_chip, memory))
             pe += 1
     return out
