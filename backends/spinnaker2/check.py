@@ -154,8 +154,8 @@ def _walk(g, first, post, populations, shapes, src, delayed, target: Target) -> 
             weight = here
         elif isinstance(node, n.SumPool2d):
             if weight is None:
-                raise DesignRuleError(f"node {here!r}: SumPool2d after weight layer on the way to {post!r}; a pool must come "
-                                      "between a population and the next weight layer (SumPool2d -> Flatten must feed an Affine)")
+                raise DesignRuleError(f"node {here!r}: SumPool2d reaches population {post!r} without a weight layer after it; "
+                                      "a pool (and Flatten) must feed an Affine, Linear or Conv layer")
             pool = here
         elif isinstance(node, n.Delay):
             if weight is None or src[here][0] not in populations:
