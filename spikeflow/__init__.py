@@ -14,12 +14,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {
-    "save": "spikeflow.ir.hdf5",
-    "load": "spikeflow.ir.hdf5",
-    "from_nir": "spikeflow.ir.nir_bridge",
-    "to_nir": "spikeflow.ir.nir_bridge",
-    "from_snntorch": "spikeflow.ir.peers",
-    "from_norse": "spikeflow.ir.peers",
+    "save": "spikeflow.io.hdf5",
+    "load": "spikeflow.io.hdf5",
+    "from_nir": "spikeflow.io.nir_bridge",
+    "to_nir": "spikeflow.io.nir_bridge",
+    "from_snntorch": "spikeflow.io.peers",
+    "from_norse": "spikeflow.io.peers",
     "to_torch": "spikeflow.torch.lowering",
     "to_graph": "spikeflow.torch.lowering",
     "Trainer": "spikeflow.train.trainer",

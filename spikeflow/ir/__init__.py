@@ -1,4 +1,4 @@
-"""The backend-neutral spiking graph IR: nodes, graphs, discretisation, files."""
+"""The backend-neutral spiking graph IR: nodes, graphs, discretisation (file I/O lives in spikeflow.io)."""
 
 from spikeflow.ir.discretise import INTEGRATIONS, coefficients
 from spikeflow.ir.egru import EGRU

@@ -601,7 +601,7 @@ class ContinualTrainer:
         """Write :meth:`state_dict` to an HDF5 file atomically (no pickle); return the path."""
         import h5py
 
-        from spikeflow.ir.hdf5 import write_header, write_tree
+        from spikeflow.io.hdf5 import write_header, write_tree
 
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as f:
@@ -618,7 +618,7 @@ class ContinualTrainer:
         """
         import h5py
 
-        from spikeflow.ir.hdf5 import check_header, read_tree
+        from spikeflow.io.hdf5 import check_header, read_tree
 
         path = Path(path)
         try:
