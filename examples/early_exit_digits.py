@@ -28,8 +28,8 @@ import torch
 import spikeflow as sf
 import spikeflow.exit  # noqa: F401  (sf.exit)
 from spikeflow._atomic import atomic_path
-from spikeflow.ir.exit_policy import ExitPolicy
-from spikeflow.train import early_exit as ee
+from spikeflow.exit.policy import ExitPolicy
+from spikeflow.exit import calibration as ee
 from spikeflow.train.convert import QCFS, ann_to_snn
 
 T_MAX = 16

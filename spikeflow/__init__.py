@@ -7,6 +7,7 @@ from importlib import import_module
 from typing import Any
 
 from spikeflow import ir
+from spikeflow.exit import policy as _exit_policy  # noqa: F401  (registers the graph's exit-policy check)
 from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError
 from spikeflow.ir import Graph
 
