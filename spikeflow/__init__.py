@@ -37,6 +37,7 @@ _SUBMODULES = {
     "plots": "spikeflow.plots",
     "cli": "spikeflow.cli",
     "exit": "spikeflow.exit",
+    "continual": "spikeflow.continual",
     "convert": "spikeflow.train.convert",
 }
 
