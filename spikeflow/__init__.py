@@ -38,7 +38,7 @@ _SUBMODULES = {
     "cli": "spikeflow.cli",
     "exit": "spikeflow.exit",
     "continual": "spikeflow.continual",
-    "convert": "spikeflow.train.convert",
+    "convert": "spikeflow.convert",
 }
 
 
