@@ -22,8 +22,8 @@ from spikeflow.continual.trainer import (
     permuted_tasks,
     plot_accuracy_matrix,
     plot_task_curves,
-    spiking_mlp,
 )
+from spikeflow.models.mlp import spiking_mlp
 
 __all__ = [
     "ContinualResult", "ContinualTrainer", "EWC", "ExactProjection", "FineTuning", "HLOP", "Multitask",

@@ -36,8 +36,6 @@ from tqdm.auto import tqdm
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.ir import nodes
-from spikeflow.ir.graph import Graph
 from spikeflow.plots import new_figure, save_png
 from spikeflow.continual.hlop import HLOP, OrthogonalProjection, top_subspace
 from spikeflow.train.losses import get_loss
@@ -659,24 +657,6 @@ class ContinualTrainer:
         self.task_index = int(progress["task_index"])
         self.matrix = matrix
         self.history = {k: np.asarray(progress[k]).tolist() for k in ("loss", "train_acc")}
-
-
-# ------------------------------------------------------------------------------ networks
-
-
-def spiking_mlp(n_in: int, hidden: int, n_out: int = 10, seed: int = 0) -> Graph:
-    """``n_in`` inputs -> ``hidden`` LIF -> ``n_out`` leaky integrators, torch's default init."""
-    rng = np.random.default_rng(seed)
-    b1, b2 = 1 / np.sqrt(n_in), 1 / np.sqrt(hidden)
-    return Graph.sequential(
-        nodes.Input(shape=(n_in,)),
-        nodes.Affine(weight=rng.uniform(-b1, b1, (hidden, n_in)), bias=rng.uniform(-b1, b1, hidden)),
-        # r = tau/dt: each input adds its full weight to the membrane in one step
-        nodes.LIF(tau=np.full(hidden, 10e-3), v_threshold=np.ones(hidden), r=np.full(hidden, 10.0)),
-        nodes.Affine(weight=rng.uniform(-b2, b2, (n_out, hidden)), bias=rng.uniform(-b2, b2, n_out)),
-        nodes.LI(tau=np.full(n_out, 20e-3), r=np.full(n_out, 20.0)),
-        dt=1e-3,
-    )
 
 
 # --------------------------------------------------------------------------------- pictures
