@@ -78,7 +78,7 @@ def torch_batch64(graph, x, labels, batch=64):
     import torch
 
     import spikeflow as sf
-    from spikeflow.exit.calibration import TorchExitRunner
+    from spikeflow.exit.runners import TorchExitRunner
 
     net = sf.to_torch(graph).eval()
     runner = TorchExitRunner(graph)
