@@ -102,11 +102,24 @@ def test_simulate_runs_a_graph_file_and_writes_results(tmp_path, capsys):
     assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"]) == 1
 
 
-def test_export_to_an_unknown_target_is_a_clear_error(tmp_path, capsys):
+def test_export_refusals_are_clear_errors(tmp_path, capsys):
     sf.save(sf.Graph.sequential(sf.ir.Input(shape=(2,)), sf.ir.Scale(scale=1.0)), tmp_path / "g.h5")
     assert cli.main(["export", str(tmp_path / "g.h5"), "--target", "spinnaker2"]) == 1
     err = capsys.readouterr().err
-    assert "spinnaker2" in err and "Traceback" not in err
+    assert "type Scale: not a SpiNNaker 2 node type" in err and "Traceback" not in err
+    assert cli.main(["export", str(tmp_path / "g.h5"), "--target", "loihi"]) == 1
+    assert "registered targets: spinnaker2" in capsys.readouterr().err
+
+
+def test_export_to_spinnaker2_prints_the_report(tmp_path, capsys):
+    sf.save(small_graph(), tmp_path / "g.h5")
+    np.save(tmp_path / "x.npy", (np.random.default_rng(0).random((10, 2, 4)) < 0.5).astype(float))
+    out = tmp_path / "export"
+    assert cli.main(["export", str(tmp_path / "g.h5"), "--out", str(out), "--samples", str(tmp_path / "x.npy"), "--chips", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "SpiNNaker 2 export:" in text and "SRAM per PE: max" in text and "busiest PE" in text
+    assert (out / "sram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sf.load_export(out).report.pes >= 2
 
 
 def test_bench_runs_the_benchmark_driver(monkeypatch):

@@ -41,6 +41,9 @@ class Report:
         return {"max": max(totals), "mean": float(np.mean(totals)),
                 "by_kind": {k: {"pes": len(v), "max": max(v), "mean": float(np.mean(v))} for k, v in by_kind.items()}}
 
+    def __str__(self) -> str:
+        return self.text()
+
     def text(self) -> str:
         s = self.sram_summary()
         lines = [f"SpiNNaker 2 export: {self.pes} PEs on {self.chips} chip(s)",

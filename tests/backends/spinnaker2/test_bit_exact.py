@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import spikeflow as sf
-from spikeflow import demo
+from spikeflow.models import digits_mlp, saccade_cnn
 from tests.reference import spinnaker2 as reference
 
 from . import graphs as G
@@ -67,11 +67,11 @@ def test_random_graphs_bit_exact(tmp_path):
 
 def test_demo_networks_bit_exact(tmp_path):
     rng = np.random.default_rng(0)
-    mlp = demo.digits_mlp(hidden=64)
+    mlp = digits_mlp(hidden=64)
     x = G.spikes(rng, 25, 4, (64,), p=0.2)
     sf.export(mlp, target="spinnaker2", path=tmp_path / "mlp", samples=x)
     _assert_same(*_run_both(sf.load_export(tmp_path / "mlp"), x))
-    cnn = demo.saccade_cnn(bins=4, channels=(4, 6), duration_us=315_000.0)
+    cnn = saccade_cnn(bins=4, channels=(4, 6), duration_us=315_000.0)
     x = rng.poisson(0.3, (4, 2, 2, 34, 34)).astype(np.float64)
     sf.export(cnn, target="spinnaker2", path=tmp_path / "cnn", samples=x, silent="warn")
     prog = sf.load_export(tmp_path / "cnn")
