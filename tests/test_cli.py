@@ -103,10 +103,10 @@ def test_simulate_runs_a_graph_file_and_writes_results(tmp_path, capsys):
 
 
 def test_export_refusals_are_clear_errors(tmp_path, capsys):
-    sf.save(sf.Graph.sequential(sf.ir.Input(shape=(2,)), sf.ir.Scale(scale=1.0)), tmp_path / "g.h5")
+    sf.save(sf.Graph.sequential(sf.ir.Input(shape=(2,)), sf.ir.Threshold(threshold=np.ones(2))), tmp_path / "g.h5")
     assert cli.main(["export", str(tmp_path / "g.h5"), "--target", "spinnaker2"]) == 1
     err = capsys.readouterr().err
-    assert "type Scale: not a SpiNNaker 2 node type" in err and "Traceback" not in err
+    assert "type Threshold: not a SpiNNaker 2 node type" in err and "Traceback" not in err
     assert cli.main(["export", str(tmp_path / "g.h5"), "--target", "loihi"]) == 1
     assert "registered targets: spinnaker2" in capsys.readouterr().err
 

@@ -29,7 +29,8 @@ class DesignRuleError(BackendError):
 
 POPULATION_KINDS = {n.LIF: "lif", n.IF: "lif", n.LI: "lif", n.CubaLIF: "lif_curr_exp", n.CubaLI: "lif_curr_exp"}
 """IR neuron -> py-spinnaker2 population type (LI/CubaLI: a non-spiking readout, voltage recorded)."""
-WEIGHTS = (n.Affine, n.Linear, n.Conv1d, n.Conv2d)
+WEIGHTS = (n.Affine, n.Linear, n.Conv1d, n.Conv2d, n.Scale)
+"""Weight layers; a Scale node is a one-to-one projection (snnTorch's late reset arrives as one)."""
 PASS = (n.Flatten, n.SumPool2d, n.Delay)
 ALLOWED = (n.Input, n.Output, *WEIGHTS, *PASS, *POPULATION_KINDS)
 
@@ -69,6 +70,10 @@ class Projection:
     @property
     def conv(self) -> bool:
         return isinstance(self.node, (n.Conv1d, n.Conv2d))
+
+    @property
+    def one_to_one(self) -> bool:
+        return isinstance(self.node, n.Scale)
 
     def delays(self, n_pre: int) -> np.ndarray:
         """Ticks from a pre spike to the post neuron's input, per pre neuron."""
@@ -141,7 +146,7 @@ def _walk(g, first, post, populations, shapes, src, delayed, target: Target) -> 
     """Follow the path from ``post``'s source ``first`` back to a population."""
     chain, here, prev = [], first, post
     weight = pool = delay_node = None
-    n_delayed = bias_delay = 0
+    n_delayed = bias_delay = late_steps = 0
     while here not in populations:
         node = g.nodes[here]
         n_delayed += (here, prev) in delayed
@@ -157,8 +162,13 @@ def _walk(g, first, post, populations, shapes, src, delayed, target: Target) -> 
                 raise DesignRuleError(f"node {here!r}: SumPool2d reaches population {post!r} without a weight layer after it; "
                                       "a pool (and Flatten) must feed an Affine, Linear or Conv layer")
             pool = here
+        elif isinstance(node, n.Delay) and weight is None:  # after the weight layer: the whole projection waits
+            late = np.unique(coefficients(node, g.dt, g.integration)["steps"])
+            if late.size != 1:
+                raise DesignRuleError(f"node {here!r}: a Delay after weight layer must delay every neuron equally, got {late.tolist()} steps")
+            late_steps += int(late[0])
         elif isinstance(node, n.Delay):
-            if weight is None or src[here][0] not in populations:
+            if src[here][0] not in populations:
                 raise DesignRuleError(f"node {here!r}: Delay must sit directly after a population (a per-neuron axonal delay)")
             delay_node = here
         elif isinstance(node, n.Output):
@@ -166,12 +176,16 @@ def _walk(g, first, post, populations, shapes, src, delayed, target: Target) -> 
         chain.append(here)
         prev, here = here, src[here][0]
     n_delayed += (here, prev) in delayed
+    n_delayed += late_steps
+    bias_delay += late_steps
     if weight is None and not chain:
         raise DesignRuleError(f"node {post!r}: population {here!r} feeds it directly; a projection needs a weight layer "
                               "(Affine, Linear or Conv) between two populations")
     if weight is None:
         raise DesignRuleError(f"node {post!r}: the path from {here!r} through {chain} has no weight layer")
     wnode = g.nodes[weight]
+    if isinstance(wnode, n.Scale) and pool is not None:
+        raise DesignRuleError(f"node {weight!r}: a Scale (one-to-one projection) after SumPool2d {pool!r}; pool into an Affine instead")
     conv = isinstance(wnode, (n.Conv1d, n.Conv2d))
     if conv and isinstance(populations[post].node, (n.CubaLIF, n.CubaLI)):
         raise DesignRuleError(f"node {post!r}: CubaLIF after convolution {weight!r} is not supported by SpiNNaker 2 "

@@ -253,7 +253,7 @@ def _network_json(p: Plan) -> dict:
     projs = []
     for i, proj in enumerate(net.projections):
         pre, post, w, d = p.synapses[i]
-        projs.append({"pre": proj.pre, "post": proj.post, "layer": proj.name, "type": "conv2d" if proj.conv else "dense",
+        projs.append({"pre": proj.pre, "post": proj.post, "layer": proj.name, "type": "conv2d" if proj.conv else ("one_to_one" if proj.one_to_one else "dense"),
                       "weight_frac": p.fracs[proj.name], "synapses": int(w.size), "max_delay": int(d.max(initial=0)),
                       "conns": f"projections.h5:{i:03d}_{proj.name}"})
     return {"format": "py-spinnaker2-style", "dt": net.graph.dt, "populations": pops, "projections": projs,

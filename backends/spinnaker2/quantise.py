@@ -66,6 +66,13 @@ def _values(weight) -> np.ndarray:
     return np.asarray(weight.data if hasattr(weight, "tocsr") else weight, dtype=np.float64)
 
 
+def weight_of(proj: Projection):
+    """The projection's weights (a one-to-one Scale: its factors, one per neuron)."""
+    if proj.one_to_one:
+        return np.broadcast_to(np.asarray(proj.node.scale, np.float64), proj.in_shape).copy()
+    return proj.node.weight
+
+
 def _frac(clip: float, wmax: int, bits: int) -> int:
     if clip <= 0:
         return bits - 1
@@ -95,7 +102,9 @@ def _activity_weights(proj: Projection, activity: np.ndarray | None):
     """Per weight: how many events its input carried in the calibration samples (None: no samples)."""
     if activity is None:
         return None
-    w = proj.node.weight
+    w = weight_of(proj)
+    if proj.one_to_one:
+        return activity.reshape(w.shape)
     if hasattr(w, "tocsr"):
         m = w.tocsr()
         return activity.reshape(-1)[m.indices] if m.indices.size else None
@@ -130,7 +139,7 @@ def quantise_graph(net: Network, target: Target, fixed, *, percentile: float = 1
         if pop.kind == "input":
             continue
         incoming = net.incoming(post)
-        clips = {p.name: weighted_percentile(_values(p.node.weight), _activity_weights(p, (activity or {}).get(p.name)), percentile)
+        clips = {p.name: weighted_percentile(_values(weight_of(p)), _activity_weights(p, (activity or {}).get(p.name)), percentile)
                  for p in incoming}
         scale = 1.0
         if population_scale and pop.spiking:
@@ -143,8 +152,13 @@ def quantise_graph(net: Network, target: Target, fixed, *, percentile: float = 1
                 raise QuantisationError(f"node {p.name!r}: one weight layer feeds two populations; the target keeps one scale per layer")
             wmax, bits = weight_max(p, target), weight_bits(p, target)
             frac = _frac(clips[p.name] * scale, wmax, bits)
-            qw, stats = _quantise_weight(p.node.weight, scale, frac, wmax)
-            fields = {"weight": qw}
+            if p.one_to_one:  # numba runs a Scale in the coefficient format: the fraction must fit it
+                frac = min(frac, fixed.coef_frac)
+                if frac + fixed.coef_bits - 1 - fixed.coef_frac < math.ceil(math.log2(wmax + 1)):
+                    raise QuantisationError(f"node {p.name!r}: Scale factors up to {clips[p.name] * scale:.4g} do not fit the "
+                                            f"{fixed.coef_bits}-bit coefficient format with {wmax} steps")
+            qw, stats = _quantise_weight(weight_of(p), scale, frac, wmax)
+            fields = {"scale": qw} if p.one_to_one else {"weight": qw}
             if getattr(p.node, "bias", None) is not None and hasattr(p.node, "bias") and not isinstance(p.node, n.Linear):
                 fields["bias"] = _on_grid(np.asarray(p.node.bias) * scale, fixed, "state")
             nodes[p.name] = replace(p.node, **fields)

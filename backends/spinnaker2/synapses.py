@@ -93,7 +93,11 @@ def conv_triplets(node, in_shape, kernel: np.ndarray):
 def projection_synapses(proj, n_pre: int, frac: int):
     """``(pre, post, weight, delay)`` int64 arrays of one projection, sorted by pre then post."""
     to_in = pre_to_input(n_pre, proj.pool, proj.pool_in)
-    if proj.conv:
+    if proj.one_to_one:
+        factors = np.rint(np.broadcast_to(np.asarray(proj.node.scale, np.float64), proj.in_shape).reshape(-1) * 2.0**frac).astype(np.int64)
+        src = dst = np.nonzero(factors)[0]
+        wts = factors[src]
+    elif proj.conv:
         kernel = weight_ints(proj.node.weight, frac)
         src, dst, kidx = conv_triplets(proj.node, proj.in_shape, kernel)
         wts = kernel.reshape(-1)[kidx]

@@ -25,8 +25,8 @@ def _export(g, tmp_path, **kw):
 
 
 def test_unknown_node_type(tmp_path):
-    g = _chain(n.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)), n.Scale(scale=np.ones(3)), _lif(3))
-    with pytest.raises(DesignRuleError, match=r"node 'scale2' of type Scale: not a SpiNNaker 2 node type"):
+    g = _chain(n.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)), n.Threshold(threshold=np.ones(3)), n.Affine(weight=np.ones((3, 3)), bias=np.zeros(3)), _lif(3))
+    with pytest.raises(DesignRuleError, match=r"node 'threshold2' of type Threshold: not a SpiNNaker 2 node type"):
         _export(g, tmp_path)
 
 
