@@ -57,6 +57,7 @@ class Plan:
     tables: dict = field(default_factory=dict)
     entries_before: dict = field(default_factory=dict)
     bits: int = 0
+    post_order: dict = field(default_factory=dict)  # projection index -> (synapse order by post, posts in that order)
 
 
 def plan(graph, *, chip=None, samples=None, percentile: float = 100.0, population_scale: bool = True, silent: str = "error",
@@ -83,6 +84,7 @@ def plan(graph, *, chip=None, samples=None, percentile: float = 100.0, populatio
     for i, proj in enumerate(net.projections):
         pre, post, w, d = p.synapses[i]
         order = np.argsort(post, kind="stable")
+        p.post_order[i] = (order, post[order])
         by_post.setdefault(proj.post, []).append((proj, p.fracs[proj.name], pre[order], post[order], w[order], d[order], p.biases[i]))
     for name, pop in net.populations.items():  # provisional sizes: recurrent sources are sized after their targets
         p.slice_of[name] = min(pop.size, target.max_atoms_per_core)
@@ -197,7 +199,8 @@ def _write_pe(p: Plan, s: Slice, file: Path, first_pe: dict) -> None:
             if proj.post != s.population:
                 continue
             pre, post, w, d = p.synapses[i]
-            here = (post >= s.lo) & (post < s.hi)
+            order, sorted_post = p.post_order[i]
+            here = np.sort(order[np.searchsorted(sorted_post, s.lo):np.searchsorted(sorted_post, s.hi)])  # keeps the (pre, post) order
             grp = f.create_group(f"projection_{len([k for k in f if k.startswith('projection_')]):02d}")
             grp.attrs.update(name=proj.name, pre=proj.pre, frac=p.fracs[proj.name], bias_delay=proj.bias_delay, source=proj.source,
                              kind="conv" if proj.conv else "dense", ring=int(d.max(initial=0)) + 1)
@@ -220,7 +223,7 @@ def _write_pe(p: Plan, s: Slice, file: Path, first_pe: dict) -> None:
             else:
                 rows_pre, start = np.unique(pre[here], return_index=True)
                 grp.create_dataset("row_pre", data=rows_pre.astype(np.int64))
-                grp.create_dataset("row_ptr", data=np.append(start, here.sum()).astype(np.int64))
+                grp.create_dataset("row_ptr", data=np.append(start, here.size).astype(np.int64))
                 grp.create_dataset("target", data=(post[here] - s.lo).astype(np.uint16))
                 grp.create_dataset("weight", data=w[here].astype(np.int8))
                 grp.create_dataset("delay", data=d[here].astype(np.uint8))
