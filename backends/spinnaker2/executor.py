@@ -39,7 +39,7 @@ from .synapses import NEURON_FIELDS, conv_triplets, pre_to_input
 MODELS = {"lif": 0, "if": 1, "cuba": 2}
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sat(x, lo, hi, counts):
     if x > hi:
         counts[3] += 1
@@ -50,7 +50,7 @@ def _sat(x, lo, hi, counts):
     return x
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _shift(x, frac):
     if frac <= 0:
         return x << (-frac)
@@ -58,24 +58,30 @@ def _shift(x, frac):
 
 
 @njit(cache=True)
-def _send(g, val, t, ring, L, syn_ptr, syn_acc, syn_w, syn_d, counts):
-    counts[1] += 1
+def _send(g, val, slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d):
+    """One packet: its synapses add ``weight * payload`` ``delay`` ticks ahead; returns their count."""
     for s in range(syn_ptr[g], syn_ptr[g + 1]):
-        ring[(t + syn_d[s]) % L, syn_acc[s]] += syn_w[s] * val
-    counts[0] += syn_ptr[g + 1] - syn_ptr[g]
+        at = slot + syn_d[s]
+        if at >= L:
+            at -= L
+        ring[at * n_acc + syn_acc[s]] += syn_w[s] * val
+    return syn_ptr[g + 1] - syn_ptr[g]
 
 
 @njit(cache=True)
-def _run(x, inp_gid, syn_ptr, syn_acc, syn_w, syn_d, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo, pe_n, pe_pptr, pj_base, pj_frac,
-         pj_bdelay, acc_bias, P, rec_gid, rec_out, rec_v, fmt, counts):
-    steps, batch, n_in = x.shape
+def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_acc, syn_w, syn_d, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo,
+         pe_n, pe_pptr, pj_base, pj_frac, pj_bdelay, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
+    """The tick loop. Inputs: row ``t * batch + b`` of the CSR ``(in_ptr, in_idx, in_val)`` lists the
+    nonzero quantised input values of tick ``t`` of sample ``b`` (column = input neuron)."""
     n_gid = P.shape[0]
     lo, hi, cf = fmt[0], fmt[1], fmt[3]
     one = np.int64(1) << fmt[2]
-    ring = np.zeros((L, max(n_acc, 1)), dtype=np.int64)
+    scale = 1.0 / one
+    ring = np.zeros(L * max(n_acc, 1), dtype=np.int64)
     v = np.zeros(n_gid, dtype=np.int64)
     cur = np.zeros(n_gid, dtype=np.int64)
     out = np.zeros(n_gid, dtype=np.int64)
+    events = packets = updates = 0
     for b in range(batch):
         ring[:] = 0
         v[:] = 0
@@ -83,48 +89,59 @@ def _run(x, inp_gid, syn_ptr, syn_acc, syn_w, syn_d, L, n_acc, pe_model, pe_spik
         out[:] = 0
         for t in range(steps):
             slot = t % L
-            for j in range(n_in):  # the host injects the inputs
-                g = inp_gid[j]
-                out[g] = x[t, b, j]
-                if out[g] != 0:
-                    _send(g, out[g], t, ring, L, syn_ptr, syn_acc, syn_w, syn_d, counts)
+            base = slot * n_acc
+            for j in range(inp_gid.shape[0]):
+                out[inp_gid[j]] = 0
+            row = t * batch + b
+            for e in range(in_ptr[row], in_ptr[row + 1]):  # the host injects the inputs as packets
+                g = inp_gid[in_idx[e]]
+                out[g] = in_val[e]
+                events += _send(g, in_val[e], slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d)
+                packets += 1
             for pe in range(pe_model.shape[0]):
                 model = pe_model[pe]
+                spiking, sub = pe_spiking[pe], pe_sub[pe]
+                k0, k1 = pe_pptr[pe], pe_pptr[pe + 1]
+                g0 = pe_lo[pe]
+                updates += pe_n[pe]
                 for q in range(pe_n[pe]):
-                    g = pe_lo[pe] + q
+                    g = g0 + q
                     xin = np.int64(0)
-                    for k in range(pe_pptr[pe], pe_pptr[pe + 1]):
+                    for k in range(k0, k1):
                         a = pj_base[k] + q
                         y = np.int64(0)
                         if t >= pj_bdelay[k]:
-                            y = _sat(_shift(ring[slot, a], pj_frac[k]) + acc_bias[a], lo, hi, counts)
-                        ring[slot, a] = 0
-                        xin = y if k == pe_pptr[pe] else _sat(xin + y, lo, hi, counts)
-                    p = P[g]
+                            y = _sat(_shift(ring[base + a], pj_frac[k]) + acc_bias[a], lo, hi, counts)
+                        ring[base + a] = 0
+                        xin = y if k == k0 else _sat(xin + y, lo, hi, counts)
                     if model == 0:
-                        v[g] = _sat(_shift(p[0] * v[g], cf) + _shift(p[1] * xin, cf) + p[2], lo, hi, counts)
-                        thr, reset = p[3], p[4]
+                        v[g] = _sat(_shift(P[g, 0] * v[g], cf) + _shift(P[g, 1] * xin, cf) + P[g, 2], lo, hi, counts)
+                        thr, reset = P[g, 3], P[g, 4]
                     elif model == 1:
-                        v[g] = _sat(v[g] + _shift(p[0] * xin, cf), lo, hi, counts)
-                        thr, reset = p[1], p[2]
+                        v[g] = _sat(v[g] + _shift(P[g, 0] * xin, cf), lo, hi, counts)
+                        thr, reset = P[g, 1], P[g, 2]
                     else:
-                        cur[g] = _sat(_shift(p[0] * cur[g], cf) + _shift(p[1] * xin, cf), lo, hi, counts)
-                        v[g] = _sat(_shift(p[2] * v[g], cf) + _shift(p[3] * cur[g], cf) + p[4], lo, hi, counts)
-                        thr, reset = p[5], p[6]
-                    counts[2] += 1
-                    if pe_spiking[pe]:
+                        cur[g] = _sat(_shift(P[g, 0] * cur[g], cf) + _shift(P[g, 1] * xin, cf), lo, hi, counts)
+                        v[g] = _sat(_shift(P[g, 2] * v[g], cf) + _shift(P[g, 3] * cur[g], cf) + P[g, 4], lo, hi, counts)
+                        thr, reset = P[g, 5], P[g, 6]
+                    if spiking:
                         if v[g] > thr:
                             out[g] = one
-                            v[g] = _sat(v[g] - thr, lo, hi, counts) if pe_sub[pe] else reset
+                            v[g] = _sat(v[g] - thr, lo, hi, counts) if sub else reset
                         else:
                             out[g] = 0
                     else:
                         out[g] = v[g]
                     if out[g] != 0:
-                        _send(g, out[g], t, ring, L, syn_ptr, syn_acc, syn_w, syn_d, counts)
+                        events += _send(g, out[g], slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d)
+                        packets += 1
             for r in range(rec_gid.shape[0]):
-                rec_out[t, b, r] = out[rec_gid[r]]
-                rec_v[t, b, r] = v[rec_gid[r]]
+                rec_out[t, b, r] = out[rec_gid[r]] * scale
+            for r in range(v_gid.shape[0]):
+                rec_v[t, b, r] = v[v_gid[r]] * scale
+    counts[0] += events
+    counts[1] += packets
+    counts[2] += updates
 
 
 @dataclass
@@ -262,7 +279,7 @@ class Program:
         import time
 
         from ..inputs import prepare_inputs
-        from ..numba.fixed_point import dequantise, quantise
+        from ..numba.fixed_point import quantise
 
         record = list(record)
         unknown = [k for k in record if k not in self.pops or self.pops[k].kind == "input"]
@@ -275,30 +292,39 @@ class Program:
         steps, batch = first.shape[:2]
         packed = np.concatenate([checked[k].reshape(steps, batch, -1) for k in inputs], axis=2)  # population order = gid order
         f = self.precision
-        qx, saturated = quantise(packed, f.state_bits, f.state_frac)
+        flat = packed.reshape(steps * batch, -1)
+        rows, cols = np.nonzero(flat)  # row-major: each tick's inputs in ascending order
+        in_val, saturated = quantise(flat[rows, cols], f.state_bits, f.state_frac)  # zeros stay zeros
+        in_ptr = np.zeros(steps * batch + 1, np.int64)
+        np.cumsum(np.bincount(rows, minlength=steps * batch), out=in_ptr[1:])
         names = list(dict.fromkeys(list(self.outputs.values()) + record))
         rec_gid = np.concatenate([np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size) for k in names]).astype(np.int64)
-        rec_out = np.zeros((steps, batch, rec_gid.size), np.int64)
-        rec_v = np.zeros_like(rec_out)
+        v_gid = np.concatenate([np.zeros(0, np.int64)] + [np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size)
+                                                          for k in record]).astype(np.int64)
+        rec_out = np.empty((steps, batch, rec_gid.size))  # dequantised as they are recorded (exact: 32-bit integers)
+        rec_v = np.empty((steps, batch, v_gid.size))
         counts = np.zeros(4, np.int64)
         start = time.perf_counter()
-        _run(qx, self._inp_gid, self._syn_ptr, *self._syn, self._L, self._n_acc, *self._pe, *self._pj, self._acc_bias, self._P, rec_gid,
-             rec_out, rec_v, f.kernel_format(), counts)
+        _run(in_ptr, cols.astype(np.int64), in_val, steps, batch, self._inp_gid, self._syn_ptr, *self._syn, self._L, self._n_acc, *self._pe, *self._pj, self._acc_bias, self._P, rec_gid,
+             rec_out, v_gid, rec_v, f.kernel_format(), counts)
         wall = time.perf_counter() - start
-        cols, at = {}, 0
+        at_out, at_v, i, j = {}, {}, 0, 0
         for k in names:
-            cols[k] = slice(at, at + self.pops[k].size)
-            at += self.pops[k].size
+            at_out[k] = slice(i, i + self.pops[k].size)
+            i += self.pops[k].size
+        for k in record:
+            at_v[k] = slice(j, j + self.pops[k].size)
+            j += self.pops[k].size
         shape = lambda k: (steps, batch) + self.pops[k].shape  # noqa: E731
         result = SimulationResult(outputs={}, backend="spinnaker2-executor",
                                   stats={"synaptic_events": int(counts[0]), "packets": int(counts[1]), "neuron_updates": int(counts[2]),
                                          "overflows": int(counts[3]), "saturated_inputs": saturated, "steps": int(steps), "wall_time": wall})
         for out_name, pop in self.outputs.items():
-            result.outputs[out_name] = dequantise(rec_out[:, :, cols[pop]], f.state_frac).reshape(shape(pop))
+            result.outputs[out_name] = rec_out[:, :, at_out[pop]].reshape(shape(pop))
         for k in record:
             if self.pops[k].spiking:
-                result.spikes[k] = (rec_out[:, :, cols[k]] > 0).astype(np.float64).reshape(shape(k))
-            result.traces[k] = dequantise(rec_v[:, :, cols[k]], f.state_frac).reshape(shape(k))
+                result.spikes[k] = (rec_out[:, :, at_out[k]] > 0).astype(np.float64).reshape(shape(k))
+            result.traces[k] = rec_v[:, :, at_v[k]].reshape(shape(k))
         return result
 
 

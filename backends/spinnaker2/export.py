@@ -85,17 +85,24 @@ def plan(graph, *, chip=None, samples=None, percentile: float = 100.0, populatio
         pre, post, w, d = p.synapses[i]
         order = np.argsort(post, kind="stable")
         p.post_order[i] = (order, post[order])
-        by_post.setdefault(proj.post, []).append((proj, p.fracs[proj.name], pre[order], post[order], w[order], d[order], p.biases[i]))
+        by_post.setdefault(proj.post, []).append((proj, p.fracs[proj.name], pre[order], post[order], w[order], int(d.max(initial=0)),
+                                                  p.biases[i]))
     for name, pop in net.populations.items():  # provisional sizes: recurrent sources are sized after their targets
         p.slice_of[name] = min(pop.size, target.max_atoms_per_core)
-    for name, pop in net.populations.items():
-        if pop.kind != "input":
-            p.slice_of[name] = slice_size(name, pop, p.models[name], p.params[name], by_post.get(name, []), p.slice_of, target, record_ticks)
+    for _ in range(4):  # a population fed back from a later one is sized against its provisional slices: repeat until stable
+        before = dict(p.slice_of)
+        for name, pop in net.populations.items():
+            if pop.kind != "input":
+                p.slice_of[name] = slice_size(name, pop, p.models[name], p.params[name], by_post.get(name, []), p.slice_of, target,
+                                              record_ticks)
+        if p.slice_of == before:
+            break
 
     def memory_of(name, lo, hi):
         pop = net.populations[name]
-        sub = {k: v[lo:hi] for k, v in p.params[name].items()}
-        return slice_memory(pop, p.models[name], sub, by_post.get(name, []), p.slice_of, lo, hi, record_ticks)
+        params = p.params[name]
+        uniform = all(np.all(v == v[0]) for v in params.values())
+        return slice_memory(pop, p.models[name], params, by_post.get(name, []), p.slice_of, lo, hi, record_ticks, uniform)
 
     sizes = {k: v.size for k, v in net.populations.items()}
     p.slices = place(list(net.populations), sizes, p.slice_of, memory_of, target)

@@ -59,35 +59,36 @@ def _state_words(model: str) -> int:
     return {"lif": 1, "if": 1, "cuba": 2, "input": 0}[model]
 
 
-def slice_memory(pop, model: str, params: dict, incoming: list, n_pre_slices: dict, lo: int, hi: int, record_ticks: int) -> dict:
+def slice_memory(pop, model: str, params: dict, incoming: list, n_pre_slices: dict, lo: int, hi: int, record_ticks: int,
+                 uniform: bool | None = None) -> dict:
     """Bytes of the slice ``[lo, hi)`` of a population, by part (see the module docstring).
 
-    ``incoming``: ``(projection, frac, pre, post, weight, delay, bias)`` per projection, its
-    synapses sorted by post; ``n_pre_slices``: pre population -> its slice size.
+    ``incoming``: ``(projection, frac, pre, post, weight, max delay, bias)`` per projection, its
+    synapses sorted by post; ``n_pre_slices``: pre population -> its slice size; ``uniform``: whether
+    the population's parameters are uniform (None: look at ``params``).
     """
     n = hi - lo
     mem = {"header": BYTES["population_header"]}
     if model == "input":
         mem["recording"] = math.ceil(n / 8) * record_ticks
         return mem
-    uniform = all(np.all(v == v[0]) for v in params.values())
+    if uniform is None:
+        uniform = all(np.all(v == v[0]) for v in params.values())
     mem["neurons"] = n * BYTES["word"] * _state_words(model) + BYTES["word"] * len(params) * (1 if uniform else n)
     rings = rows = tables = 0
-    for proj, _frac, pre, post, _w, delay, bias in incoming:
+    for proj, _frac, pre, post, _w, d, bias in incoming:
         a, b = np.searchsorted(post, lo, "left"), np.searchsorted(post, hi, "left")
-        d = int(delay.max(initial=0))
         rings += BYTES["projection_header"] + (d + 1) * n * BYTES["word"] + (n * BYTES["word"] if bias is not None else 0)
         here_pre = pre[a:b]
         if proj.conv:
             rows += proj.node.weight.size * 1 + BYTES["conv_geometry"]
-        elif here_pre.size:
-            senders = np.unique(here_pre)
+        senders = np.unique(here_pre)
+        if not proj.conv and senders.size:
             csr = senders.size * BYTES["csr_row_header"] + here_pre.size * BYTES["csr_synapse"]
             dense = senders.size * n * BYTES["dense_synapse"]
             rows += min(csr, dense)
-        if here_pre.size:
-            pre_slice = n_pre_slices[proj.pre]
-            tables += np.unique(here_pre // pre_slice).size * BYTES["table_entry"]
+        if senders.size:
+            tables += np.unique(senders // n_pre_slices[proj.pre]).size * BYTES["table_entry"]
     mem.update(inputs=rings, synapses=rows, table=tables)
     mem["recording"] = (math.ceil(n / 8) if pop.spiking else n * BYTES["word"]) * record_ticks
     return mem
@@ -96,12 +97,13 @@ def slice_memory(pop, model: str, params: dict, incoming: list, n_pre_slices: di
 def slice_size(name: str, pop, model: str, params: dict, incoming: list, n_pre_slices: dict, target: Target, record_ticks: int) -> int:
     """The largest slice size whose every slice fits a PE's data memory."""
     size = pop.size
+    uniform = all(np.all(v == v[0]) for v in params.values())
 
     def fits(k: int) -> tuple[bool, int, dict]:
         worst, parts = 0, {}
+        pre_slices = {**n_pre_slices, name: k}  # a recurrent population sends in slices of the size being tried
         for lo in range(0, size, k):
-            sub = {key: v[lo:lo + k] for key, v in params.items()}
-            mem = slice_memory(pop, model, sub, incoming, n_pre_slices, lo, min(lo + k, size), record_ticks)
+            mem = slice_memory(pop, model, params, incoming, pre_slices, lo, min(lo + k, size), record_ticks, uniform)
             total = sum(mem.values())
             if total > worst:
                 worst, parts = total, mem
