@@ -167,8 +167,8 @@ class Program:
         self.path = Path(path)
         manifest = read_manifest(self.path, target="spinnaker2", max_version=1)
         self.manifest = manifest
-        self.precision = _precision(manifest)
-        if self.precision != precision():
+        self.precision = "float32" if manifest["meta"].get("precision") == "float32" else _precision(manifest)
+        if self.precision != "float32" and self.precision != precision():
             raise FormatError(f"export {self.path}: precision {manifest['meta'].get('precision')} is not this target's arithmetic")
         network = _json(self.path, "network.json")
         self.report = Report.from_dict(_json(self.path, "report.json")) if "report.json" in manifest["files"] else None
@@ -182,8 +182,9 @@ class Program:
         try:
             pops, offset = {}, 0
             for entry in network["populations"]:
-                pop = _Pop(str(entry["name"]), "input" if entry["type"] == "spike_list" else str(entry["type"]),
-                           tuple(int(s) for s in entry["shape"]), offset, entry["type"] == "spike_list" or entry["params"]["threshold"] is not None)
+                kind = "input" if entry["type"] == "spike_list" else str(entry["type"])
+                spiking = kind == "input" or (kind != "egru" and entry["params"]["threshold"] is not None)
+                pop = _Pop(str(entry["name"]), kind, tuple(int(s) for s in entry["shape"]), offset, spiking)
                 pops[pop.name] = pop
                 offset += pop.size
             self.outputs = {str(k): str(v) for k, v in network["outputs"].items()}
@@ -212,6 +213,17 @@ class Program:
         # which source slice sends a key, and where the tables deliver it
         slices = {im["pe"]: im for im in images}
         reach = {pe: deliver(tables, im["key"], im["chip"], chips) for pe, im in slices.items()}
+        if self.precision == "float32":
+            from . import egru
+
+            for im in images:
+                for proj in im["projections"]:
+                    pre_pop = pops.get(proj.get("pre"))
+                    if pre_pop is None:
+                        raise FormatError(f"{where}: {im['file']} projection from unknown population {proj.get('pre')!r}")
+                    _verify_delivery(im, proj, slices, reach, pre_pop.name, np.asarray(proj.get("row_pre", []), np.int64), where)
+            egru.load(self, network, images, pops, n_gid, where)
+            return
         P = np.zeros((n_gid, 7), np.int64)
         inp_gid = []
         pe_rows, src_all, acc_all, w_all, d_all, bias_parts, n_acc = [], [], [], [], [], [], 0
@@ -226,8 +238,8 @@ class Program:
             if model not in MODELS:
                 raise FormatError(f"{where}: {im['file']} has unknown neuron model {model!r}")
             for c, k in enumerate(NEURON_FIELDS[model]):
-                if k not in im["neurons"] or im["neurons"][k].shape != (hi - lo,):
-                    raise FormatError(f"{where}: {im['file']} neuron field {k!r} missing or not {hi - lo} values")
+                if k not in im["neurons"] or im["neurons"][k].shape != (hi - lo,) or im["neurons"][k].dtype.kind != "i":
+                    raise FormatError(f"{where}: {im['file']} neuron field {k!r} missing or not {hi - lo} integers")
                 P[pop.offset + lo:pop.offset + hi, c] = im["neurons"][k]
             projs = []
             for proj in im["projections"]:
@@ -235,15 +247,7 @@ class Program:
                 if pre_pop is None:
                     raise FormatError(f"{where}: {im['file']} projection {proj['name']!r} from unknown population {proj['pre']!r}")
                 pre, tgt, w, d = _rows(proj, pre_pop, lo, hi, im["file"], where)
-                # every row must be reachable: its key matches a master-table entry and the tables deliver it here
-                src_pe = _sender(slices, pre_pop.name, pre)
-                for s in np.unique(src_pe):
-                    key = slices[int(s)]["key"]
-                    if not np.any((key & proj["table_mask"]) == proj["table_key"]):
-                        raise FormatError(f"{where}: {im['file']} has rows for key {key:#x} but no master-table entry for it")
-                    if (im["chip"], im["core"]) not in reach[int(s)]:
-                        raise FormatError(f"{where}: routing tables do not deliver key {key:#x} (slice {int(s)}) to chip {im['chip']} "
-                                          f"core {im['core']}, whose synaptic rows need it")
+                _verify_delivery(im, proj, slices, reach, pre_pop.name, pre, where)
                 src_all.append(pre_pop.offset + pre)
                 acc_all.append(n_acc + tgt)
                 w_all.append(w)
@@ -291,6 +295,8 @@ class Program:
         first = next(iter(checked.values()))
         steps, batch = first.shape[:2]
         packed = np.concatenate([checked[k].reshape(steps, batch, -1) for k in inputs], axis=2)  # population order = gid order
+        if self.precision == "float32":
+            return self._run_egru(packed, record)
         f = self.precision
         flat = packed.reshape(steps * batch, -1)
         rows, cols = np.nonzero(flat)  # row-major: each tick's inputs in ascending order
@@ -326,6 +332,42 @@ class Program:
                 result.spikes[k] = (rec_out[:, :, at_out[k]] > 0).astype(np.float64).reshape(shape(k))
             result.traces[k] = rec_v[:, :, at_v[k]].reshape(shape(k))
         return result
+
+
+def _run_egru(self, packed: np.ndarray, record: list) -> SimulationResult:
+    """The FP32 tick loop of an EGRU export (see :mod:`.egru`)."""
+    import time
+
+    from .egru import run_kernel
+
+    steps, batch = packed.shape[:2]
+    flat = packed.reshape(steps * batch, -1).astype(np.float32)
+    rows, cols = np.nonzero(flat)
+    in_ptr = np.zeros(steps * batch + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=steps * batch), out=in_ptr[1:])
+    e = self._egru
+    names = list(dict.fromkeys(list(self.outputs.values()) + record))
+    rec_gid = np.concatenate([np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size) for k in names]).astype(np.int64)
+    rec = np.zeros((steps, batch, rec_gid.size), np.float32)
+    counts = np.zeros(2, np.int64)
+    start = time.perf_counter()
+    run_kernel(in_ptr, cols.astype(np.int64), flat[rows, cols], steps, batch, e["inp_gid"], e["syn_ptr"], *e["syn"], e["n_acc"],
+               e["acc_bias"], *e["pe"], e["theta"], rec_gid, rec, counts)
+    wall = time.perf_counter() - start
+    at, i = {}, 0
+    for k in names:
+        at[k] = slice(i, i + self.pops[k].size)
+        i += self.pops[k].size
+    result = SimulationResult(outputs={}, backend="spinnaker2-executor", stats={"synaptic_events": int(counts[0]), "packets": int(counts[1]),
+                                                                              "steps": int(steps), "wall_time": wall})
+    for out_name, pop in self.outputs.items():
+        result.outputs[out_name] = rec[:, :, at[pop]].reshape((steps, batch) + self.pops[pop].shape)
+    for k in record:
+        result.traces[k] = rec[:, :, at[k]].reshape((steps, batch) + self.pops[k].shape)
+    return result
+
+
+Program._run_egru = _run_egru
 
 
 def load_export(path) -> Program:
@@ -395,7 +437,7 @@ def _read_pe(file: Path) -> dict:
             a = f.attrs
             im = {"file": file.name, "population": str(a["population"]), "model": str(a["model"]), "lo": int(a["lo"]), "hi": int(a["hi"]),
                   "chip": int(a["chip"]), "core": int(a["core"]), "pe": int(a["pe"]), "key": int(a["key"]), "mask": int(a["mask"]),
-                  "subtract": bool(a["subtract"]), "neurons": {k: np.asarray(v[()], np.int64) for k, v in f["neurons"].items()},
+                  "subtract": bool(a["subtract"]), "neurons": {k: np.asarray(v[()]) for k, v in f["neurons"].items()},
                   "projections": []}
             for name in sorted(k for k in f if k.startswith("projection_")):
                 g = f[name]
@@ -449,6 +491,19 @@ def _conv_rows(proj: dict, pre_pop: _Pop, lo: int, hi: int):
 
     pre = valid[order][np.repeat(a, reps) + _ranges(reps)]
     return pre, np.repeat(dst, reps) - lo, np.repeat(kernel.reshape(-1)[kidx], reps), np.full(pre.size, int(geo["delay"]), np.int64)
+
+
+def _verify_delivery(im: dict, proj: dict, slices: dict, reach: dict, population: str, pre: np.ndarray, where: str) -> None:
+    """Every row must be reachable: its key matches a master-table entry and the tables deliver it here."""
+    if pre.size and (pre.min() < 0 or pre.max() >= max(s["hi"] for s in slices.values() if s["population"] == population)):
+        raise FormatError(f"{where}: {im['file']} has a row for a neuron outside population {population!r}")
+    for s in np.unique(_sender(slices, population, pre)):
+        key = slices[int(s)]["key"]
+        if not np.any((key & np.asarray(proj["table_mask"], np.int64)) == np.asarray(proj["table_key"], np.int64)):
+            raise FormatError(f"{where}: {im['file']} has rows for key {key:#x} but no master-table entry for it")
+        if (im["chip"], im["core"]) not in reach[int(s)]:
+            raise FormatError(f"{where}: routing tables do not deliver key {key:#x} (slice {int(s)}) to chip {im['chip']} "
+                              f"core {im['core']}, whose synaptic rows need it")
 
 
 def _sender(slices: dict, population: str, pre: np.ndarray) -> np.ndarray:

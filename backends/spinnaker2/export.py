@@ -142,6 +142,10 @@ def export(graph, path, *, chip=None, samples=None, percentile: float = 100.0, p
         record_ticks: ticks of recording buffer reserved on every PE.
         picture: also write ``sram.png`` (SRAM per PE) beside the folder's data.
     """
+    from . import egru
+
+    if egru.is_egru_graph(graph):
+        return _export_egru(graph, path, make_target(chip), record_ticks, picture)
     p = plan(graph, chip=chip, samples=samples, percentile=percentile, population_scale=population_scale, silent=silent,
              record_ticks=record_ticks)
     rep = report_mod.build(p, samples)
@@ -170,22 +174,51 @@ def _write(p: Plan, tmp: Path, rep) -> None:
     with h5py.File(tmp / "projections.h5", "w") as f:
         for i, proj in enumerate(net.projections):
             f.create_dataset(f"{i:03d}_{proj.name}", data=np.stack(p.synapses[i], axis=1).astype(np.int32), compression="gzip")
+    _write_routing(tmp, p.tables, p.entries_before, target.chips, p.bits)
+    first_pe = {}
+    for s in p.slices:
+        first_pe.setdefault(s.population, s.pe)
+    for s in p.slices:
+        _write_pe(p, s, tmp / f"pe_{s.pe:04d}.h5", first_pe)
+
+
+def _export_egru(graph, path, target: Target, record_ticks: int, picture: bool):
+    """An EGRU graph: FP32 value-event populations (see :mod:`.egru`)."""
+    import spikeflow as sf
+
+    from . import egru
+
+    p = egru.plan(graph, target, record_ticks)
+    sram = [{"pe": s.pe, "population": s.population, "model": "egru" if s.population in p["feeds"] else "input", "chip": s.chip,
+             "core": s.core, "neurons": s.size, "bytes": {k: int(v) for k, v in s.memory.items()}} for s in p["slices"]]
+    rep = report_mod.Report(pes=len(p["slices"]), chips=max(s.chip for s in p["slices"]) + 1, sram=sram, data_bytes=target.data_bytes,
+                            routing_before={str(k): v for k, v in p["before"].items()},
+                            routing_after={str(k): len(v) for k, v in p["tables"].items()}, layers=[])
+    meta = {"precision": "float32", "pes": rep.pes, "chips": rep.chips}
+    with writing(path, target=TARGET, version=VERSION, meta=meta) as tmp:
+        sf.save(graph, tmp / "graph.h5")
+        (tmp / "report.json").write_text(json.dumps(rep.to_dict(), indent=1))
+        _write_routing(tmp, p["tables"], p["before"], target.chips, p["bits"])
+        egru.write(p, tmp)
+        if picture:
+            report_mod.sram_png(rep, tmp / "sram.png")
+    return rep
+
+
+def _write_routing(tmp: Path, tables: dict, before: dict, chips: int, bits: int) -> None:
+    import h5py
+
     with h5py.File(tmp / "routing.h5", "w") as f:
-        f.attrs["chips"] = target.chips
-        f.attrs["index_bits"] = p.bits
-        for chip, entries in p.tables.items():
+        f.attrs["chips"] = chips
+        f.attrs["index_bits"] = bits
+        for chip, entries in tables.items():
             grp = f.create_group(f"chip_{chip:04d}")
             grp.create_dataset("key", data=np.array([e.key for e in entries], np.int64))
             grp.create_dataset("mask", data=np.array([e.mask for e in entries], np.int64))
             grp.create_dataset("links", data=np.array([sum(1 << k for k in e.links) for e in entries], np.int64))
             grp.create_dataset("pe_ptr", data=np.cumsum([0] + [len(e.pes) for e in entries]).astype(np.int64))
             grp.create_dataset("pes", data=np.array([c for e in entries for c in e.pes], np.int64))
-            grp.attrs["entries_before_merge"] = p.entries_before[chip]
-    first_pe = {}
-    for s in p.slices:
-        first_pe.setdefault(s.population, s.pe)
-    for s in p.slices:
-        _write_pe(p, s, tmp / f"pe_{s.pe:04d}.h5", first_pe)
+            grp.attrs["entries_before_merge"] = before[chip]
 
 
 def _write_pe(p: Plan, s: Slice, file: Path, first_pe: dict) -> None:
