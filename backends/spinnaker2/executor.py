@@ -58,18 +58,43 @@ def _shift(x, frac):
 
 
 @njit(cache=True)
-def _send(g, val, slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d):
-    """One packet: its synapses add ``weight * payload`` ``delay`` ticks ahead; returns their count."""
+def _send(g, val, base, ring, syn_ptr, syn_off, syn_w):
+    """One packet: its synapses add ``weight * payload`` to their accumulator ``delay`` ticks ahead
+    (``syn_off = delay * n_acc + accumulator``, wrapped around the ring); returns their count."""
+    size = ring.shape[0]
     for s in range(syn_ptr[g], syn_ptr[g + 1]):
-        at = slot + syn_d[s]
-        if at >= L:
-            at -= L
-        ring[at * n_acc + syn_acc[s]] += syn_w[s] * val
+        at = base + syn_off[s]
+        if at >= size:
+            at -= size
+        ring[at] += syn_w[s] * val
     return syn_ptr[g + 1] - syn_ptr[g]
 
 
 @njit(cache=True)
-def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_acc, syn_w, syn_d, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo,
+def input_entries(flat):
+    """The nonzero entries of ``flat[rows, cols]`` as a CSR by row (columns ascending): one pass to
+    count, one to fill (``np.nonzero`` on a large, sparse input costs several times more)."""
+    rows, cols = flat.shape
+    ptr = np.zeros(rows + 1, np.int64)
+    for r in range(rows):
+        c = 0
+        for j in range(cols):
+            c += flat[r, j] != 0
+        ptr[r + 1] = ptr[r] + c
+    idx = np.empty(ptr[rows], np.int64)
+    val = np.empty(ptr[rows], flat.dtype)
+    for r in range(rows):
+        at = ptr[r]
+        for j in range(cols):
+            if flat[r, j] != 0:
+                idx[at] = j
+                val[at] = flat[r, j]
+                at += 1
+    return ptr, idx, val
+
+
+@njit(cache=True)
+def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo,
          pe_n, pe_pptr, pj_base, pj_frac, pj_bdelay, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
     """The tick loop. Inputs: row ``t * batch + b`` of the CSR ``(in_ptr, in_idx, in_val)`` lists the
     nonzero quantised input values of tick ``t`` of sample ``b`` (column = input neuron)."""
@@ -81,6 +106,7 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_acc, syn_w,
     v = np.zeros(n_gid, dtype=np.int64)
     cur = np.zeros(n_gid, dtype=np.int64)
     out = np.zeros(n_gid, dtype=np.int64)
+    xin = np.zeros(max(1, pe_n.max() if pe_n.shape[0] else 1), dtype=np.int64)
     events = packets = updates = 0
     for b in range(batch):
         ring[:] = 0
@@ -96,32 +122,33 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_acc, syn_w,
             for e in range(in_ptr[row], in_ptr[row + 1]):  # the host injects the inputs as packets
                 g = inp_gid[in_idx[e]]
                 out[g] = in_val[e]
-                events += _send(g, in_val[e], slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d)
+                events += _send(g, in_val[e], base, ring, syn_ptr, syn_off, syn_w)
                 packets += 1
             for pe in range(pe_model.shape[0]):
                 model = pe_model[pe]
                 spiking, sub = pe_spiking[pe], pe_sub[pe]
                 k0, k1 = pe_pptr[pe], pe_pptr[pe + 1]
-                g0 = pe_lo[pe]
-                updates += pe_n[pe]
-                for q in range(pe_n[pe]):
-                    g = g0 + q
-                    xin = np.int64(0)
-                    for k in range(k0, k1):
-                        a = pj_base[k] + q
-                        y = np.int64(0)
-                        if t >= pj_bdelay[k]:
-                            y = _sat(_shift(ring[base + a], pj_frac[k]) + acc_bias[a], lo, hi, counts)
+                g0, n = pe_lo[pe], pe_n[pe]
+                updates += n
+                for k in range(k0, k1):  # each projection's input, summed in the exported order
+                    first, frac, a0 = k == k0, pj_frac[k], pj_base[k]
+                    live = t >= pj_bdelay[k]
+                    for q in range(n):
+                        a = a0 + q
+                        y = _sat(_shift(ring[base + a], frac) + acc_bias[a], lo, hi, counts) if live else np.int64(0)
                         ring[base + a] = 0
-                        xin = y if k == k0 else _sat(xin + y, lo, hi, counts)
+                        xin[q] = y if first else _sat(xin[q] + y, lo, hi, counts)
+                for q in range(n):
+                    g = g0 + q
+                    x = xin[q] if k1 > k0 else np.int64(0)
                     if model == 0:
-                        v[g] = _sat(_shift(P[g, 0] * v[g], cf) + _shift(P[g, 1] * xin, cf) + P[g, 2], lo, hi, counts)
+                        v[g] = _sat(_shift(P[g, 0] * v[g], cf) + _shift(P[g, 1] * x, cf) + P[g, 2], lo, hi, counts)
                         thr, reset = P[g, 3], P[g, 4]
                     elif model == 1:
-                        v[g] = _sat(v[g] + _shift(P[g, 0] * xin, cf), lo, hi, counts)
+                        v[g] = _sat(v[g] + _shift(P[g, 0] * x, cf), lo, hi, counts)
                         thr, reset = P[g, 1], P[g, 2]
                     else:
-                        cur[g] = _sat(_shift(P[g, 0] * cur[g], cf) + _shift(P[g, 1] * xin, cf), lo, hi, counts)
+                        cur[g] = _sat(_shift(P[g, 0] * cur[g], cf) + _shift(P[g, 1] * x, cf), lo, hi, counts)
                         v[g] = _sat(_shift(P[g, 2] * v[g], cf) + _shift(P[g, 3] * cur[g], cf) + P[g, 4], lo, hi, counts)
                         thr, reset = P[g, 5], P[g, 6]
                     if spiking:
@@ -133,7 +160,7 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_acc, syn_w,
                     else:
                         out[g] = v[g]
                     if out[g] != 0:
-                        events += _send(g, out[g], slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d)
+                        events += _send(g, out[g], base, ring, syn_ptr, syn_off, syn_w)
                         packets += 1
             for r in range(rec_gid.shape[0]):
                 rec_out[t, b, r] = out[rec_gid[r]] * scale
@@ -259,12 +286,15 @@ class Program:
             pe_rows.append((MODELS[model], pop.spiking, im["subtract"], pop.offset + lo, hi - lo, projs))
         src = np.concatenate(src_all) if src_all else np.zeros(0, np.int64)
         order = np.argsort(src, kind="stable")
-        self._syn = (np.concatenate(acc_all)[order] if acc_all else np.zeros(0, np.int64),
-                     np.concatenate(w_all)[order].astype(np.int64) if w_all else np.zeros(0, np.int64),
-                     np.concatenate(d_all)[order].astype(np.int64) if d_all else np.zeros(0, np.int64))
+        acc = np.concatenate(acc_all)[order] if acc_all else np.zeros(0, np.int64)
+        delay = np.concatenate(d_all)[order].astype(np.int64) if d_all else np.zeros(0, np.int64)
+        self._L = int(delay.max(initial=0)) + 1
+        if self._L * max(n_acc, 1) >= 2**31:
+            raise FormatError(f"{where}: {n_acc} accumulators x {self._L} ring slots exceed what this executor indexes")
+        # 6 bytes per synapse streamed per packet: the scatter is memory-bound
+        self._syn = ((delay * n_acc + acc).astype(np.int32), (np.concatenate(w_all)[order] if w_all else np.zeros(0)).astype(np.int16))
         self._syn_ptr = np.zeros(n_gid + 1, np.int64)
         np.cumsum(np.bincount(src, minlength=n_gid), out=self._syn_ptr[1:])
-        self._L = int(self._syn[2].max(initial=0)) + 1
         self._n_acc = n_acc
         self._acc_bias = np.concatenate(bias_parts).astype(np.int64) if bias_parts else np.zeros(1, np.int64)
         self._P = P
@@ -291,18 +321,20 @@ class Program:
             raise DataError(f"argument 'record': {unknown[0]!r} is not a neuron population of this export; "
                             f"populations are {sorted(k for k, p in self.pops.items() if p.kind != 'input')}")
         inputs = {k: p for k, p in self.pops.items() if p.kind == "input"}
-        checked = prepare_inputs(x, {k: p.shape for k, p in inputs.items()}, dt=self.graph.dt)
+        shapes = {k: p.shape for k, p in inputs.items()}
+        if (len(inputs) == 1 and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == len(next(iter(shapes.values()))) + 2
+                and x.shape[2:] == next(iter(shapes.values())) and np.isfinite(x).all()):
+            checked = {next(iter(inputs)): x}  # already what prepare_inputs would return: skip its copy
+        else:
+            checked = prepare_inputs(x, shapes, dt=self.graph.dt)
         first = next(iter(checked.values()))
         steps, batch = first.shape[:2]
         packed = np.concatenate([checked[k].reshape(steps, batch, -1) for k in inputs], axis=2)  # population order = gid order
         if self.precision == "float32":
             return self._run_egru(packed, record)
         f = self.precision
-        flat = packed.reshape(steps * batch, -1)
-        rows, cols = np.nonzero(flat)  # row-major: each tick's inputs in ascending order
-        in_val, saturated = quantise(flat[rows, cols], f.state_bits, f.state_frac)  # zeros stay zeros
-        in_ptr = np.zeros(steps * batch + 1, np.int64)
-        np.cumsum(np.bincount(rows, minlength=steps * batch), out=in_ptr[1:])
+        in_ptr, cols, values = input_entries(packed.reshape(steps * batch, -1))  # each tick's inputs in ascending order
+        in_val, saturated = quantise(values, f.state_bits, f.state_frac)  # zeros stay zeros
         names = list(dict.fromkeys(list(self.outputs.values()) + record))
         rec_gid = np.concatenate([np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size) for k in names]).astype(np.int64)
         v_gid = np.concatenate([np.zeros(0, np.int64)] + [np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size)
@@ -311,7 +343,7 @@ class Program:
         rec_v = np.empty((steps, batch, v_gid.size))
         counts = np.zeros(4, np.int64)
         start = time.perf_counter()
-        _run(in_ptr, cols.astype(np.int64), in_val, steps, batch, self._inp_gid, self._syn_ptr, *self._syn, self._L, self._n_acc, *self._pe, *self._pj, self._acc_bias, self._P, rec_gid,
+        _run(in_ptr, cols, in_val, steps, batch, self._inp_gid, self._syn_ptr, *self._syn, self._L, self._n_acc, *self._pe, *self._pj, self._acc_bias, self._P, rec_gid,
              rec_out, v_gid, rec_v, f.kernel_format(), counts)
         wall = time.perf_counter() - start
         at_out, at_v, i, j = {}, {}, 0, 0
@@ -341,17 +373,14 @@ def _run_egru(self, packed: np.ndarray, record: list) -> SimulationResult:
     from .egru import run_kernel
 
     steps, batch = packed.shape[:2]
-    flat = packed.reshape(steps * batch, -1).astype(np.float32)
-    rows, cols = np.nonzero(flat)
-    in_ptr = np.zeros(steps * batch + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=steps * batch), out=in_ptr[1:])
+    in_ptr, cols, values = input_entries(packed.reshape(steps * batch, -1).astype(np.float32))
     e = self._egru
     names = list(dict.fromkeys(list(self.outputs.values()) + record))
     rec_gid = np.concatenate([np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size) for k in names]).astype(np.int64)
     rec = np.zeros((steps, batch, rec_gid.size), np.float32)
     counts = np.zeros(2, np.int64)
     start = time.perf_counter()
-    run_kernel(in_ptr, cols.astype(np.int64), flat[rows, cols], steps, batch, e["inp_gid"], e["syn_ptr"], *e["syn"], e["n_acc"],
+    run_kernel(in_ptr, cols, values, steps, batch, e["inp_gid"], e["syn_ptr"], *e["syn"], e["n_acc"],
                e["acc_bias"], *e["pe"], e["theta"], rec_gid, rec, counts)
     wall = time.perf_counter() - start
     at, i = {}, 0
