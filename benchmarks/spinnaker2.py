@@ -35,7 +35,9 @@ DT, STEPS, TAU, RATE, W_IN, W_REC_STD = 1e-3, 1000, 16e-3, 15.0, 1.1, 0.05
 
 
 def graph(n: int, fan_out: int, seed: int = 0):
-    """input -> one-to-one Scale -> LIF <- sparse recurrent Linear (delayed edge); LIF -> Output."""
+    """input -> one-to-one Scale -> LIF <- sparse recurrent Linear (delayed edge); LIF -> all-ones
+    Linear -> one leaky readout -> Output (as benchmarks/simulate.py: only [T, 1, 1] is recorded;
+    Brian2 records its spikes with a SpikeMonitor)."""
     import scipy.sparse as sparse
 
     import spikeflow as sf
@@ -46,10 +48,13 @@ def graph(n: int, fan_out: int, seed: int = 0):
     sources = np.repeat(np.arange(n, dtype=np.int64), fan_out)
     weights = rng.normal(0.0, W_REC_STD, n * fan_out)
     recurrent = sparse.csr_array((weights, (targets, sources)), shape=(n, n))
+    readout = sparse.csr_array((np.ones(n), (np.zeros(n, np.int64), np.arange(n))), shape=(1, n))
     return sf.Graph(
         {"input": nd.Input(shape=(n,)), "drive": nd.Scale(scale=W_IN), "lif": nd.LIF(tau=TAU, v_threshold=1.0, r=TAU / DT, reset="zero"),
-         "recurrent": nd.Linear(weight=recurrent), "output": nd.Output(shape=(n,))},
-        [("input", "drive"), ("drive", "lif"), ("lif", "recurrent"), ("recurrent", "lif"), ("lif", "output")], dt=DT)
+         "recurrent": nd.Linear(weight=recurrent), "readout": nd.Linear(weight=readout), "count": nd.LI(tau=1.0, r=1.0 / DT),
+         "output": nd.Output(shape=(1,))},
+        [("input", "drive"), ("drive", "lif"), ("lif", "recurrent"), ("recurrent", "lif"), ("lif", "readout"), ("readout", "count"),
+         ("count", "output")], dt=DT)
 
 
 def poisson(n: int, seed: int = 1) -> np.ndarray:
@@ -63,7 +68,7 @@ def run_brian2(prog, x: np.ndarray, repeats: int):
     g = prog.graph
     lif = g.nodes["lif"]
     n = x.shape[2]
-    w = g.nodes["recurrent"].weight.tocoo()
+    w = g.nodes["recurrent"].weight.tocoo()  # the readout only counts spikes: Brian2's SpikeMonitor does that
     w_in = float(np.asarray(g.nodes["drive"].scale).reshape(-1)[0])
     a = float(sf_coefficients(lif, g)["a"].reshape(-1)[0])
     thr = float(np.asarray(lif.v_threshold).reshape(-1)[0])
@@ -123,10 +128,10 @@ def main() -> None:
         rep = sf.export(g, target="spinnaker2", path=tmp / "net", chip={"chips": 2}, picture=False)
         export_s = time.perf_counter() - start
         prog = sf.load_export(tmp / "net")
-        res = prog.run(x)
-        ref = sf.simulate(prog.graph, x, backend="numba-event", precision=prog.precision)
-        assert np.array_equal(res.output, ref.output), "executor differs from numba fixed point"
-        ours_spikes = int(res.output.sum())
+        res = prog.run(x, record=["lif"])
+        ref = sf.simulate(prog.graph, x, backend="numba-event", precision=prog.precision, record=["lif"])
+        assert np.array_equal(res.spikes["lif"], ref.spikes["lif"]) and np.array_equal(res.output, ref.output), "executor differs from numba"
+        ours_spikes = int(res.spikes["lif"].sum())
         ours_events = ours_spikes * fan_out + int(x.sum())
         ours_s = median_time(lambda: prog.run(x), repeats=args.repeats)
         case = f"LIF {n} neurons, {n * fan_out} synapses, 1000 ticks of 1 ms, quantised (4-bit weights)"
