@@ -48,6 +48,7 @@ def test_stacked_egru_events_equal_numba_float32(chip, tmp_path):
     assert got.stats["packets"] > 0
 
 
+@pytest.mark.slow
 def test_language_model_pruned_to_95_percent_fits_and_runs(tmp_path):
     """The example's EGRU language model (embedding 16, 1024 units), pruned to 95 %: every PE's
     data fits 96 KB, and the export reproduces numba's float32 events."""
