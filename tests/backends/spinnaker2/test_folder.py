@@ -160,3 +160,16 @@ def test_run_checks_its_inputs(exported):
     res = prog.run(x, record=["cuba"])
     assert res.output.shape == (12, 2, 4) and res.spikes["cuba"].shape == (12, 2, 16)
     assert res.stats["synaptic_events"] > 0 and res.stats["packets"] > 0 and res.stats["overflows"] == 0
+
+
+def test_report_flags_an_overrun_and_uses_the_given_constants(tmp_path):
+    rng = np.random.default_rng(7)
+    graph = G.mlp(rng)
+    x = G.spikes(rng, 10, 2, (12,))
+    slow = sf.export(graph, target="spinnaker2", path=tmp_path / "slow", samples=x, chip={"clock_hz": 1e4})
+    fast = sf.export(graph, target="spinnaker2", path=tmp_path / "fast", samples=x, chip={"energy_per_cycle_j": 20e-12})
+    assert slow.activity["overrun"] and "OVERRUN" in slow.text()
+    assert slow.activity["latency_s"] > 10 * 1e-3  # an overrun stretches every tick
+    assert not fast.activity["overrun"]
+    base = sf.export(graph, target="spinnaker2", path=tmp_path / "base", samples=x).activity
+    assert fast.activity["energy_j"] > base["energy_j"] and fast.activity["synaptic_events"] == base["synaptic_events"]
