@@ -73,14 +73,20 @@ def _send(g, val, base, ring, syn_ptr, syn_off, syn_w):
 @njit(cache=True)
 def input_entries(flat):
     """The nonzero entries of ``flat[rows, cols]`` as a CSR by row (columns ascending): one pass to
-    count, one to fill (``np.nonzero`` on a large, sparse input costs several times more)."""
+    count (and to find a NaN or inf: then ``ptr[-1]`` is -1), one to fill (``np.nonzero`` on a
+    large, sparse input costs several times more)."""
     rows, cols = flat.shape
     ptr = np.zeros(rows + 1, np.int64)
+    bad = 0
     for r in range(rows):
         c = 0
         for j in range(cols):
             c += flat[r, j] != 0
+            bad += (flat[r, j] - flat[r, j]) != 0
         ptr[r + 1] = ptr[r] + c
+    if bad:
+        ptr[rows] = -1
+        return ptr, np.zeros(0, np.int64), np.zeros(0, flat.dtype)
     idx = np.empty(ptr[rows], np.int64)
     val = np.empty(ptr[rows], flat.dtype)
     for r in range(rows):
@@ -323,8 +329,8 @@ class Program:
         inputs = {k: p for k, p in self.pops.items() if p.kind == "input"}
         shapes = {k: p.shape for k, p in inputs.items()}
         if (len(inputs) == 1 and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim == len(next(iter(shapes.values()))) + 2
-                and x.shape[2:] == next(iter(shapes.values())) and np.isfinite(x).all()):
-            checked = {next(iter(inputs)): x}  # already what prepare_inputs would return: skip its copy
+                and x.shape[2:] == next(iter(shapes.values()))):
+            checked = {next(iter(inputs)): x}  # what prepare_inputs returns, without its copy (finiteness: below)
         else:
             checked = prepare_inputs(x, shapes, dt=self.graph.dt)
         first = next(iter(checked.values()))
@@ -334,6 +340,8 @@ class Program:
             return self._run_egru(packed, record)
         f = self.precision
         in_ptr, cols, values = input_entries(packed.reshape(steps * batch, -1))  # each tick's inputs in ascending order
+        if in_ptr[-1] < 0:
+            prepare_inputs(x, shapes, dt=self.graph.dt)  # raises, naming the first NaN or inf
         in_val, saturated = quantise(values, f.state_bits, f.state_frac)  # zeros stay zeros
         names = list(dict.fromkeys(list(self.outputs.values()) + record))
         rec_gid = np.concatenate([np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size) for k in names]).astype(np.int64)
@@ -374,6 +382,8 @@ def _run_egru(self, packed: np.ndarray, record: list) -> SimulationResult:
 
     steps, batch = packed.shape[:2]
     in_ptr, cols, values = input_entries(packed.reshape(steps * batch, -1).astype(np.float32))
+    if in_ptr[-1] < 0:
+        raise DataError("argument 'inputs': contains NaN or inf")
     e = self._egru
     names = list(dict.fromkeys(list(self.outputs.values()) + record))
     rec_gid = np.concatenate([np.arange(self.pops[k].offset, self.pops[k].offset + self.pops[k].size) for k in names]).astype(np.int64)

@@ -173,3 +173,11 @@ def test_report_flags_an_overrun_and_uses_the_given_constants(tmp_path):
     assert not fast.activity["overrun"]
     base = sf.export(graph, target="spinnaker2", path=tmp_path / "base", samples=x).activity
     assert fast.activity["energy_j"] > base["energy_j"] and fast.activity["synaptic_events"] == base["synaptic_events"]
+
+
+def test_run_refuses_nan_inputs(exported):
+    out, _, x = exported
+    bad = x.copy()
+    bad[3, 1, 2] = np.nan
+    with pytest.raises(DataError, match=r"NaN or inf, first at index \(3, 1, 2\)"):
+        sf.load_export(out).run(bad)
