@@ -225,12 +225,9 @@ def run_kernel(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_acc, 
         for t in range(steps):
             slot = t % L
             base = slot * n_acc
-            for j in range(inp_gid.shape[0]):
-                out[inp_gid[j]] = 0
             row = t * batch + b
-            for e in range(in_ptr[row], in_ptr[row + 1]):
+            for e in range(in_ptr[row], in_ptr[row + 1]):  # the host injects the inputs as packets
                 g = inp_gid[in_idx[e]]
-                out[g] = in_val[e]
                 events += _send(g, in_val[e], slot, ring, L, n_acc, syn_ptr, syn_acc, syn_w, syn_d)
                 packets += 1
             for pe in range(pe_lo.shape[0]):

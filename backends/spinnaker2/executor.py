@@ -101,7 +101,7 @@ def input_entries(flat):
 
 @njit(cache=True)
 def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo,
-         pe_n, pe_pptr, pj_base, pj_frac, pj_bdelay, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
+         pe_n, pe_pptr, pj_base, pj_frac, pj_bdelay, pj_bias, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
     """The tick loop. Inputs: row ``t * batch + b`` of the CSR ``(in_ptr, in_idx, in_val)`` lists the
     nonzero quantised input values of tick ``t`` of sample ``b`` (column = input neuron)."""
     n_gid = P.shape[0]
@@ -122,12 +122,9 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w,
         for t in range(steps):
             slot = t % L
             base = slot * n_acc
-            for j in range(inp_gid.shape[0]):
-                out[inp_gid[j]] = 0
             row = t * batch + b
             for e in range(in_ptr[row], in_ptr[row + 1]):  # the host injects the inputs as packets
                 g = inp_gid[in_idx[e]]
-                out[g] = in_val[e]
                 events += _send(g, in_val[e], base, ring, syn_ptr, syn_off, syn_w)
                 packets += 1
             for pe in range(pe_model.shape[0]):
@@ -141,7 +138,12 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w,
                     live = t >= pj_bdelay[k]
                     for q in range(n):
                         a = a0 + q
-                        y = _sat(_shift(ring[base + a], frac) + acc_bias[a], lo, hi, counts) if live else np.int64(0)
+                        y = np.int64(0)
+                        if live:
+                            y = _shift(ring[base + a], frac)
+                            if pj_bias[k]:
+                                y += acc_bias[a]
+                            y = _sat(y, lo, hi, counts)
                         ring[base + a] = 0
                         xin[q] = y if first else _sat(xin[q] + y, lo, hi, counts)
                 for q in range(n):
@@ -286,8 +288,10 @@ class Program:
                 w_all.append(w)
                 d_all.append(d)
                 bias = proj.get("bias")
-                bias_parts.append(bias if bias is not None else np.zeros(hi - lo, np.int64))
-                projs.append((n_acc, int(proj["frac"]), int(proj["bias_delay"])))
+                if bias is not None and np.shape(bias) != (hi - lo,):
+                    raise FormatError(f"{where}: {im['file']} projection {proj['name']!r}: bias has shape {np.shape(bias)}, expected ({hi - lo},)")
+                bias_parts.append(np.asarray(bias, np.int64) if bias is not None else np.zeros(hi - lo, np.int64))
+                projs.append((n_acc, int(proj["frac"]), int(proj["bias_delay"]), int(bias is not None)))
                 n_acc += hi - lo
             pe_rows.append((MODELS[model], pop.spiking, im["subtract"], pop.offset + lo, hi - lo, projs))
         src = np.concatenate(src_all) if src_all else np.zeros(0, np.int64)
@@ -309,7 +313,7 @@ class Program:
                     np.array([r[2] for r in pe_rows], np.bool_), np.array([r[3] for r in pe_rows], np.int64),
                     np.array([r[4] for r in pe_rows], np.int64), np.cumsum([0] + [len(r[5]) for r in pe_rows]).astype(np.int64))
         flat = [pj for r in pe_rows for pj in r[5]]
-        self._pj = tuple(np.array([pj[i] for pj in flat], np.int64) for i in range(3))
+        self._pj = tuple(np.array([pj[i] for pj in flat], np.int64) for i in range(4))
 
     # --------------------------------------------------------------------------------- run
 
