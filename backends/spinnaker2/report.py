@@ -103,7 +103,7 @@ def activity(p, samples) -> dict:
             ev = res.spikes[name].reshape(ticks, batch, -1) > 0
         else:
             ev = res.traces[name].reshape(ticks, batch, -1) != 0
-        events[name] = ev.sum(axis=0).astype(np.float64) / 1.0  # [B, n] per inference
+        events[name] = ev.sum(axis=0).astype(np.float64)  # [B, n]: events per inference
     per_pe_syn = np.zeros(len(p.slices))
     first = {}
     for s in p.slices:
