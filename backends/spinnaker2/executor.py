@@ -101,7 +101,7 @@ def input_entries(flat):
 
 @njit(cache=True)
 def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo,
-         pe_n, pe_pptr, pj_base, pj_frac, pj_bdelay, pj_bias, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
+         pe_n, pe_uniform, pe_pptr, pj_base, pj_frac, pj_bdelay, pj_bias, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
     """The tick loop. Inputs: row ``t * batch + b`` of the CSR ``(in_ptr, in_idx, in_val)`` lists the
     nonzero quantised input values of tick ``t`` of sample ``b`` (column = input neuron)."""
     n_gid = P.shape[0]
@@ -146,19 +146,21 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w,
                             y = _sat(y, lo, hi, counts)
                         ring[base + a] = 0
                         xin[q] = y if first else _sat(xin[q] + y, lo, hi, counts)
+                uniform = pe_uniform[pe]  # one parameter row for the whole slice: it stays in cache
                 for q in range(n):
                     g = g0 + q
+                    r = g0 if uniform else g
                     x = xin[q] if k1 > k0 else np.int64(0)
                     if model == 0:
-                        v[g] = _sat(_shift(P[g, 0] * v[g], cf) + _shift(P[g, 1] * x, cf) + P[g, 2], lo, hi, counts)
-                        thr, reset = P[g, 3], P[g, 4]
+                        v[g] = _sat(_shift(P[r, 0] * v[g], cf) + _shift(P[r, 1] * x, cf) + P[r, 2], lo, hi, counts)
+                        thr, reset = P[r, 3], P[r, 4]
                     elif model == 1:
-                        v[g] = _sat(v[g] + _shift(P[g, 0] * x, cf), lo, hi, counts)
-                        thr, reset = P[g, 1], P[g, 2]
+                        v[g] = _sat(v[g] + _shift(P[r, 0] * x, cf), lo, hi, counts)
+                        thr, reset = P[r, 1], P[r, 2]
                     else:
-                        cur[g] = _sat(_shift(P[g, 0] * cur[g], cf) + _shift(P[g, 1] * x, cf), lo, hi, counts)
-                        v[g] = _sat(_shift(P[g, 2] * v[g], cf) + _shift(P[g, 3] * cur[g], cf) + P[g, 4], lo, hi, counts)
-                        thr, reset = P[g, 5], P[g, 6]
+                        cur[g] = _sat(_shift(P[r, 0] * cur[g], cf) + _shift(P[r, 1] * x, cf), lo, hi, counts)
+                        v[g] = _sat(_shift(P[r, 2] * v[g], cf) + _shift(P[r, 3] * cur[g], cf) + P[r, 4], lo, hi, counts)
+                        thr, reset = P[r, 5], P[r, 6]
                     if spiking:
                         if v[g] > thr:
                             out[g] = one
@@ -293,7 +295,8 @@ class Program:
                 bias_parts.append(np.asarray(bias, np.int64) if bias is not None else np.zeros(hi - lo, np.int64))
                 projs.append((n_acc, int(proj["frac"]), int(proj["bias_delay"]), int(bias is not None)))
                 n_acc += hi - lo
-            pe_rows.append((MODELS[model], pop.spiking, im["subtract"], pop.offset + lo, hi - lo, projs))
+            rows = P[pop.offset + lo:pop.offset + hi]
+            pe_rows.append((MODELS[model], pop.spiking, im["subtract"], pop.offset + lo, hi - lo, projs, bool(np.all(rows == rows[0]))))
         src = np.concatenate(src_all) if src_all else np.zeros(0, np.int64)
         order = np.argsort(src, kind="stable")
         acc = np.concatenate(acc_all)[order] if acc_all else np.zeros(0, np.int64)
@@ -311,7 +314,8 @@ class Program:
         self._inp_gid = np.concatenate(inp_gid).astype(np.int64) if inp_gid else np.zeros(0, np.int64)
         self._pe = (np.array([r[0] for r in pe_rows], np.int64), np.array([r[1] for r in pe_rows], np.bool_),
                     np.array([r[2] for r in pe_rows], np.bool_), np.array([r[3] for r in pe_rows], np.int64),
-                    np.array([r[4] for r in pe_rows], np.int64), np.cumsum([0] + [len(r[5]) for r in pe_rows]).astype(np.int64))
+                    np.array([r[4] for r in pe_rows], np.int64), np.array([r[6] for r in pe_rows], np.bool_),
+                    np.cumsum([0] + [len(r[5]) for r in pe_rows]).astype(np.int64))
         flat = [pj for r in pe_rows for pj in r[5]]
         self._pj = tuple(np.array([pj[i] for pj in flat], np.int64) for i in range(4))
 
@@ -339,7 +343,8 @@ class Program:
             checked = prepare_inputs(x, shapes, dt=self.graph.dt)
         first = next(iter(checked.values()))
         steps, batch = first.shape[:2]
-        packed = np.concatenate([checked[k].reshape(steps, batch, -1) for k in inputs], axis=2)  # population order = gid order
+        parts = [checked[k].reshape(steps, batch, -1) for k in inputs]  # population order = gid order
+        packed = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
         if self.precision == "float32":
             return self._run_egru(packed, record)
         f = self.precision
