@@ -113,3 +113,17 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from spikeflow.torch import lowering\n")
     found = list(imports("spikeflow.ir.bad", bad))
     assert ("spikeflow.torch", 2) in found and layer_of("spikeflow.torch") > layer_of("spikeflow.ir.bad")
+
+
+def test_architecture_doc_lists_the_registry_and_every_layer():
+    from spikeflow.backends import backend_names, capabilities
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = [{"name": n, **capabilities(n).as_row()} for n in backend_names()]
+    head = list(rows[0])
+    table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                      + ["| " + " | ".join(r[k] for k in head) + " |" for r in rows])
+    assert f"<!-- registry:start -->\n{table}\n<!-- registry:end -->" in text
+    for layer in sorted(set(LAYERS.values())):
+        assert f"\n| {layer} | " in text
+    assert (ROOT / "docs" / "architecture.png").is_file()
