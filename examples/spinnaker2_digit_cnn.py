@@ -17,7 +17,7 @@ import numpy as np
 
 import spikeflow as sf
 from spikeflow import demo
-from spikeflow.backends.spinnaker2.qat import finetune
+from spikeflow.train.qat import finetune
 from spikeflow.train import RateUpperBound
 
 

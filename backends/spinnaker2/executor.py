@@ -446,9 +446,9 @@ def _json(folder: Path, name: str) -> dict:
 
 
 def _graph(folder: Path):
-    import spikeflow as sf
+    from spikeflow.io.hdf5 import load
 
-    return sf.load(folder / "graph.h5")
+    return load(folder / "graph.h5")
 
 
 def _h5(file: Path):

@@ -165,10 +165,10 @@ def _precision_dict() -> dict:
 def _write(p: Plan, tmp: Path, rep) -> None:
     import h5py
 
-    import spikeflow as sf
+    from spikeflow.io.hdf5 import save
 
     net, target = p.network, p.target
-    sf.save(p.graph, tmp / "graph.h5")
+    save(p.graph, tmp / "graph.h5")
     (tmp / "report.json").write_text(json.dumps(rep.to_dict(), indent=1))
     (tmp / "network.json").write_text(json.dumps(_network_json(p), indent=1))
     with h5py.File(tmp / "projections.h5", "w") as f:
@@ -184,7 +184,7 @@ def _write(p: Plan, tmp: Path, rep) -> None:
 
 def _export_egru(graph, path, target: Target, record_ticks: int, picture: bool):
     """An EGRU graph: FP32 value-event populations (see :mod:`.egru`)."""
-    import spikeflow as sf
+    from spikeflow.io.hdf5 import save
 
     from . import egru
 
@@ -196,7 +196,7 @@ def _export_egru(graph, path, target: Target, record_ticks: int, picture: bool):
                             routing_after={str(k): len(v) for k, v in p["tables"].items()}, layers=[])
     meta = {"precision": "float32", "pes": rep.pes, "chips": rep.chips}
     with writing(path, target=TARGET, version=VERSION, meta=meta) as tmp:
-        sf.save(graph, tmp / "graph.h5")
+        save(graph, tmp / "graph.h5")
         (tmp / "report.json").write_text(json.dumps(rep.to_dict(), indent=1))
         _write_routing(tmp, p["tables"], p["before"], target.chips, p["bits"])
         egru.write(p, tmp)

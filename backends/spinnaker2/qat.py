@@ -1,11 +1,11 @@
-"""Quantisation-aware fine-tuning in torch with the target's own quantiser (straight-through).
+"""Quantisation-aware training in torch with the target's own quantiser (straight-through).
 
 Every weight layer of the torch module gets a parametrisation that replaces its weight by the
 export's quantised value, ``round(w * scale * 2**s) / (scale * 2**s)`` clipped to the target's
 integer range, with the population scale and fraction computed from the current weights by the same
-rules as :mod:`.quantise` (percentile 100). The gradient passes straight through the rounding. After
-training the quantised weights are kept, so exporting the fine-tuned graph reproduces exactly the
-network that was trained.
+rules as :mod:`.quantise` (percentile 100). The gradient passes straight through the rounding.
+:func:`spikeflow.train.qat.finetune` trains with it and keeps the quantised weights, so exporting the
+fine-tuned graph reproduces exactly the network that was trained.
 """
 
 from __future__ import annotations
@@ -74,19 +74,3 @@ def fake_quantise(net, graph, chip=None) -> list[str]:
         parametrize.register_parametrization(module, "weight", _FakeQuantise(groups[proj.post], wmax, bits))
         done.append(proj.name)
     return done
-
-
-def finetune(graph, train, val=None, *, chip=None, epochs: int = 2, lr: float = 1e-3, loss: str = "membrane_max_ce", **trainer_options):
-    """Fine-tune ``graph`` on ``train`` (``(x [N, T, ...], y)``) with quantised weights in the forward
-    pass; returns ``(graph with the quantised weights, trainer)``."""
-    import spikeflow as sf
-    from spikeflow.train import Trainer
-
-    net = sf.to_torch(graph, dtype=torch.float32)
-    names = fake_quantise(net, graph, chip)
-    trainer = Trainer(net, loss=loss, lr=lr, epochs=epochs, **trainer_options)
-    trainer.fit(train, val)
-    for name in names:
-        parametrize.remove_parametrizations(net.layers[name], "weight", leave_parametrized=True)
-
-    return sf.to_graph(net), trainer

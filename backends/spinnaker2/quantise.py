@@ -119,11 +119,11 @@ def _activity_weights(proj: Projection, activity: np.ndarray | None):
 
 def calibrate(graph: Graph, samples) -> dict[str, np.ndarray]:
     """Events per input element of every weight node over ``samples`` (float64 numba-event run)."""
-    import spikeflow as sf
+    from .. import simulate
 
     g = graph.flatten()
     feeds = {b: a for a, b in g.edges if isinstance(g.nodes[b], (n.Affine, n.Linear, n.Conv1d, n.Conv2d))}
-    res = sf.simulate(graph, samples, backend="numba-event", record=sorted(set(feeds.values())))
+    res = simulate(graph, samples, backend="numba-event", record=sorted(set(feeds.values())))
     return {w: (res.traces[a] != 0).sum(axis=(0, 1)).astype(np.float64) for w, a in feeds.items()}
 
 
@@ -208,14 +208,14 @@ def _scaled_neuron(node, scale: float, fixed):
 def preflight(graph: Graph, qgraph: Graph, samples, fixed, *, silent: str = "error") -> dict[str, dict[str, int]]:
     """Spike counts per population, float vs quantised, on ``samples``; a layer that fires in float
     but never after quantisation raises :class:`QuantisationError` (``silent="warn"``: a warning)."""
-    import spikeflow as sf
+    from .. import simulate
 
     if silent not in ("error", "warn"):
         raise QuantisationError(f"argument 'silent': expected 'error' or 'warn', got {silent!r}")
     g = graph.flatten()
     spiking = [k for k in g.order() if getattr(g.nodes[k], "spiking", False)]
-    ref = sf.simulate(graph, samples, backend="numba-event", record=spiking)
-    got = sf.simulate(qgraph, samples, backend="numba-event", record=spiking, precision=fixed)
+    ref = simulate(graph, samples, backend="numba-event", record=spiking)
+    got = simulate(qgraph, samples, backend="numba-event", record=spiking, precision=fixed)
     counts = {k: {"float": int(ref.spikes[k].sum()), "quantised": int(got.spikes[k].sum())} for k in spiking}
     for k, c in counts.items():
         if c["float"] > 0 and c["quantised"] == 0:

@@ -85,14 +85,13 @@ def build(p, samples=None) -> Report:
 
 def activity(p, samples) -> dict:
     """Mean per-inference work on ``samples``, from the fixed-point run of the dequantised graph."""
-    import spikeflow as sf
-
+    from .. import simulate
     from .route import deliver
     from .target import precision
 
     net, t = p.network, p.target
     pops = [k for k, v in net.populations.items() if v.kind != "input"]
-    res = sf.simulate(p.graph, samples, backend="numba-event", record=pops, precision=precision())
+    res = simulate(p.graph, samples, backend="numba-event", record=pops, precision=precision())
     x = np.asarray(samples if not isinstance(samples, dict) else next(iter(samples.values())), dtype=np.float64)
     ticks, batch = x.shape[:2]
     events = {}

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 import spikeflow as sf
-from spikeflow.backends.spinnaker2.qat import fake_quantise, finetune
+from spikeflow.backends.spinnaker2.qat import fake_quantise
+from spikeflow.train.qat import finetune
 
 from . import graphs as G
 
