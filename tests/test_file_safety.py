@@ -1,0 +1,175 @@
+"""Regression tests for damaged and hostile files: each defect found by the fuzz campaign of
+issue 17, reproduced, and refused with a SpikeflowError (never a hang, a leak or wrong data)."""
+
+import os
+import signal
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import spikeflow as sf
+from spikeflow import _atomic
+from spikeflow._checked_files import SEAL_SIZE, run_guarded, seal_file, sealed_hdf5_writer
+from spikeflow.ir import hdf5
+
+
+def mlp() -> sf.Graph:
+    rng = np.random.default_rng(0)
+    return sf.Graph.sequential(
+        sf.ir.Input(shape=(4,)),
+        sf.ir.Affine(weight=rng.normal(size=(8, 4)), bias=np.zeros(8)),
+        sf.ir.LIF(tau=0.01, v_threshold=np.ones(8)),
+        sf.ir.Affine(weight=rng.normal(size=(2, 8)), bias=np.zeros(2)),
+        sf.ir.LIF(tau=0.01, v_threshold=np.ones(2)),
+    )
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "mlp.h5"
+    sf.save(mlp(), path)
+    return path
+
+
+def test_zeroed_bytes_that_hung_libhdf5_are_refused_before_parsing(saved):
+    # Issue 17: zeroing 64 bytes of a saved MLP at offset 2120 made h5py loop forever.
+    data = bytearray(saved.read_bytes())
+    data[2120:2184] = bytes(64)
+    saved.write_bytes(bytes(data))
+    with pytest.raises(sf.FormatError, match="checksum mismatch"):
+        sf.load(saved)
+
+
+def test_changed_weight_is_refused_not_loaded(saved):
+    with h5py.File(saved, "r") as f:
+        offset = f["graph/nodes"][list(f["graph/nodes"])[1]]["weight"].id.get_offset()
+    data = bytearray(saved.read_bytes())
+    data[offset + 3] ^= 0x10  # one bit of one weight: still a valid HDF5 file
+    saved.write_bytes(bytes(data))
+    with pytest.raises(sf.FormatError, match="checksum mismatch"):
+        sf.load(saved)
+
+
+@pytest.mark.parametrize("cut", [1, SEAL_SIZE, 1000])
+def test_truncated_or_extended_file(saved, cut):
+    data = saved.read_bytes()
+    saved.write_bytes(data[:-cut])
+    with pytest.raises(sf.FormatError, match="truncated or extended"):
+        sf.load(saved)
+    saved.write_bytes(data + bytes(cut))
+    with pytest.raises(sf.FormatError, match="truncated or extended"):
+        sf.load(saved)
+
+
+def test_the_seal_is_an_hdf5_user_block(saved):
+    with h5py.File(saved, "r") as f:  # other HDF5 tools still read the file
+        assert f.userblock_size == SEAL_SIZE
+        assert f.attrs["format"] == "spikeflow-graph"
+    assert saved.read_bytes().startswith(b"spikeflow-seal 1\nsha256 ")
+
+
+def _craft(path, build):
+    """A file with a valid seal whose content was made by hand (the worst case: a crafted file)."""
+    with sealed_hdf5_writer(path) as f:
+        hdf5.write_header(f, hdf5.FORMAT_NAME, hdf5.FORMAT_VERSION)
+        hdf5.write_tree(f.create_group("graph"), mlp().to_dict())
+        build(f)
+
+
+def _replace(f, name, make):
+    del f[name]
+    make(f, name)
+
+
+CRAFTED = {
+    "soft link": (lambda f: _replace(f, "graph/nodes/lif2/tau", lambda f, k: f.__setitem__(k, h5py.SoftLink("/nowhere"))), "soft link"),
+    "soft link to data": (lambda f: _replace(f, "graph/nodes/lif2/tau", lambda f, k: f.__setitem__(k, h5py.SoftLink("/graph/nodes/affine1/bias"))), "soft link"),
+    "external link": (lambda f: _replace(f, "graph/nodes/lif2/tau", lambda f, k: f.__setitem__(k, h5py.ExternalLink("/etc/passwd", "/x"))), "external link"),
+    "hard-link alias": (lambda f: f["graph"].__setitem__("again", f["graph/nodes"]), "reached twice"),
+    "2^40-element dataset": (lambda f: _replace(f, "graph/nodes/lif2/tau", lambda f, k: f.create_dataset(k, shape=(2**40,), dtype="f8")), "declares 1,099,511,627,776 elements"),
+    "unallocated dataset": (lambda f: _replace(f, "graph/nodes/lif2/tau", lambda f, k: f.create_dataset(k, shape=(8,), dtype="f8")), "stores 0"),
+    "compressed dataset": (lambda f: _replace(f, "graph/nodes/lif2/tau", lambda f, k: f.create_dataset(k, data=np.ones(8), compression="gzip")), "filter 1"),
+    "deep nesting": (lambda f: f.create_group("/".join(["g"] * 80)), "deeper than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_sealed_file_is_refused_before_reading_data(tmp_path, case):
+    build, words = CRAFTED[case]
+    path = tmp_path / "crafted.h5"
+    try:
+        _craft(path, build)
+    except (ValueError, OSError) as err:  # libhdf5 itself refuses to write some of these
+        pytest.skip(f"h5py cannot write this case: {err}")
+    assert path.stat().st_size < 100_000
+    with pytest.raises(sf.FormatError, match=words):
+        sf.load(path)
+
+
+def test_unsealed_file_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        hdf5.write_header(f, hdf5.FORMAT_NAME, 1)
+        hdf5.write_tree(f.create_group("graph"), mlp().to_dict())
+    with pytest.raises(sf.FormatError, match="no spikeflow checksum.*hang the HDF5 library"):
+        sf.load(path)
+
+
+def test_seal_file_on_a_sealed_file_is_stable(saved):
+    before = saved.read_bytes()
+    seal_file(saved)
+    assert saved.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------- the hang guard
+
+
+def test_guard_refuses_a_parse_that_hangs_and_passes_one_that_ends():
+    run_guarded(lambda: sum(range(1000)), "quick")
+    run_guarded(lambda: 1 / 0, "raises")  # the caller's own parse reports the error
+    with pytest.raises(sf.FormatError, match="did not finish within 0.2 s"):
+        run_guarded(lambda: time.sleep(60), "slow.nir", timeout=0.2)
+
+
+def test_guard_refuses_a_parse_that_crashes():
+    with pytest.raises(sf.FormatError, match="crashed"):
+        run_guarded(lambda: os.kill(os.getpid(), signal.SIGSEGV), "crash.nir")
+
+
+# ------------------------------------------------------------------------------------ writes
+
+
+def _kill_writers_repeatedly(tmp_path, write, kills: int = 25) -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(kills):
+        pid = os.fork()
+        if pid == 0:  # a writer that saves forever until it is killed mid-write
+            try:
+                while True:
+                    write()
+            finally:
+                os._exit(1)
+        time.sleep(float(rng.uniform(0.005, 0.05)))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_killed_writers_leave_no_temporary_files(tmp_path):
+    target = tmp_path / "net.h5"
+    _kill_writers_repeatedly(tmp_path, lambda: sf.save(mlp(), target))
+    sf.save(mlp(), target)  # the next write clears what killed writers left
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "net.h5"]
+    assert leftovers == []
+    assert sf.load(target) == mlp()
+
+
+def test_orphans_of_live_writers_are_kept(tmp_path):
+    mine = tmp_path / f".x.h5.sf-{os.getpid()}-0123abcd.tmp"
+    dead = tmp_path / ".x.h5.sf-999999999-0123abcd.tmp"
+    other = tmp_path / ".x.h5.tmp"  # not ours: never touched
+    for p in (mine, dead, other):
+        p.write_bytes(b"")
+    assert _atomic.remove_orphans(tmp_path) == [dead]
+    assert mine.exists() and other.exists() and not dead.exists()
