@@ -12,7 +12,7 @@ import pytest
 import spikeflow as sf
 from spikeflow import _atomic
 from spikeflow._checked_files import SEAL_SIZE, run_guarded, seal_file, sealed_hdf5_writer
-from spikeflow.ir import hdf5
+from spikeflow.io import hdf5
 
 
 def mlp() -> sf.Graph:

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 import spikeflow as sf
 from spikeflow._checked_files import seal_file
-from spikeflow.ir import nir_bridge
+from spikeflow.io import nir_bridge
 from spikeflow.ir import nodes as n
 from tests.reference.graph_sim import simulate as reference
 

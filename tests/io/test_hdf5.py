@@ -6,7 +6,7 @@ import pytest
 
 import spikeflow as sf
 from spikeflow._checked_files import seal_file
-from spikeflow.ir import hdf5
+from spikeflow.io import hdf5
 from spikeflow.ir import nodes as n
 
 

@@ -11,7 +11,7 @@ matrix ``R`` (``R[i, j]`` = accuracy on task ``j`` after training task ``i``), f
 * :class:`FineTuning`: plain sequential training (the forgetting baseline);
 * :class:`EWC`: elastic weight consolidation, a quadratic penalty weighted by the diagonal Fisher;
 * :class:`ExactProjection`: orthogonal gradient projection on exact SVD subspaces (GPM-style);
-* :class:`~spikeflow.train.hlop.HLOP`: the same projection on subspaces learned by Hebbian neurons;
+* :class:`~spikeflow.continual.hlop.HLOP`: the same projection on subspaces learned by Hebbian neurons;
 * :class:`Multitask`: joint training on every task seen so far (the upper bound).
 
 Tasks hold in-memory ``(x, y)`` data: dense samples ``[N, ...]`` turned into spikes by
@@ -39,7 +39,7 @@ from spikeflow.errors import DataError, FormatError, SpikeflowError
 from spikeflow.ir import nodes
 from spikeflow.ir.graph import Graph
 from spikeflow.plots import new_figure, save_png
-from spikeflow.train.hlop import HLOP, OrthogonalProjection, top_subspace
+from spikeflow.continual.hlop import HLOP, OrthogonalProjection, top_subspace
 from spikeflow.train.losses import get_loss
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
@@ -369,7 +369,7 @@ def get_strategy(strategy: str | Any) -> Any:
         return STRATEGIES[strategy]()
     missing = [h for h in _HOOKS if not callable(getattr(strategy, h, None))]
     if missing:
-        raise DataError(f"strategy {type(strategy).__name__}: missing hook {missing[0]!r} (subclass spikeflow.train.continual.Strategy)")
+        raise DataError(f"strategy {type(strategy).__name__}: missing hook {missing[0]!r} (subclass spikeflow.continual.trainer.Strategy)")
     return strategy
 
 
@@ -437,7 +437,7 @@ class ContinualTrainer:
         data, shape = [], None
         for i, task in enumerate(tasks):
             if not isinstance(task, Task):
-                raise DataError(f"task {i}: expected a spikeflow.train.continual.Task, got {type(task).__name__}")
+                raise DataError(f"task {i}: expected a spikeflow.continual.trainer.Task, got {type(task).__name__}")
             tr = _pair(task.train, f"task {i} ({task.name!r}) train")
             te = _pair(task.test, f"task {i} ({task.name!r}) test")
             for part, (x, _) in (("train", tr), ("test", te)):
@@ -601,7 +601,7 @@ class ContinualTrainer:
         """Write :meth:`state_dict` to an HDF5 file atomically (no pickle); return the path."""
         import h5py
 
-        from spikeflow.ir.hdf5 import write_header, write_tree
+        from spikeflow.io.hdf5 import write_header, write_tree
 
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as f:
@@ -618,7 +618,7 @@ class ContinualTrainer:
         """
         import h5py
 
-        from spikeflow.ir.hdf5 import check_header, read_tree
+        from spikeflow.io.hdf5 import check_header, read_tree
 
         path = Path(path)
         try:
