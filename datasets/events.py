@@ -35,6 +35,18 @@ def make_events(x, y, t, p) -> np.ndarray:
     return events
 
 
+def check_sensor_size(sensor_size, what: str = "sensor_size") -> tuple[int, int, int]:
+    """``(W, H, P)`` as three positive ints, or ``DataError``."""
+    try:
+        size = tuple(int(s) for s in sensor_size)
+        exact = all(float(a) == b for a, b in zip(sensor_size, size))
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive integer entries, got {sensor_size!r}") from None
+    if len(size) != 3 or not exact or min(size) < 1:
+        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive integer entries, got {tuple(sensor_size)}")
+    return size
+
+
 def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool = True, what: str = "events") -> np.ndarray:
     """Check an event array against a sensor; return it unchanged or raise ``DataError``.
 
@@ -50,9 +62,12 @@ def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool 
     for field in ("x", "t", "p"):
         if field not in names:
             raise DataError(f"{what}: missing field {field!r}; fields are {names}")
-    if len(sensor_size) != 3 or any(int(s) < 1 for s in sensor_size):
-        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {tuple(sensor_size)}")
-    w, h, p = (int(s) for s in sensor_size)
+    w, h, p = sensor_size = check_sensor_size(sensor_size, what)
+    for field in names:
+        kind = events.dtype[field].kind
+        if field in "xytp" and (kind not in "biu" or (kind == "u" and events.dtype[field].itemsize == 8 and len(events) and int(events[field].max()) >= 2**63)):
+            # Floats would be truncated and uint64 above 2**63 wraps to negative: refuse, never guess.
+            raise DataError(f"{what}: field {field!r} must hold integers (int64 range), got dtype {events.dtype[field]}")
     limits = {"x": w, "y": h, "p": max(p, 2)}
     for field, limit in limits.items():
         if field not in names or len(events) == 0:

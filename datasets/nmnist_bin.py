@@ -48,6 +48,12 @@ def encode_nmnist(events: np.ndarray) -> bytes:
     # Offsets only grow, so each event uses the fewest markers that bring t below 2**23.
     need = np.maximum(0, -(-(t - (2**TIME_BITS - 1)) // OVERFLOW_STEP))
     markers_before = np.maximum.accumulate(need)
+    if len(t) + int(markers_before[-1]) > DEFAULT_MAX_RECORDS:
+        # A late timestamp costs one 5-byte marker per 8.192 ms: t = 2**40 µs would write 671 MB.
+        raise DataError(
+            f"N-MNIST .bin: the last event at t={int(t[-1])} µs needs {int(markers_before[-1]):,} overflow markers; "
+            f"a file holds at most {DEFAULT_MAX_RECORDS:,} records (t up to ~{(DEFAULT_MAX_RECORDS - len(t)) * OVERFLOW_STEP / 1e6:.0f} s)"
+        )
     raw_t = t - markers_before * OVERFLOW_STEP
     total = len(t) + int(markers_before[-1])
     rec = np.zeros((total, RECORD_BYTES), dtype=np.uint8)

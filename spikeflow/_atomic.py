@@ -105,7 +105,9 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock for ``path`` across processes (blocks until it is free).
 
     The lock is taken on a hidden sidecar file ``.<name>.lock`` (the data file itself is replaced
-    by renames, so a lock on it would not be shared by the next writer). POSIX only; elsewhere it
+    by renames, so a lock on it would not be shared by the next writer). The holder deletes the
+    sidecar on release; a waiter that then wakes up on the deleted file sees that it is gone and
+    locks the new one, so no lock file is left behind. Not reentrant. POSIX only; elsewhere it
     does nothing.
     """
     try:
@@ -115,9 +117,20 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    lock = target.parent / f".{target.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break  # we hold the lock on the sidecar that is in place
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the previous holder removed it while we waited: lock the new one
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        try:
+            os.unlink(lock)
+        finally:
+            os.close(fd)

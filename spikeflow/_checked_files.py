@@ -64,6 +64,12 @@ def seal_file(path: str | os.PathLike) -> None:
         f.write(_seal_header(sha.hexdigest(), length))
 
 
+def seal_bytes(data: bytes) -> bytes:
+    """Return ``data`` (a file whose first :data:`SEAL_SIZE` bytes are reserved) with its seal written."""
+    payload = memoryview(data)[SEAL_SIZE:]
+    return _seal_header(hashlib.sha256(payload).hexdigest(), len(payload)) + bytes(payload)
+
+
 def _parse_seal(head: bytes, where: str) -> tuple[str, int]:
     if not head.startswith(SEAL_MAGIC):
         raise FormatError(
@@ -99,6 +105,11 @@ def read_sealed(path: str | os.PathLike, where: str | None = None, max_bytes: in
         raise FormatError(f"{where}: is a folder, expected a file") from None
     except OSError as err:
         raise FormatError(f"{where}: cannot read: {err.strerror or err}") from None
+    return verify_sealed_bytes(data, where)
+
+
+def verify_sealed_bytes(data: bytes, where: str) -> bytes:
+    """Check the seal of a whole file held in memory; return ``data`` when it matches."""
     digest, length = _parse_seal(data[:SEAL_SIZE], where)
     if length != len(data) - SEAL_SIZE:
         raise FormatError(f"{where}: checksum header says {length} bytes follow it, the file holds {len(data) - SEAL_SIZE} (truncated or extended)")
@@ -307,7 +318,8 @@ def _check_dataset(dset, name: str, file_bytes: int, filters: tuple[int, ...], m
     if not used and dset.dtype.kind != "O" and nbytes and dset.id.get_storage_size() < nbytes:
         # Unallocated parts would read back as fill values: data the writer never wrote.
         raise FormatError(f"{where}: dataset {name!r} declares {nbytes:,} bytes but stores {dset.id.get_storage_size():,}")
-    check_memory(nbytes, where, f"dataset {name!r}")
+    if not used:  # compressed data is read in bounded pieces by its reader, never whole
+        check_memory(nbytes, where, f"dataset {name!r}")
 
 
 # ---------------------------------------------------------------------------------- hang guard
@@ -365,7 +377,7 @@ def file_bytes(path: str | os.PathLike, where: str, max_bytes: int) -> bytes:
 
 
 __all__ = [
-    "SEAL_SIZE", "seal_file", "read_sealed", "verify_sealed", "sealed_hdf5_writer", "write_sealed_bytes",
+    "SEAL_SIZE", "seal_file", "seal_bytes", "read_sealed", "verify_sealed", "verify_sealed_bytes", "sealed_hdf5_writer", "write_sealed_bytes",
     "open_sealed_hdf5", "as_format_error", "check_hdf5_tree", "check_memory", "run_guarded", "file_bytes",
     "fsync_path",
 ]

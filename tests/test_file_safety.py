@@ -173,3 +173,85 @@ def test_orphans_of_live_writers_are_kept(tmp_path):
         p.write_bytes(b"")
     assert _atomic.remove_orphans(tmp_path) == [dead]
     assert mine.exists() and other.exists() and not dead.exists()
+
+
+# ------------------------------------------------------------------------------- event stores
+
+from spikeflow.datasets.events import make_events  # noqa: E402
+from spikeflow.datasets.nmnist_bin import write_nmnist_bin  # noqa: E402
+from spikeflow.datasets.store import EventStore, EventStoreWriter, write_store  # noqa: E402
+
+
+def _events(n, seed):
+    rng = np.random.default_rng(seed)
+    return make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), np.sort(rng.integers(0, 10_000, n)), rng.integers(0, 2, n))
+
+
+def test_two_processes_appending_to_one_store_both_land(tmp_path):
+    path = tmp_path / "s.h5"
+    write_store(path, [_events(5, 0)], [0], (34, 34, 2))
+    rounds, pids = 6, []
+    for writer in (1, 2):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                for i in range(rounds):
+                    with EventStoreWriter(path, (34, 34, 2), append=True) as w:
+                        w.append(_events(3, 10 * writer + i), label=writer)
+            except BaseException:  # noqa: BLE001 - reported through the exit status
+                code = 1
+            os._exit(code)
+        pids.append(pid)
+    assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+    with EventStore(path) as s:
+        assert sorted(s.labels.tolist()) == [0] + [1] * rounds + [2] * rounds
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]  # no lock or temporary file left
+
+
+def test_event_store_is_sealed_and_damage_is_refused_before_parsing(tmp_path):
+    path = write_store(tmp_path / "s.h5", [_events(50, 1)], [3], (34, 34, 2))
+    data = bytearray(path.read_bytes())
+    assert data.startswith(b"spikeflow-seal 1\n")
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(sf.FormatError, match="checksum mismatch"):
+        EventStore(path)
+
+
+@pytest.mark.parametrize("label", ["7", 1.5, None, True, 2**70])
+def test_store_labels_must_be_int64(tmp_path, label):
+    with pytest.raises(sf.DataError, match="label must be an int64"):
+        with EventStoreWriter(tmp_path / "s.h5", (34, 34, 2)) as w:
+            w.append(_events(2, 0), label=label)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("metadata", [{"a": object()}, {"a": float("nan")}, ["not", "a", "dict"], {1: {2: set()}}])
+def test_store_metadata_must_be_json(tmp_path, metadata):
+    with pytest.raises(sf.DataError, match="metadata must be"):
+        EventStoreWriter(tmp_path / "s.h5", (34, 34, 2), metadata=metadata)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sensor", [("a", 34, 2), None, 5, (34.5, 34, 2), (0, 34, 2)])
+def test_bad_sensor_sizes_are_data_errors(tmp_path, sensor):
+    with pytest.raises(sf.DataError, match="sensor_size"):
+        EventStoreWriter(tmp_path / "s.h5", sensor)
+    with pytest.raises(sf.DataError, match="sensor_size"):
+        write_nmnist_bin(tmp_path / "a.bin", _events(2, 0), sensor_size=sensor)
+
+
+def test_late_nmnist_event_is_refused_not_written_as_a_huge_file(tmp_path):
+    # Issue 17: one event at t = 2**40 µs wrote a 671 MB file of overflow markers.
+    with pytest.raises(sf.DataError, match="overflow markers"):
+        write_nmnist_bin(tmp_path / "a.bin", make_events([1], [2], [2**40], [1]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_float_or_wrapping_event_fields_are_refused(tmp_path):
+    floats = np.array([(1, 2, 1.5, 1)], dtype=[("x", "i8"), ("y", "i8"), ("t", "f8"), ("p", "i8")])
+    wraps = np.array([(1, 2, 2**63 + 5, 1)], dtype=[("x", "i8"), ("y", "i8"), ("t", "u8"), ("p", "i8")])
+    for events in (floats, wraps):
+        with pytest.raises(sf.DataError, match="field 't' must hold integers"):
+            write_nmnist_bin(tmp_path / "a.bin", events)
