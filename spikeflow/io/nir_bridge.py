@@ -353,7 +353,9 @@ def _graph_from_nir(ng, dt: float | None, integration: str | None, where: str = 
         )
     own_integration = integration or _meta_value(meta, "integration") or inherited[1]
     raw = _meta_value(meta, "metadata")
-    metadata = json.loads(raw) if isinstance(raw, str) else {}
+    metadata = json.loads(raw) if raw is not None else {}
+    if not isinstance(raw, (str, type(None))) or not isinstance(metadata, dict):
+        raise GraphError(f"{where}metadata '{META}metadata' must be a JSON object in a string, got {raw!r:.60}")
 
     order = _meta_value(meta, "node_order")
     order = json.loads(order) if isinstance(order, str) else []
