@@ -23,6 +23,7 @@ with the same accuracy matrix as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError, SpikeflowError
 from spikeflow.ir import nodes
 from spikeflow.ir.graph import Graph
@@ -43,7 +43,7 @@ from spikeflow.continual.hlop import HLOP, OrthogonalProjection, top_subspace
 from spikeflow.train.losses import get_loss
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: sealed (SHA-256 in the HDF5 user block)
 
 
 # ------------------------------------------------------------------------------------ tasks
@@ -598,44 +598,39 @@ class ContinualTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` to an HDF5 file atomically (no pickle); return the path."""
-        import h5py
-
+        """Write :meth:`state_dict` to a sealed HDF5 file atomically (no pickle); return the path."""
+        from spikeflow._checked_files import sealed_hdf5_writer
         from spikeflow.io.hdf5 import write_header, write_tree
 
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w", track_order=True) as f:
-                write_header(f, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-                write_tree(f, self.state_dict())
+        with sealed_hdf5_writer(path, track_order=True) as f:
+            write_header(f, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+            write_tree(f, self.state_dict())
         return Path(path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (call after the tasks are set,
         as :meth:`fit` does with ``resume=True``).
 
-        Raises:
-            FormatError: not such a checkpoint, or one that does not fit this model or strategy.
-        """
-        import h5py
+        A checkpoint that does not fit leaves the trainer exactly as it was.
 
+        Raises:
+            FormatError: not such a checkpoint (checksum, structure, header), or one that does not
+                fit this model or strategy.
+        """
+        from spikeflow._checked_files import open_sealed_hdf5
         from spikeflow.io.hdf5 import check_header, read_tree
 
         path = Path(path)
-        try:
-            with h5py.File(path, "r") as f:
-                check_header(f, path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-                state = read_tree(f)
-        except FileNotFoundError:
-            raise FormatError(f"{path}: no such file") from None
-        except SpikeflowError:
-            raise
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-            raise FormatError(f"{path}: not a readable continual-learning checkpoint (truncated or not HDF5?): {err}") from None
+        with open_sealed_hdf5(path) as f:
+            check_header(f, path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+            state = read_tree(f)
+        before = copy.deepcopy(self.state_dict())
         try:
             self._restore(state)
-        except SpikeflowError as err:
-            raise FormatError(f"{path}: {err}") from None
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        except Exception as err:  # noqa: BLE001 - whatever failed, put everything back first
+            self._restore(before)
+            if isinstance(err, SpikeflowError):
+                raise FormatError(f"{path}: {err}") from None
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise FormatError(f"{path}: does not fit this model or strategy ({type(err).__name__}: {first})") from None
 

@@ -19,6 +19,8 @@ checkpoint, so a run interrupted after epoch ``k`` and resumed equals an uninter
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,12 +32,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
-from spikeflow._atomic import atomic_path
+from spikeflow._checked_files import SEAL_SIZE, read_sealed, write_sealed_bytes
 from spikeflow.errors import DataError, FormatError
 from spikeflow.train.losses import get_loss
 
 CHECKPOINT_FORMAT = "spikeflow-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: the ``torch.save`` bytes behind a seal (SHA-256 checked before unzipping; see docs/files.md)."""
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -330,36 +333,48 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` atomically with ``torch.save``; return the path."""
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        """Write :meth:`state_dict` (``torch.save`` bytes behind a checksum) atomically; return the path."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        write_sealed_bytes(path, buffer.getvalue())
         return Path(path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (loaded with ``weights_only=True``,
-        so a file carrying arbitrary pickled objects is refused, never executed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FormatError(f"checkpoint {str(path)!r}: no such file")
+        """Restore a checkpoint written by :meth:`save_checkpoint`, all or nothing.
+
+        The checksum is verified before anything is unpacked, the file is loaded with
+        ``weights_only=True`` (a file carrying arbitrary pickled objects is refused, never
+        executed), and a checkpoint that does not fit leaves the trainer exactly as it was.
+
+        Raises:
+            FormatError: missing, damaged, not a spikeflow checkpoint, newer, or does not fit.
+        """
+        where = f"checkpoint {str(path)!r}"
+        data = read_sealed(path, where)
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+            state = torch.load(io.BytesIO(memoryview(data)[SEAL_SIZE:]), map_location=self.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, TypeError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FormatError(f"checkpoint {str(path)!r}: not a readable spikeflow checkpoint (weights-only load refused it: {first})") from None
+            raise FormatError(f"{where}: not a readable spikeflow checkpoint (weights-only load refused it: {first})") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise FormatError(f"checkpoint {str(path)!r}: expected a dict with format {CHECKPOINT_FORMAT!r}")
+            raise FormatError(f"{where}: expected a dict with format {CHECKPOINT_FORMAT!r}")
         if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
-            raise FormatError(f"checkpoint {str(path)!r}: version {state.get('version')!r} is newer than supported ({CHECKPOINT_VERSION})")
+            raise FormatError(f"{where}: version {state.get('version')!r} is newer than supported ({CHECKPOINT_VERSION})")
         missing = [k for k in ("epoch", "model", "optimizer", "history", "rng") if k not in state]
         if missing:
-            raise FormatError(f"checkpoint {str(path)!r}: missing field {missing[0]!r}")
+            raise FormatError(f"{where}: missing field {missing[0]!r}")
+        before = copy.deepcopy(self.state_dict())
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise FormatError(f"checkpoint {str(path)!r}: does not fit this model/optimizer ({first})") from None
-        self._torch_rng = state["rng"]["torch"].cpu()
+            self._restore(state)
+        except Exception as err:  # noqa: BLE001 - whatever failed, put everything back first
+            self._restore(before)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FormatError(f"{where}: does not fit this model/optimizer ({type(err).__name__}: {first})") from None
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
+        self._torch_rng = state["rng"]["torch"].cpu().clone()
         self.epoch = int(state["epoch"])
-        self.history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}
+        self.history = {str(k): [float(v) for v in vals] for k, vals in state["history"].items()}

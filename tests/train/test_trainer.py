@@ -1,3 +1,4 @@
+import io
 import pickle
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from spikeflow._checked_files import SEAL_SIZE, write_sealed_bytes
 from spikeflow.errors import DataError, FormatError
 from spikeflow.train import RateEncoder, SpikeCountL2, Trainer
 from tests.train.tiny_net import TinySNN, toy_data
@@ -96,10 +98,21 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, with_val):
     assert resumed.epoch == 5
 
 
+def _save(obj, path):
+    """torch.save behind a seal, as Trainer.save_checkpoint writes (for hand-made checkpoints)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_sealed_bytes(path, buffer.getvalue())
+
+
+def _load(path):
+    return torch.load(io.BytesIO(path.read_bytes()[SEAL_SIZE:]), weights_only=True)
+
+
 def test_checkpoint_is_weights_only_and_complete(tmp_path):
     t = make_trainer(epochs=1, checkpoint=tmp_path / "c.pt")
     t.fit(toy_data(n=32))
-    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    state = _load(tmp_path / "c.pt")
     assert state["epoch"] == 1 and state["format"] == "spikeflow-checkpoint"
     assert set(state) >= {"model", "optimizer", "history", "rng"}
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
@@ -117,7 +130,7 @@ class _Payload:
 def test_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
     marker = tmp_path / "executed"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "spikeflow-checkpoint", "version": 1, "payload": _Payload(marker)}, evil)
+    _save({"format": "spikeflow-checkpoint", "version": 1, "payload": _Payload(marker)}, evil)
     assert not marker.exists()
     with pytest.raises(FormatError, match="weights-only load refused"):
         make_trainer().load_checkpoint(evil)
@@ -126,6 +139,9 @@ def test_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
     plain = tmp_path / "plain.pt"
     plain.write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(FormatError):
+        make_trainer().load_checkpoint(plain)
+    write_sealed_bytes(plain, pickle.dumps(_Payload(marker)))
+    with pytest.raises(FormatError, match="weights-only load refused"):
         make_trainer().load_checkpoint(plain)
     assert not marker.exists()
 
@@ -139,18 +155,55 @@ def test_bad_checkpoints_raise_format_error(tmp_path):
     (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(FormatError, match="cut.pt"):
         t.load_checkpoint(tmp_path / "cut.pt")
-    torch.save({"hello": torch.zeros(1)}, tmp_path / "other.pt")
+    _save({"hello": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(FormatError, match="format"):
         t.load_checkpoint(tmp_path / "other.pt")
     torch.manual_seed(0)
     other = Trainer(TinySNN(n_hidden=5), progress=False)
     with pytest.raises(FormatError, match="does not fit"):
         other.load_checkpoint(tmp_path / "c.pt")
-    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    state = _load(tmp_path / "c.pt")
     state["version"] = 99
-    torch.save(state, tmp_path / "new.pt")
+    _save(state, tmp_path / "new.pt")
     with pytest.raises(FormatError, match="newer"):
         t.load_checkpoint(tmp_path / "new.pt")
+
+
+def _snapshot(t):
+    return {k: v.clone() for k, v in t.model.state_dict().items()}, repr(t.optimizer.state_dict()), t.epoch, dict(t.history), t._torch_rng.clone()
+
+
+@pytest.mark.parametrize("damage", ["history", "optimizer", "epoch"])
+def test_failed_checkpoint_load_leaves_the_trainer_untouched(tmp_path, damage):
+    # Issue 17: a checkpoint that failed half-way left the model restored but not the optimizer.
+    donor = make_trainer(epochs=2, checkpoint=tmp_path / "c.pt")
+    donor.fit(toy_data(n=32))
+    state = _load(tmp_path / "c.pt")
+    if damage == "history":
+        state["history"] = {"loss": ["not a number"]}
+    elif damage == "optimizer":
+        state["optimizer"]["param_groups"] = []
+    else:
+        state["epoch"] = "two"
+    _save(state, tmp_path / "bad.pt")
+    t = make_trainer(epochs=1)
+    t.fit(toy_data(n=32))
+    before = _snapshot(t)
+    with pytest.raises(FormatError, match="does not fit"):
+        t.load_checkpoint(tmp_path / "bad.pt")
+    after = _snapshot(t)
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert before[1:4] == after[1:4] and torch.equal(before[4], after[4])
+
+
+def test_damaged_checkpoint_is_refused_before_unpacking(tmp_path):
+    t = make_trainer(epochs=1, checkpoint=tmp_path / "c.pt")
+    t.fit(toy_data(n=32))
+    raw = bytearray((tmp_path / "c.pt").read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (tmp_path / "c.pt").write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        t.load_checkpoint(tmp_path / "c.pt")
 
 
 def test_regularizer_reads_recorded_activity_and_lowers_it():
