@@ -624,15 +624,16 @@ class ContinualTrainer:
         with open_sealed_hdf5(path) as f:
             check_header(f, path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
             state = read_tree(f)
-        before = copy.deepcopy(self.state_dict())
+        # Restore into a copy first (sharing the data): if anything does not fit, self is untouched.
+        trial = copy.deepcopy(self, {id(v): v for v in (self.tasks, self._data, self._test, self.encoder)})
         try:
-            self._restore(state)
-        except Exception as err:  # noqa: BLE001 - whatever failed, put everything back first
-            self._restore(before)
+            trial._restore(state)
+        except Exception as err:  # noqa: BLE001 - every failure becomes one FormatError
             if isinstance(err, SpikeflowError):
                 raise FormatError(f"{path}: {err}") from None
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise FormatError(f"{path}: does not fit this model or strategy ({type(err).__name__}: {first})") from None
+        self._restore(state)
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         progress = state["progress"]
