@@ -68,7 +68,7 @@ class Simulator:
         self.engine = Engine(graph, backend=backend, event=backend == "numba-event", precision=precision, sparse=sparse, record=record)
         self.steps_done = 0
         # What one step of one sample returns (outputs, recorded spikes and traces): bounds a run's memory.
-        shapes = flat.shapes()
+        shapes = graph.shapes()  # flat names, from the nested graph (the flat one does not validate)
         self._floats_per_step = sum(math.prod(shapes[k]) for k in flat.outputs) + 2 * sum(math.prod(shapes[k]) for k in record if k in shapes)
 
     def reset(self) -> None:
