@@ -38,6 +38,7 @@ _SUBMODULES = {
     "cli": "spikeflow.cli",
     "exit": "spikeflow.exit",
     "continual": "spikeflow.continual",
+    "models": "spikeflow.models",
     "convert": "spikeflow.convert",
 }
 

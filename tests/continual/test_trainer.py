@@ -12,12 +12,12 @@ import torch
 
 import spikeflow as sf
 from spikeflow.errors import DataError, FormatError
-from spikeflow.continual.trainer import (
-    spiking_mlp,
+from spikeflow.continual import (
     EWC, ContinualTrainer, ExactProjection, Multitask, Task, average_accuracy, backward_transfer, get_strategy,
     permuted_digits, permuted_tasks, plot_accuracy_matrix, plot_task_curves,
 )
 from spikeflow.continual.hlop import HLOP, principal_cosines, top_subspace
+from spikeflow.models import spiking_mlp
 from spikeflow.train.trainer import RateEncoder
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -90,7 +90,7 @@ def test_exited_samples_stop_simulating():
     clock = simulate_exit(graph, x, backend="numba-clock")
     assert clock.stats["synaptic_events"] == (16 * 32 + 5 * 16) * clock.stats["steps"]  # dense: every synapse, every step run
     if "torch" in BACKENDS:
-        from spikeflow.exit.calibration import TorchExitRunner
+        from spikeflow.exit.runners import TorchExitRunner
 
         stepped = TorchExitRunner(graph, chunk=1).run(x)
         assert stepped.stats["neuron_updates"] == early.stats["neuron_updates"]  # compaction: no wasted step
