@@ -81,7 +81,10 @@ def _parse_seal(head: bytes, where: str) -> tuple[str, int]:
             "before checksums were added, or its first bytes are damaged); refused because a damaged file "
             "could hang the HDF5 library: see docs/files.md"
         )
-    lines = head[len(SEAL_MAGIC):].split(b"\x00", 1)[0].decode("ascii", "replace").splitlines()
+    text = head[len(SEAL_MAGIC):].split(b"\x00", 1)[0]
+    if head[len(SEAL_MAGIC) + len(text):].strip(b"\x00"):
+        raise FormatError(f"{where}: damaged checksum header (its padding is not zero)")
+    lines = text.decode("ascii", "replace").splitlines()
     fields = dict(line.split(" ", 1) for line in lines if " " in line)
     digest, length = fields.get("sha256", ""), fields.get("length", "")
     if len(digest) != 64 or not length.isdigit():
