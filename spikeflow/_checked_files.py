@@ -87,7 +87,8 @@ def _parse_seal(head: bytes, where: str) -> tuple[str, int]:
     lines = text.decode("ascii", "replace").splitlines()
     fields = dict(line.split(" ", 1) for line in lines if " " in line)
     digest, length = fields.get("sha256", ""), fields.get("length", "")
-    if len(digest) != 64 or not length.isdigit():
+    if len(digest) != 64 or not length.isdigit() or head != _seal_header(digest, int(length)):
+        # Byte for byte what the writer wrote: no change anywhere in the file goes unnoticed.
         raise FormatError(f"{where}: damaged checksum header")
     return digest, int(length)
 
