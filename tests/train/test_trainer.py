@@ -124,7 +124,7 @@ def test_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "spikeflow-checkpoint", "version": 1, "payload": _Payload(marker)}, evil)
     assert not marker.exists()
-    with pytest.raises(FormatError, match="not a readable"):
+    with pytest.raises(FormatError, match="no spikeflow checksum"):
         make_trainer().load_checkpoint(evil)
     assert not marker.exists()
     plain = tmp_path / "plain.pt"
