@@ -92,8 +92,8 @@ def test_fuzz_checkpoints(scratch):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2))
     trainer = Trainer(model, progress=False)
-    trainer.save_checkpoint(scratch / "clean.pt")
-    clean = (scratch / "clean.pt").read_bytes()
+    trainer.save_checkpoint(scratch / "clean.h5")
+    clean = (scratch / "clean.h5").read_bytes()
     want = {k: v.clone() for k, v in model.state_dict().items()}
 
     def read(path):
