@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from spikeflow._atomic import atomic_path, fsync_path
+from spikeflow._atomic import atomic_path
 from spikeflow.errors import FormatError, SpikeflowError
 
 SEAL_SIZE = 512
@@ -301,7 +301,6 @@ def check_hdf5_tree(
 
 def _check_extent(shape, dtype, budget: int, where: str, what: str) -> None:
     import h5py
-    import numpy as np
 
     shape = () if shape is None else tuple(shape)
     count = int(np.prod(shape, dtype=object)) if shape else 1
@@ -317,7 +316,6 @@ def _check_extent(shape, dtype, budget: int, where: str, what: str) -> None:
 
 def _check_dataset(did, name: str, file_bytes: int, filters: tuple[int, ...], max_ratio: float, where: str) -> None:
     import h5py
-    import numpy as np
 
     dcpl = did.get_create_plist()
     if dcpl.get_layout() not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT):
@@ -361,8 +359,12 @@ class _Worker:
         up_r, up_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker: serve requests until the parent closes its end
-            os.close(down_w)
-            os.close(up_r)
+            # Keep only its two pipes: an inherited descriptor (a file lock, a socket, another
+            # pipe's write end) would otherwise stay open, and locks stay held, while it lives.
+            low, high = sorted((down_r, up_w))
+            os.closerange(3, low)
+            os.closerange(low + 1, high)
+            os.closerange(high + 1, _max_fd())
             code = 0
             try:
                 import gc
@@ -411,6 +413,13 @@ class _Worker:
         if status == b"error":
             raise FormatError(reply.decode("utf8", "replace"))
         return _decode(reply)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 1024)
+    except (ValueError, OSError):
+        return 1 << 16
 
 
 def _send(fd: int, payload: bytes) -> None:
@@ -552,5 +561,4 @@ def file_bytes(path: str | os.PathLike, where: str, max_bytes: int) -> bytes:
 __all__ = [
     "SEAL_SIZE", "seal_file", "seal_bytes", "read_sealed", "verify_sealed", "verify_sealed_bytes", "sealed_hdf5_writer", "write_sealed_bytes",
     "open_sealed_hdf5", "as_format_error", "check_hdf5_tree", "check_memory", "parse_isolated", "file_bytes",
-    "fsync_path",
 ]

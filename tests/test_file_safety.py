@@ -154,6 +154,14 @@ def test_isolated_parse_returns_plain_data_and_refuses_hangs_and_crashes():
     assert parse_isolated(_echo, b"ab", "f")["n"] == 2  # a fresh helper after each failure
 
 
+def test_parse_helper_keeps_no_descriptor_of_the_caller(tmp_path):
+    checked._WORKER.stop()
+    with open(tmp_path / "held.txt", "w"):  # a descriptor open while the helper is forked
+        parse_isolated(_echo, b"x", "f")
+    fds = os.listdir(f"/proc/{checked._WORKER.pid}/fd")
+    assert len(fds) <= 5, fds  # stdin, stdout, stderr and its two pipes
+
+
 def test_nir_damage_that_hangs_libhdf5_is_refused(tmp_path, monkeypatch):
     # Zeroing 64 bytes of this NIR file near offset 2600 makes libhdf5 loop forever (nir 1.0.8).
     monkeypatch.setattr(checked, "HANG_TIMEOUT_S", 2.0)
