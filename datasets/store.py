@@ -49,7 +49,6 @@ MAX_SENSOR = 1 << 16
 ALLOWED_FIELDS = ("x", "y", "t", "p")
 
 
-_as_format_error = as_format_error
 #: Filters a store may use (``compression=`` "lzf" or "gzip", with or without shuffle), and the most
 #: its compressed events may expand: a file declaring more is refused before anything is read.
 STORE_FILTERS = (FILTER_LZF, FILTER_DEFLATE, FILTER_SHUFFLE)
@@ -307,17 +306,17 @@ class EventStore:
         self.file = None
         # The seal is checked over the whole file before libhdf5 parses any of it.
         if hasattr(source, "read"):
-            with _as_format_error(f"{self.where}: cannot read event store stream"):
+            with as_format_error(f"{self.where}: cannot read event store stream"):
                 source.seek(0)
                 data = source.read()
             source = io.BytesIO(verify_sealed_bytes(data, self.where))
             size = len(data)
         else:
             size = verify_sealed(source, self.where)
-        with _as_format_error(f"{self.where}: not a readable HDF5 event store"):
+        with as_format_error(f"{self.where}: not a readable HDF5 event store"):
             self.file = h5py.File(source, "r")
         try:
-            with _as_format_error(f"{self.where}: damaged event store"):
+            with as_format_error(f"{self.where}: damaged event store"):
                 check_hdf5_tree(self.file, self.where, size, filters=STORE_FILTERS, max_ratio=MAX_COMPRESSION)
                 self._load_header(size)
         except BaseException:
@@ -427,7 +426,7 @@ class EventStore:
             return np.empty(0, dtype=self.dtype)
         k0, k1 = start // self.block, -(-stop // self.block)
         lo, hi = k0 * self.block, min(k1 * self.block, self.n_events)
-        with _as_format_error(f"{self.where}: sample {sample}: cannot read events {start}:{stop}"):
+        with as_format_error(f"{self.where}: sample {sample}: cannot read events {start}:{stop}"):
             data = self._events[lo:hi]
         if data.dtype != self.dtype or data.shape != (hi - lo,):
             raise FormatError(f"{self.where}: sample {sample}: events {lo}:{hi} read back as {data.dtype}, {data.shape}")
