@@ -367,8 +367,10 @@ class _Worker:
             os.closerange(high + 1, _max_fd())
             code = 0
             try:
+                import faulthandler
                 import gc
 
+                faulthandler.disable()  # a crash here is an expected, reported outcome: no dump on stderr
                 gc.freeze()  # leave the parent's objects alone: no copy-on-write of their pages
                 _serve(down_r, up_w)
             except BaseException:  # noqa: BLE001 - the parent sees a closed pipe
