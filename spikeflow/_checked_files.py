@@ -168,22 +168,29 @@ def write_sealed_bytes(path: str | os.PathLike, payload: bytes) -> None:
             f.write(payload)
 
 
-@contextmanager
-def open_sealed_hdf5(path: str | os.PathLike, where: str | None = None, **limits) -> Iterator[Any]:
-    """Verify a sealed HDF5 file, then open it from the verified bytes and check its structure.
+def load_sealed_hdf5(path: str | os.PathLike, reader: Callable[[Any, str], Any], where: str | None = None, **limits) -> Any:
+    """Verify a sealed HDF5 file, then read it with ``reader(h5file, where)`` in the parse helper.
 
-    ``limits`` go to :func:`check_hdf5_tree`. Every error inside the block that is not a
-    ``SpikeflowError`` becomes a ``FormatError`` naming the file.
+    The helper opens the verified bytes (not the path again: no window for a change), runs
+    :func:`check_hdf5_tree` with ``limits``, then ``reader`` (a module-level function returning
+    plain data: dicts, lists, strings, numbers, arrays). So even a crafted file with a valid seal
+    cannot hang or crash the caller. Errors come back as ``FormatError`` naming the file.
     """
-    import h5py
-
     where = where or str(path)
     data = read_sealed(path, where)
+    return parse_isolated(_read_hdf5_image, data, where, args=(_name_of(reader), limits))
+
+
+def _read_hdf5_image(data: bytes, where: str, reader: str, limits: dict) -> Any:
+    import importlib
+
+    import h5py
+
+    module, name = reader.split(":")
     with as_format_error(where):
-        # Parsing the bytes that were verified (not the path again) leaves no window for a change.
         with h5py.File(io.BytesIO(data), "r") as f:
             check_hdf5_tree(f, where, len(data), **limits)
-            yield f
+            return getattr(importlib.import_module(module), name)(f, where)
 
 
 # ------------------------------------------------------------------------------ HDF5 structure
@@ -394,12 +401,12 @@ class _Worker:
                 pass
         self.pid = 0
 
-    def run(self, parse: Callable[[bytes, str], Any], data: bytes, where: str, timeout: float) -> Any:
+    def run(self, parse: Callable[..., Any], data: bytes, where: str, timeout: float, args: tuple = ()) -> Any:
         with self.lock:
             if not self.pid or self.owner != os.getpid():  # none yet, or inherited through a fork
                 self.pid = 0
                 self._start()
-            head = json.dumps({"fn": f"{parse.__module__}:{parse.__qualname__}", "where": where}).encode()
+            head = json.dumps({"fn": _name_of(parse), "where": where, "args": list(args)}).encode()
             try:
                 _send(self.down, head)
                 _send(self.down, data)
@@ -415,6 +422,10 @@ class _Worker:
         if status == b"error":
             raise FormatError(reply.decode("utf8", "replace"))
         return _decode(reply)
+
+
+def _name_of(fn: Callable) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
 
 
 def _max_fd() -> int:
@@ -460,7 +471,7 @@ def _serve(down: int, up: int) -> None:
         data = _recv(down, None)
         try:
             module, name = head["fn"].split(":")
-            result = _encode_tree(getattr(importlib.import_module(module), name)(data, head["where"]))
+            result = _encode_tree(getattr(importlib.import_module(module), name)(data, head["where"], *head["args"]))
             status = b"ok"
         except SpikeflowError as err:
             status, result = b"error", str(err).encode()
@@ -480,6 +491,8 @@ def _encode_tree(tree: Any) -> bytes:
         nonlocal offset
         if isinstance(v, dict):
             return {"d": {str(k): enc(x) for k, x in v.items()}}
+        if isinstance(v, (list, tuple)):
+            return {"l": [enc(x) for x in v]}
         if isinstance(v, bytes):
             return {"y": v.decode("latin-1")}
         if isinstance(v, (str, bool, int, float)) or v is None:
@@ -508,6 +521,8 @@ def _decode(payload: bytes) -> Any:
         kind, x = next(iter(v.items()))
         if kind == "d":
             return {k: dec(e) for k, e in x.items()}
+        if kind == "l":
+            return [dec(e) for e in x]
         if kind == "y":
             return x.encode("latin-1")
         if kind == "v":
@@ -528,11 +543,11 @@ def _decode(payload: bytes) -> Any:
 _WORKER = _Worker()
 
 
-def parse_isolated(parse: Callable[[bytes, str], Any], data: bytes, where: str, timeout: float | None = None) -> Any:
+def parse_isolated(parse: Callable[..., Any], data: bytes, where: str, timeout: float | None = None, args: tuple = ()) -> Any:
     """Run ``parse(data, where)`` in a helper process; return its result, or refuse the input.
 
-    ``parse`` is a module-level function returning a tree of dicts, strings, bytes, numbers and
-    NumPy arrays. A ``SpikeflowError`` it raises comes back as a ``FormatError`` with the same
+    ``parse`` is a module-level function ``parse(data, where, *args)`` (``args`` JSON values)
+    returning a tree of dicts, lists, strings, bytes, numbers and NumPy arrays. A ``SpikeflowError`` it raises comes back as a ``FormatError`` with the same
     message, any other exception as a ``FormatError`` naming it. A parse that runs longer than
     ``timeout`` seconds (default :data:`HANG_TIMEOUT_S`) or crashes the helper (a segfault in C
     code) is a ``FormatError`` too, and the helper is replaced. Without ``os.fork`` (Windows)
@@ -540,8 +555,8 @@ def parse_isolated(parse: Callable[[bytes, str], Any], data: bytes, where: str, 
     """
     if not hasattr(os, "fork"):
         with as_format_error(where):
-            return parse(data, where)
-    return _WORKER.run(parse, data, where, HANG_TIMEOUT_S if timeout is None else timeout)
+            return parse(data, where, *args)
+    return _WORKER.run(parse, data, where, HANG_TIMEOUT_S if timeout is None else timeout, args)
 
 
 def file_bytes(path: str | os.PathLike, where: str, max_bytes: int) -> bytes:
@@ -562,5 +577,5 @@ def file_bytes(path: str | os.PathLike, where: str, max_bytes: int) -> bytes:
 
 __all__ = [
     "SEAL_SIZE", "seal_file", "seal_bytes", "read_sealed", "verify_sealed", "verify_sealed_bytes", "sealed_hdf5_writer", "write_sealed_bytes",
-    "open_sealed_hdf5", "as_format_error", "check_hdf5_tree", "check_memory", "parse_isolated", "file_bytes",
+    "load_sealed_hdf5", "as_format_error", "check_hdf5_tree", "check_memory", "parse_isolated", "file_bytes",
 ]

@@ -18,6 +18,7 @@ import torch
 
 import spikeflow as sf
 from spikeflow import _checked_files
+from spikeflow._checked_files import SEAL_SIZE, seal_bytes
 from spikeflow.datasets.events import make_events, sort_events
 from spikeflow.datasets.nmnist_bin import encode_nmnist, read_nmnist_bin
 from spikeflow.datasets.store import EventStore, write_store
@@ -67,6 +68,23 @@ def test_fuzz_graph_files(scratch):
     clean = (scratch / "clean.h5").read_bytes()
     counts = run_cases(_fuzz_file(scratch, clean, sf.load, lambda g: g == mlp(), seed=1), CASES)
     assert counts == {"refused FormatError": CASES}, counts  # every damaged file refused: 0 loads, 0 leaks
+
+
+def test_fuzz_crafted_graph_files(scratch, monkeypatch):
+    """Damaged, then sealed again (what a hand-edited or malicious file looks like): the seal passes,
+    so libhdf5 parses damaged bytes; it does so in the parse helper, so nothing hangs or leaks."""
+    sf.save(mlp(), scratch / "clean.h5")
+    clean = (scratch / "clean.h5").read_bytes()
+    monkeypatch.setattr(_checked_files, "HANG_TIMEOUT_S", 0.3)
+    path = scratch / "crafted"
+
+    def case(i: int) -> str:
+        path.write_bytes(seal_bytes(damage(clean, np.random.default_rng([6, i]), start=SEAL_SIZE)))
+        return classify(lambda: sf.load(path))
+
+    counts = run_cases(case, 2_000)
+    assert sum(counts.values()) == 2_000, counts
+    print(counts)
 
 
 def test_fuzz_event_stores(scratch):

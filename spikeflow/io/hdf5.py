@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from spikeflow._checked_files import open_sealed_hdf5, sealed_hdf5_writer
+from spikeflow._checked_files import load_sealed_hdf5, sealed_hdf5_writer
 from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.ir.graph import Graph
 from spikeflow.ir.nodes import NODE_TYPES, SPARSE_FORMAT, SPARSE_KEYS
@@ -180,14 +180,7 @@ def load(path: str | os.PathLike) -> Graph:
         GraphError: a node or edge is invalid (the message names the file, node and field).
     """
     try:
-        with open_sealed_hdf5(path) as f:
-            check_header(f, path, FORMAT_NAME, FORMAT_VERSION)
-            extra = sorted(set(f.keys()) - {"graph"})
-            if "graph" not in f:
-                raise FormatError(f"{path}: missing group 'graph'")
-            if extra:
-                raise FormatError(f"{path}: unexpected group {extra[0]!r}")
-            data = read_tree(f["graph"])
+        data = load_sealed_hdf5(path, _graph_tree)
         _check_graph_dict(data, "graph")
         return Graph.from_dict(data).validate()
     except SpikeflowError as err:
@@ -196,6 +189,17 @@ def load(path: str | os.PathLike) -> Graph:
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, OverflowError, RecursionError, MemoryError) as err:
         # Graph.from_dict on a schema-checked dict: a value the node builders did not expect.
         raise FormatError(f"{path}: not a readable spikeflow graph file ({type(err).__name__}: {err})") from None
+
+
+def _graph_tree(f, where: str) -> dict[str, Any]:
+    """The graph dict of an open, structure-checked graph file (runs in the parse helper)."""
+    check_header(f, where, FORMAT_NAME, FORMAT_VERSION)
+    extra = sorted(set(f.keys()) - {"graph"})
+    if "graph" not in f:
+        raise FormatError(f"{where}: missing group 'graph'")
+    if extra:
+        raise FormatError(f"{where}: unexpected group {extra[0]!r}")
+    return read_tree(f["graph"])
 
 
 def _check_graph_dict(data: dict, where: str) -> None:

@@ -28,6 +28,7 @@ import copy
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -193,18 +194,33 @@ def save_state(path: str | Path, format_name: str, version: int, state: Mapping[
 def load_state(path: str | Path, format_name: str, version: int, what: str = "checkpoint") -> dict[str, Any]:
     """Read a state written by :func:`save_state`; a missing, damaged (checksum), unsealed, truncated
     or foreign file raises FormatError, checked before libhdf5 parses it."""
-    from spikeflow._checked_files import open_sealed_hdf5
+    from spikeflow._checked_files import as_format_error, load_sealed_hdf5
     from spikeflow.io.hdf5 import check_header
 
     path = Path(path)
     where = f"{what} {str(path)!r}"
-    with open_sealed_hdf5(path, where) as f:
-        check_header(f, path, format_name, version)
-        arrays = {k: np.asarray(v[()]) for k, v in f["arrays"].items()}
-        state = _unpack(json.loads(f.attrs["state"]), arrays)
+    raw = load_sealed_hdf5(path, _state_tree, where)
+    # The header read in the helper, checked here with the same messages as every spikeflow file.
+    check_header(SimpleNamespace(attrs={"format": raw["format"], "format_version": raw["version"]}), where, format_name, version)
+    if raw["state"] is None:
+        raise FormatError(f"{where}: not a training state file (no 'state' document or 'arrays' group)")
+    with as_format_error(where):
+        state = _unpack(json.loads(raw["state"]), raw["arrays"])
     if not isinstance(state, dict):
         raise FormatError(f"{what} {str(path)!r}: expected a dict, got {type(state).__name__}")
     return state
+
+
+def _state_tree(f, where: str) -> dict[str, Any]:
+    """Header, JSON document and arrays of an open, structure-checked state file (parse helper)."""
+    import h5py
+
+    state, arrays = f.attrs.get("state"), f.get("arrays")
+    ok = isinstance(state, str) and isinstance(arrays, h5py.Group)
+    return {
+        "format": f.attrs.get("format"), "version": f.attrs.get("format_version"), "state": state if ok else None,
+        "arrays": {k: np.asarray(v[()]) for k, v in arrays.items()} if ok else {},
+    }
 
 
 def restore_all_or_nothing(owner: Any, state: Mapping[str, Any], shared: tuple = ()) -> None:
