@@ -82,8 +82,8 @@ def test_fuzz_crafted_graph_files(scratch, monkeypatch):
         path.write_bytes(seal_bytes(damage(clean, np.random.default_rng([6, i]), start=SEAL_SIZE)))
         return classify(lambda: sf.load(path))
 
-    counts = run_cases(case, 2_000)
-    assert sum(counts.values()) == 2_000, counts
+    counts = run_cases(case, 1_000)
+    assert sum(counts.values()) == 1_000, counts
     print(counts)
 
 
