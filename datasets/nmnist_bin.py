@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeflow._atomic import atomic_path
-from spikeflow.datasets.events import EVENT_DTYPE, check_events
+from spikeflow.datasets.events import EVENT_DTYPE, check_events, check_integer_times
 from spikeflow.errors import DataError, FormatError
 
 RECORD_BYTES = 5
@@ -83,6 +83,7 @@ def write_nmnist_bin(path: str | os.PathLike, events: np.ndarray, sensor_size=NM
         [10, 9000000]
     """
     check_events(events, sensor_size, sorted_t=True, what=f"N-MNIST events for {path}")
+    check_integer_times(events, f"N-MNIST events for {path}")
     data = encode_nmnist(events)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

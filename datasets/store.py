@@ -40,7 +40,7 @@ from spikeflow._checked_files import (
     FILTER_DEFLATE, FILTER_LZF, FILTER_SHUFFLE, SEAL_SIZE, as_format_error, check_hdf5_tree, seal_file, verify_sealed,
     verify_sealed_bytes,
 )
-from spikeflow.datasets.events import EVENT_DTYPE, check_events, check_index, check_sensor_size
+from spikeflow.datasets.events import EVENT_DTYPE, check_events, check_index, check_integer_times, check_sensor_size
 from spikeflow.errors import DataError, FormatError
 
 FORMAT = "spikeflow-events"
@@ -154,6 +154,7 @@ class EventStoreWriter:
             raise DataError(f"{self.path}: writer is closed")
         what = f"{self.path}: sample {len(self.labels)}"
         check_events(events, self.sensor_size, sorted_t=True, what=what)
+        check_integer_times(events, what)
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not -(2**63) <= int(label) < 2**63:
             raise DataError(f"{what}: label must be an int64 integer, got {label!r}")
         if set(events.dtype.names) != set(self.dtype.names):

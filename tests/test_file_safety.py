@@ -294,5 +294,5 @@ def test_float_or_wrapping_event_fields_are_refused(tmp_path):
     floats = np.array([(1, 2, 1.5, 1)], dtype=[("x", "i8"), ("y", "i8"), ("t", "f8"), ("p", "i8")])
     wraps = np.array([(1, 2, 2**63 + 5, 1)], dtype=[("x", "i8"), ("y", "i8"), ("t", "u8"), ("p", "i8")])
     for events in (floats, wraps):
-        with pytest.raises(sf.DataError, match="field 't' must hold integers"):
+        with pytest.raises(sf.DataError, match="field 't'"):
             write_nmnist_bin(tmp_path / "a.bin", events)

@@ -19,7 +19,9 @@ import numpy as np
 from spikeflow.errors import BackendError, DataError
 
 from ..capabilities import Capabilities
-from ..inputs import check_steps, default_bin_width, event_fields, event_samples, prepare_inputs, steps_for_events
+from spikeflow.datasets.events import check_steps, steps_for_events
+
+from ..inputs import default_bin_width, event_bins, event_samples, prepare_inputs
 from ..result import SimulationResult
 from . import is_available  # noqa: F401  (the registry asks each backend module)
 
@@ -80,7 +82,7 @@ class Simulator:
         self.engine = Engine(flat, backend=backend, event=capabilities(backend).event_driven, precision=precision, sparse=sparse, record=record)
         self.steps_done = 0
         # What one step of one sample returns (outputs, recorded spikes and traces): bounds a run's memory.
-        shapes = graph.shapes()  # flat names, from the nested graph (the flat one does not validate)
+        shapes = flat.shapes()
         self._floats_per_step = sum(math.prod(shapes[k]) for k in flat.outputs) + 2 * sum(math.prod(shapes[k]) for k in record if k in shapes)
 
     def reset(self) -> None:
@@ -110,7 +112,7 @@ class Simulator:
 
     def _entries(self, samples, shape, n_steps: int):
         """Events of each sample binned into nonzero entries per step (counts per pixel), with the
-        checks and the layout (``[P, H, W]`` flattened) of :func:`~..inputs.bin_events`."""
+        checks and the layout (``[P, H, W]`` flattened) of :func:`spikeflow.datasets.events.bin_events`."""
         size = math.prod(shape)
         sensor = self.sensor_size
         if sensor is None:
@@ -120,7 +122,7 @@ class Simulator:
         sensor = tuple(int(s) for s in sensor)
         rows, cols = [], []
         for b, events in enumerate(samples):
-            bins, p, y, x, (polarities, height, width) = event_fields(events, sensor, self.bin_width, self.steps_done)
+            bins, p, y, x, (polarities, height, width) = event_bins(events, sensor, self.bin_width, self.steps_done)
             if polarities * height * width != size:
                 raise DataError(f"argument 'inputs': sensor_size {sensor} does not match the Input shape {shape}")
             keep = bins < n_steps
