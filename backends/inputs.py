@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from spikeflow.datasets.events import bin_events, event_bins
+from spikeflow.datasets.events import bin_events, check_steps, event_bins, steps_for_events
 from spikeflow.errors import DataError
 
 __all__ = ["bin_events", "default_bin_width", "event_bins", "event_samples", "is_events", "prepare_inputs"]
@@ -27,6 +27,9 @@ def event_samples(value: Any) -> list | None:
     if isinstance(value, (list, tuple)) and value and all(is_events(v) for v in value):
         return list(value)
     return None
+
+
+_TORCH_INTS = {f"torch.{k}" for k in ("bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")}
 
 
 def default_bin_width(dt: float) -> float:
@@ -79,13 +82,18 @@ def _dense(name, value, shape, dt, bin_width, sensor_size, n_steps, first_bin) -
             sensor_size = (shape[2], shape[1], shape[0])
         width = default_bin_width(dt) if bin_width is None else float(bin_width)
         if n_steps is None:
-            n_steps = max(max(int(np.floor(np.max(s["t"], initial=-1) / width)) + 1 - first_bin, 0) for s in samples)
+            n_steps = steps_for_events(samples, width, first_bin)
+        check_steps(n_steps, len(samples), math.prod(shape), where)
         frames = np.stack([bin_events(s, sensor_size, width, n_steps, first_bin) for s in samples], axis=1)
         if math.prod(frames.shape[2:]) != math.prod(shape):
             raise DataError(f"{where}: sensor_size {tuple(sensor_size)} gives {frames.shape[2:]} per step, expected {shape}")
         return frames.reshape(frames.shape[:2] + tuple(shape))
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.is_complex() or not (value.is_floating_point() or str(value.dtype) in _TORCH_INTS):
+            raise DataError(f"{where}: expected a real numeric dtype (bool, int or float), got {value.dtype}")
+        # bfloat16 and float8 have no NumPy dtype; float64 holds each of their values exactly.
+        value = value.double().numpy() if value.is_floating_point() else value.numpy()
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as err:
@@ -94,6 +102,7 @@ def _dense(name, value, shape, dt, bin_width, sensor_size, n_steps, first_bin) -
         raise DataError(f"{where}: expected a real numeric dtype (bool, int or float), got {arr.dtype}")
     if arr.ndim != len(shape) + 2 or tuple(arr.shape[2:]) != tuple(shape):
         raise DataError(f"{where}: expected shape [T, B, {', '.join(map(str, shape))}], got {list(arr.shape)}")
+    check_steps(arr.shape[0], arr.shape[1], math.prod(shape), where)
     arr = arr.astype(np.float64)
     bad = np.argwhere(~np.isfinite(arr))
     if bad.size:

@@ -31,7 +31,7 @@ def is_available() -> bool:
 def dense_counts(graph) -> tuple[int, int]:
     """(synaptic multiply-adds, neuron updates) of one step of one sample, evaluated densely."""
     flat = graph.flatten()
-    shapes = flat.shapes()
+    shapes = graph.shapes()  # of the nested graph: the flat one has dotted names, which validate() refuses
     synapses = neurons = 0
     for name, node in flat.nodes.items():
         size = math.prod(shapes[name])

@@ -35,17 +35,30 @@ def make_events(x, y, t, p) -> np.ndarray:
     return events
 
 
+MAX_EVENT_TIME = 2.0**53
+"""Latest event time accepted (µs, ~285 years): every time up to it is exact in float64."""
+
+
 def sensor_dims(sensor_size: Sequence[int], what: str = "events") -> tuple[int, int, int]:
     """``(W, H, P)`` of a tonic sensor size ``(W, H, P)``, ``(W, P)`` or ``(W,)`` (no ``y``: ``H = 1``)."""
     try:
         size = tuple(int(s) for s in sensor_size)
-    except (TypeError, ValueError):
+        exact = all(float(a) == b for a, b in zip(sensor_size, size))
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {sensor_size!r}") from None
-    if not 1 <= len(size) <= 3 or min(size) < 1:
+    if not 1 <= len(size) <= 3 or min(size) < 1 or not exact:
         raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {tuple(sensor_size)}")
     if len(size) == 3:
         return size
     return size[0], 1, (size[1] if len(size) == 2 else 1)
+
+
+def check_sensor_size(sensor_size, what: str = "sensor_size") -> tuple[int, int, int]:
+    """A full ``(W, H, P)`` of three positive ints (formats that store all three), or ``DataError``."""
+    size = sensor_dims(sensor_size, what)
+    if len(tuple(sensor_size)) != 3:
+        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {tuple(sensor_size)}")
+    return size
 
 
 def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool = True, what: str = "events") -> np.ndarray:
@@ -71,7 +84,11 @@ def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool 
             raise DataError(f"{what}: missing field {field!r}; fields are {names}")
     w, h, p = sensor_dims(sensor_size, what)
     if h > 1 and "y" not in names:
+        # Without y every event would land in row 0: a silently wrong input.
         raise DataError(f"{what}: sensor {tuple(sensor_size)} is 2-D but events have no 'y' field")
+    for field in ("x", "y", "p"):
+        if field in names and events.dtype[field].kind not in "biu":
+            raise DataError(f"{what} field {field!r}: expected integers, got dtype {events.dtype[field]}")
     if len(events) == 0:
         return events
     for field, limit in (("x", w), ("y", h), ("p", max(p, 2))):
@@ -82,10 +99,7 @@ def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool 
         if bad.size:
             i = int(bad[0])
             raise DataError(f"{what} field {field!r}: event {i} has {field}={int(col[i])}, expected 0..{limit - 1} (outside sensor_size {tuple(sensor_size)})")
-    t = np.asarray(events["t"], dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
-    if bad.size:
-        raise DataError(f"{what} field 't': event {bad[0]} has t={t[bad[0]]}, expected a time >= 0 in µs")
+    event_times(events, what)
     if sorted_t and len(events) > 1:
         bad = np.flatnonzero(np.diff(events["t"]) < 0)
         if bad.size:
@@ -94,13 +108,53 @@ def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool 
     return events
 
 
+def event_times(events: np.ndarray, what: str = "events") -> np.ndarray:
+    """The checked timestamps of an event array, as float64 µs.
+
+    Raises:
+        DataError: a ``t`` field that is not real numbers, or a time that is NaN, infinite,
+            negative or above :data:`MAX_EVENT_TIME` (uint64 times are checked before any cast,
+            so a huge one cannot wrap around).
+    """
+    t = np.asarray(events["t"])
+    if t.dtype.kind not in "biuf":
+        raise DataError(f"{what} field 't': expected integer or float times in µs, got dtype {t.dtype}")
+    if t.dtype.kind == "u" and t.size and int(t.max()) > MAX_EVENT_TIME:
+        bad = int(np.argmax(t > MAX_EVENT_TIME))
+        raise DataError(f"{what} field 't': event {bad} has t={int(t[bad])}, above the latest time {MAX_EVENT_TIME:.0f} µs")
+    t = t.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 0) | (t > MAX_EVENT_TIME))
+    if bad.size:
+        raise DataError(f"{what} field 't': event {bad[0]} has t={t[bad[0]]}, expected a time in [0, {MAX_EVENT_TIME:.0f}] µs")
+    return t
+
+
+def check_integer_times(events: np.ndarray, what: str = "events") -> None:
+    """For formats that store integer µs (event store, N-MNIST): refuse float times, never truncate."""
+    if events.dtype["t"].kind not in "biu":
+        raise DataError(f"{what} field 't' must hold integers (µs), got dtype {events.dtype['t']}")
+
+
+def steps_for_events(samples: list, bin_width: float, first_bin: int = 0) -> int:
+    """Steps that cover every event of ``samples`` (through the bin of the last one), from ``first_bin``."""
+    last = max(float(np.max(event_times(s), initial=-1.0)) for s in samples)
+    return max(int(np.floor(last / bin_width)) + 1 - int(first_bin), 0) if last >= 0 else 0
+
+
+def check_steps(n_steps: int, batch: int, floats_per_step: int, what: str) -> None:
+    """Refuse a run whose ``[n_steps, batch, floats_per_step]`` float64 arrays memory cannot hold."""
+    from spikeflow._checked_files import check_memory
+
+    check_memory(int(n_steps) * int(batch) * int(floats_per_step) * 8, what, f"{n_steps:,} steps x batch {batch}", error=DataError)
+
+
 def event_bins(events: np.ndarray, sensor_size: Sequence[int], bin_width: float, first_bin: int = 0, what: str = "events"):
     """The one event binner's core: checked events as int64 ``(bin, p, y, x)`` and the frame shape
     ``(P, H, W)``. An event at ``t`` µs lands in bin ``floor(t / bin_width) - first_bin``; events
     before ``first_bin`` raise DataError."""
     check_events(events, sensor_size, sorted_t=False, what=what)
     width, height, polarities = sensor_dims(sensor_size, what)
-    if not (isinstance(bin_width, (int, float, np.integer, np.floating)) and bin_width > 0):
+    if not (isinstance(bin_width, (int, float, np.integer, np.floating)) and np.isfinite(bin_width) and bin_width > 0):
         raise DataError(f"argument 'bin_width': expected a positive number of µs, got {bin_width!r}")
     t = np.asarray(events["t"], dtype=np.float64)
     x = np.asarray(events["x"]).astype(np.int64)
@@ -122,6 +176,7 @@ def bin_events(events: np.ndarray, sensor_size: Sequence[int], bin_width: float,
     bins, p, y, x, dims = event_bins(events, sensor_size, bin_width, first_bin)
     if n_bins is None:
         n_bins = int(bins.max(initial=-1)) + 1
+    check_steps(n_bins, 1, int(np.prod(dims)), "events")
     keep = bins < n_bins
     frames = np.zeros((n_bins,) + dims)
     np.add.at(frames, (bins[keep], p[keep], y[keep], x[keep]), 1.0)

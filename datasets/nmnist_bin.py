@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeflow._atomic import atomic_path
-from spikeflow.datasets.events import EVENT_DTYPE, check_events
+from spikeflow.datasets.events import EVENT_DTYPE, check_events, check_integer_times
 from spikeflow.errors import DataError, FormatError
 
 RECORD_BYTES = 5
@@ -48,6 +48,12 @@ def encode_nmnist(events: np.ndarray) -> bytes:
     # Offsets only grow, so each event uses the fewest markers that bring t below 2**23.
     need = np.maximum(0, -(-(t - (2**TIME_BITS - 1)) // OVERFLOW_STEP))
     markers_before = np.maximum.accumulate(need)
+    if len(t) + int(markers_before[-1]) > DEFAULT_MAX_RECORDS:
+        # A late timestamp costs one 5-byte marker per 8.192 ms: t = 2**40 µs would write 671 MB.
+        raise DataError(
+            f"N-MNIST .bin: the last event at t={int(t[-1])} µs needs {int(markers_before[-1]):,} overflow markers; "
+            f"a file holds at most {DEFAULT_MAX_RECORDS:,} records (t up to ~{(DEFAULT_MAX_RECORDS - len(t)) * OVERFLOW_STEP / 1e6:.0f} s)"
+        )
     raw_t = t - markers_before * OVERFLOW_STEP
     total = len(t) + int(markers_before[-1])
     rec = np.zeros((total, RECORD_BYTES), dtype=np.uint8)
@@ -77,6 +83,7 @@ def write_nmnist_bin(path: str | os.PathLike, events: np.ndarray, sensor_size=NM
         [10, 9000000]
     """
     check_events(events, sensor_size, sorted_t=True, what=f"N-MNIST events for {path}")
+    check_integer_times(events, f"N-MNIST events for {path}")
     data = encode_nmnist(events)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -1,8 +1,9 @@
 """HDF5 event store: many samples of events in one file, read a sample or a time window cheaply.
 
-Layout (version 1)::
+Layout (version 2)::
 
-    /                 attrs: format="spikeflow-events", version=1, complete=1, sensor_size=(W, H, P),
+    user block        512 bytes: the seal, SHA-256 of the rest of the file (spikeflow._checked_files)
+    /                 attrs: format="spikeflow-events", version=2, complete=1, sensor_size=(W, H, P),
                              fields=[...], dtypes=[...], n_samples, n_events, block, metadata (JSON)
     /events           1-D compound (x, y, t, p), chunked and compressed; all samples back to back
     /samples/offsets  int64 [n_samples + 1]: sample i is events[offsets[i]:offsets[i + 1]]
@@ -15,8 +16,11 @@ coarse index (in memory) plus a search in at most two blocks of ``t``; only the 
 window are read (in one HDF5 call). Reads verify the blocks' CRCs (HDF5's own checksums cannot see
 a chunk that a damaged chunk index points to the wrong place), and the attribute ``header_crc``
 covers the layout attributes and the small index arrays, so a damaged file gives an error, never
-wrong events: what reads back is exactly what the writer checked and wrote.
-Every error on reading or writing is a ``FormatError`` or ``DataError``.
+wrong events: what reads back is exactly what the writer checked and wrote. Before that, opening a
+store verifies the seal over the whole file, so libhdf5 never parses a damaged file (a damaged HDF5
+file can make it loop forever), and checks the file's structure (no links, declared sizes that the
+file can hold). Writers (new stores and appends) hold a lock on the store, so two processes that
+append to one store both land. Every error on reading or writing is a ``FormatError`` or ``DataError``.
 """
 
 from __future__ import annotations
@@ -26,32 +30,29 @@ import json
 import os
 import shutil
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from spikeflow._atomic import atomic_path
-from spikeflow.datasets.events import EVENT_DTYPE, check_events, check_index
-from spikeflow.errors import DataError, FormatError, SpikeflowError
+from spikeflow._atomic import atomic_path, file_lock
+from spikeflow._checked_files import (
+    FILTER_DEFLATE, FILTER_LZF, FILTER_SHUFFLE, SEAL_SIZE, as_format_error, check_hdf5_tree, seal_file, verify_sealed,
+    verify_sealed_bytes,
+)
+from spikeflow.datasets.events import EVENT_DTYPE, check_events, check_index, check_integer_times, check_sensor_size
+from spikeflow.errors import DataError, FormatError
 
 FORMAT = "spikeflow-events"
-VERSION = 1
+VERSION = 2
 MAX_SENSOR = 1 << 16
 ALLOWED_FIELDS = ("x", "y", "t", "p")
 
 
-@contextmanager
-def _as_format_error(where: str) -> Iterator[None]:
-    # h5py raises OSError, KeyError, ValueError, TypeError, RuntimeError and more on damaged files;
-    # readers promise one error family, so anything that is not already ours becomes FormatError.
-    try:
-        yield
-    except SpikeflowError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - see comment above
-        raise FormatError(f"{where}: {type(exc).__name__}: {exc}") from exc
+#: Filters a store may use (``compression=`` "lzf" or "gzip", with or without shuffle), and the most
+#: its compressed events may expand: a file declaring more is refused before anything is read.
+STORE_FILTERS = (FILTER_LZF, FILTER_DEFLATE, FILTER_SHUFFLE)
+MAX_COMPRESSION = 1000.0
 
 
 class EventStoreWriter:
@@ -85,12 +86,23 @@ class EventStoreWriter:
         import h5py
 
         self.path = Path(path)
-        self.sensor_size = tuple(int(s) for s in sensor_size)
-        self.dtype = np.dtype(dtype)
+        self.sensor_size = check_sensor_size(sensor_size, str(self.path))
+        try:
+            self.dtype = np.dtype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self.path}: dtype must be a structured event dtype, got {dtype!r} ({exc})") from None
+        if metadata is not None and not isinstance(metadata, dict):
+            raise DataError(f"{self.path}: metadata must be a dict, got {type(metadata).__name__}")
         self.metadata = dict(metadata or {})
+        _metadata_json(self.metadata, str(self.path))
         _check_layout_args(self.sensor_size, self.dtype, str(self.path))
-        if chunk_events < 1:
-            raise DataError(f"{self.path}: chunk_events must be >= 1, got {chunk_events}")
+        if isinstance(chunk_events, bool) or not isinstance(chunk_events, (int, np.integer)) or not 1 <= chunk_events <= 1 << 24:
+            raise DataError(f"{self.path}: chunk_events must be an int in [1, 2**24], got {chunk_events!r}")
+        if compression not in (None, "lzf", "gzip"):
+            raise DataError(f"{self.path}: compression must be None, 'lzf' or 'gzip', got {compression!r}")
+        # Held until close: a second writer (or appender) of this store waits instead of losing data.
+        self._lock = file_lock(self.path)
+        self._lock.__enter__()
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         self._closed = False
@@ -121,7 +133,7 @@ class EventStoreWriter:
                 self.offsets, self.labels, self.block_t, self.block_crc = [0], [], [], []
                 self._run = 0
                 self.block = int(chunk_events)
-                self.file = h5py.File(self._tmp, "w")
+                self.file = h5py.File(self._tmp, "w", userblock_size=SEAL_SIZE)
                 self.file.attrs["complete"] = 0
                 # One compound dataset: a window or a sample is one HDF5 read, not one per field.
                 self.file.create_dataset(
@@ -142,6 +154,9 @@ class EventStoreWriter:
             raise DataError(f"{self.path}: writer is closed")
         what = f"{self.path}: sample {len(self.labels)}"
         check_events(events, self.sensor_size, sorted_t=True, what=what)
+        check_integer_times(events, what)
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not -(2**63) <= int(label) < 2**63:
+            raise DataError(f"{what}: label must be an int64 integer, got {label!r}")
         if set(events.dtype.names) != set(self.dtype.names):
             raise DataError(f"{what}: fields {events.dtype.names} differ from the store's {self.dtype.names}")
         # By name: astype between structured dtypes would match fields by position.
@@ -199,18 +214,20 @@ class EventStoreWriter:
                 format=FORMAT, version=VERSION, sensor_size=list(self.sensor_size),
                 fields=list(self.dtype.names), dtypes=[self.dtype[n].str for n in self.dtype.names],
                 n_samples=len(self.labels), n_events=self.offsets[-1], block=self.block,
-                metadata=json.dumps(self.metadata, sort_keys=True),
+                metadata=_metadata_json(self.metadata, str(self.path)),
             )
             f.attrs.update(attrs)
             f.attrs["header_crc"] = _header_crc(attrs, arrays)
             # Written last: a reader treats a file without it as half-written.
             f.attrs["complete"] = 1
             f.close()
+            seal_file(self._tmp)
             self._atomic.__exit__(None, None, None)
         except BaseException:
             self._abort()
             raise
         self._closed = True
+        self._lock.__exit__(None, None, None)
         return self.path
 
     def _abort(self) -> None:
@@ -219,7 +236,10 @@ class EventStoreWriter:
             if getattr(self, "file", None) is not None and self.file.id.valid:
                 self.file.close()
         finally:
-            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            try:
+                self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            finally:
+                self._lock.__exit__(None, None, None)
 
     def __enter__(self) -> "EventStoreWriter":
         return self
@@ -240,6 +260,13 @@ def write_store(path: str | os.PathLike, samples: Sequence[np.ndarray], labels: 
         for ev, label in zip(samples, labels):
             w.append(ev, label)
     return Path(path)
+
+
+def _metadata_json(metadata: dict, where: str) -> str:
+    try:
+        return json.dumps(metadata, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{where}: metadata must be JSON-serialisable (str keys; str, number, bool, None, list, dict values): {exc}") from None
 
 
 def _header_crc(attrs: dict, arrays: dict) -> int:
@@ -277,20 +304,21 @@ class EventStore:
         import h5py
 
         self.where = str(source) if not hasattr(source, "read") else getattr(source, "name", "<stream>")
-        if hasattr(source, "read"):
-            source.seek(0, io.SEEK_END)
-            size = source.tell()
-            source.seek(0)
-        else:
-            try:
-                size = os.path.getsize(source)
-            except OSError as exc:
-                raise FormatError(f"{self.where}: cannot open event store: {exc.strerror or exc}") from exc
         self.file = None
-        with _as_format_error(f"{self.where}: not a readable HDF5 event store"):
+        # The seal is checked over the whole file before libhdf5 parses any of it.
+        if hasattr(source, "read"):
+            with as_format_error(f"{self.where}: cannot read event store stream"):
+                source.seek(0)
+                data = source.read()
+            source = io.BytesIO(verify_sealed_bytes(data, self.where))
+            size = len(data)
+        else:
+            size = verify_sealed(source, self.where)
+        with as_format_error(f"{self.where}: not a readable HDF5 event store"):
             self.file = h5py.File(source, "r")
         try:
-            with _as_format_error(f"{self.where}: damaged event store"):
+            with as_format_error(f"{self.where}: damaged event store"):
+                check_hdf5_tree(self.file, self.where, size, filters=STORE_FILTERS, max_ratio=MAX_COMPRESSION)
                 self._load_header(size)
         except BaseException:
             self.close()
@@ -399,7 +427,7 @@ class EventStore:
             return np.empty(0, dtype=self.dtype)
         k0, k1 = start // self.block, -(-stop // self.block)
         lo, hi = k0 * self.block, min(k1 * self.block, self.n_events)
-        with _as_format_error(f"{self.where}: sample {sample}: cannot read events {start}:{stop}"):
+        with as_format_error(f"{self.where}: sample {sample}: cannot read events {start}:{stop}"):
             data = self._events[lo:hi]
         if data.dtype != self.dtype or data.shape != (hi - lo,):
             raise FormatError(f"{self.where}: sample {sample}: events {lo}:{hi} read back as {data.dtype}, {data.shape}")

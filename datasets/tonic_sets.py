@@ -22,6 +22,60 @@ from spikeflow.datasets.events import check_events, check_index
 from spikeflow.errors import DataError, FormatError, SpikeflowError
 
 
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Extract a ``.zip`` or ``.tar[.gz|.bz2|.xz]`` archive into ``dest``, never writing outside it.
+
+    Members with absolute paths, ``..`` components, links (symbolic or hard), device files or
+    other special files are refused, as is an archive whose files would not fit on the disk.
+
+    Raises:
+        FormatError: a damaged archive, an unsupported kind, or a member that is refused (named).
+    """
+    import tarfile
+    import zipfile
+
+    archive, dest = Path(archive), Path(dest)
+
+    def check_name(name: str) -> None:
+        parts = Path(name.replace("\\", "/")).parts
+        if not name or Path(name).is_absolute() or name.startswith(("/", "\\")) or ".." in parts or ":" in (parts[0] if parts else ""):
+            raise FormatError(f"{archive}: member {name!r} would be written outside the target folder; refused")
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                members = z.infolist()
+                for m in members:
+                    check_name(m.filename)
+                    if (m.external_attr >> 16) & 0o170000 not in (0, 0o100000, 0o040000):
+                        raise FormatError(f"{archive}: member {m.filename!r} is a link or special file; refused")
+                _check_space(archive, dest, sum(m.file_size for m in members))
+                z.extractall(dest)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                members = t.getmembers()
+                for m in members:
+                    check_name(m.name)
+                    if not (m.isfile() or m.isdir()):
+                        raise FormatError(f"{archive}: member {m.name!r} is a link or special file; refused")
+                _check_space(archive, dest, sum(m.size for m in members))
+                # The "data" filter (Python >= 3.11.4) repeats these checks inside tarfile itself.
+                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                t.extractall(dest, members=members, **kwargs)
+        else:
+            raise FormatError(f"{archive}: cannot extract archive: not a zip or tar archive")
+    except SpikeflowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip/tar errors of all kinds
+        raise FormatError(f"{archive}: cannot extract archive: {type(exc).__name__}: {exc}") from None
+
+
+def _check_space(archive: Path, dest: Path, need: int) -> None:
+    free = shutil.disk_usage(dest).free
+    if need > free:
+        raise FormatError(f"{archive}: extracting needs {need:,} bytes, the disk has {free:,} free")
+
+
 class _Offline(ABC):
     """Base: find (or extract) the files, build tonic's dataset without its download path."""
 
@@ -84,16 +138,11 @@ class _Offline(ABC):
         return all(any(self.location.glob(e)) for e in expected)
 
     def _extract(self, archive: Path, expected: list[str]) -> None:
-        from tonic.download_utils import extract_archive
-
         # Extract next to the target, then move the top-level entries in: a crash mid-way never
         # leaves a half-extracted tree where the files are expected.
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=self.location))
         try:
-            try:
-                extract_archive(str(archive), str(tmp))
-            except Exception as exc:  # noqa: BLE001 - zip/tar errors of all kinds
-                raise FormatError(f"{archive}: cannot extract archive: {type(exc).__name__}: {exc}") from exc
+            safe_extract(archive, tmp)
             for entry in tmp.iterdir():
                 target = self.location / entry.name
                 if not target.exists():

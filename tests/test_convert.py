@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-import spikeflow as sf  # noqa: E402
-from spikeflow.errors import GraphError  # noqa: E402
-from spikeflow.ir import nodes as n  # noqa: E402
-from spikeflow.convert import QCFS, ann_to_snn  # noqa: E402
+import spikeflow as sf
+from spikeflow.convert import QCFS, ann_to_snn
+from spikeflow.errors import GraphError
+from spikeflow.ir import nodes as n
 
 nn = torch.nn
 

@@ -19,6 +19,8 @@ import numpy as np
 from spikeflow.errors import BackendError, DataError
 
 from ..capabilities import Capabilities
+from spikeflow.datasets.events import check_steps, steps_for_events
+
 from ..inputs import default_bin_width, event_bins, event_samples, prepare_inputs
 from ..result import SimulationResult
 from . import is_available  # noqa: F401  (the registry asks each backend module)
@@ -79,6 +81,9 @@ class Simulator:
         self.sensor_size = sensor_size
         self.engine = Engine(flat, backend=backend, event=capabilities(backend).event_driven, precision=precision, sparse=sparse, record=record)
         self.steps_done = 0
+        # What one step of one sample returns (outputs, recorded spikes and traces): bounds a run's memory.
+        shapes = flat.shapes()
+        self._floats_per_step = sum(math.prod(shapes[k]) for k in flat.outputs) + 2 * sum(math.prod(shapes[k]) for k in record if k in shapes)
 
     def reset(self) -> None:
         """Back to rest: zero state, time 0."""
@@ -92,8 +97,9 @@ class Simulator:
         samples = event_samples(chunk)
         events = samples is not None
         if events and n_steps is None:
-            last = max(int(math.floor(np.max(s["t"], initial=-1) / self.bin_width)) + 1 for s in samples)
-            n_steps = max(last - self.steps_done, 0)
+            n_steps = steps_for_events(samples, self.bin_width, self.steps_done)
+        if events:
+            check_steps(n_steps, len(samples), self._floats_per_step, "argument 'inputs' (events)")
         if events and self.engine.event and len(self.shapes) == 1:  # binned straight to entries, never densified
             name, shape = next(iter(self.shapes.items()))
             inputs = {name: self._entries(samples, shape, n_steps)}

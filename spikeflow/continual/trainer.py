@@ -31,7 +31,7 @@ from spikeflow.continual.metrics import ContinualResult
 from spikeflow.continual.strategies import get_strategy
 from spikeflow.continual.tasks import Task, _pair
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, save_state
+from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, restore_all_or_nothing, save_state
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
 CHECKPOINT_VERSION = 2
@@ -243,11 +243,11 @@ class ContinualTrainer:
         """
         path = Path(path)
         state = load_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, what="continual-learning checkpoint")
-        try:
-            self._restore(state)
+        try:  # all or nothing: a checkpoint that does not fit leaves the trainer as it was
+            restore_all_or_nothing(self, state, shared=(self.tasks, self._data, self._test, self._test_raw, self.encoder))
         except SpikeflowError as err:
             raise FormatError(f"{path}: {err}") from None
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        except Exception as err:  # noqa: BLE001 - every misfit becomes one FormatError
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise FormatError(f"{path}: does not fit this model or strategy ({type(err).__name__}: {first})") from None
 

@@ -2,7 +2,8 @@
 
 Layout of a graph file::
 
-    /                attrs: format = "spikeflow-graph", format_version = 1, spikeflow_version
+    user block       512 bytes: the seal, SHA-256 of the rest of the file (spikeflow._checked_files)
+    /                attrs: format = "spikeflow-graph", format_version = 2, spikeflow_version
     /graph           Graph.to_dict(): one group per node under /graph/nodes, nested graphs
                      are groups whose attribute ``type`` is "Graph"
 
@@ -10,7 +11,9 @@ The walker (:func:`write_tree` / :func:`read_tree`) knows nothing about node typ
 datasets, ``str``/``int``/``float``/``bool`` become attributes, lists of strings become string
 datasets and dicts become groups. A sparse Affine/Linear weight is therefore a group: attribute
 ``format = "csr"`` and datasets ``shape``, ``indptr``, ``indices``, ``data`` (never densified).
-Reading checks the header, then the schema (every field of every node, with its kind), then
+Reading verifies the seal before libhdf5 sees the file (a damaged file is refused, never parsed),
+checks the structure (no links, sizes bounded by the file: see :func:`check_hdf5_tree`), then the
+header, then the schema (every field of every node, with its kind), then
 builds and validates the graph; each problem is a :class:`~spikeflow.errors.SpikeflowError`
 naming the file, node and field. No pickle anywhere.
 """
@@ -23,14 +26,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from spikeflow._atomic import atomic_path
+from spikeflow._checked_files import load_sealed_hdf5, sealed_hdf5_writer
 from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.ir.graph import Graph
 from spikeflow.ir.nodes import NODE_TYPES, SPARSE_FORMAT, SPARSE_KEYS
 
 FORMAT_NAME = "spikeflow-graph"
-FORMAT_VERSION = 1
-"""Bumped whenever a file written now could not be read by an older reader."""
+FORMAT_VERSION = 2
+"""Bumped whenever a file written now could not be read by an older reader (2: sealed)."""
 
 _GRAPH_FIELDS = {
     "type": str, "nodes": dict, "node_order": list, "edges": list, "dt": float, "integration": str, "metadata": str,
@@ -162,42 +165,41 @@ def save(graph: Graph, path: str | os.PathLike) -> None:
         >>> sf.load(path) == g
         True
     """
-    import h5py
-
     graph.validate()
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            write_header(f, FORMAT_NAME, FORMAT_VERSION)
-            write_tree(f.create_group("graph", track_order=True), graph.to_dict())
+    with sealed_hdf5_writer(path, track_order=True) as f:
+        write_header(f, FORMAT_NAME, FORMAT_VERSION)
+        write_tree(f.create_group("graph", track_order=True), graph.to_dict())
 
 
 def load(path: str | os.PathLike) -> Graph:
     """Read and validate a graph written by :func:`save`.
 
     Raises:
-        FormatError: not an HDF5 file, truncated, wrong format or newer version, schema mismatch.
+        FormatError: damaged (checksum), not a sealed spikeflow file, wrong format or newer version,
+            links or declared sizes the file cannot hold, schema mismatch.
         GraphError: a node or edge is invalid (the message names the file, node and field).
     """
-    import h5py
-
     try:
-        with h5py.File(path, "r") as f:
-            check_header(f, path, FORMAT_NAME, FORMAT_VERSION)
-            extra = sorted(set(f.keys()) - {"graph"})
-            if "graph" not in f:
-                raise FormatError(f"{path}: missing group 'graph'")
-            if extra:
-                raise FormatError(f"{path}: unexpected group {extra[0]!r}")
-            data = read_tree(f["graph"])
+        data = load_sealed_hdf5(path, _graph_tree)
         _check_graph_dict(data, "graph")
         return Graph.from_dict(data).validate()
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file") from None
     except SpikeflowError as err:
         text = str(err)
         raise type(err)(text if text.startswith(f"{path}:") else f"{path}: {err}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise FormatError(f"{path}: not a readable spikeflow graph file (truncated or not HDF5?): {err}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, OverflowError, RecursionError, MemoryError) as err:
+        # Graph.from_dict on a schema-checked dict: a value the node builders did not expect.
+        raise FormatError(f"{path}: not a readable spikeflow graph file ({type(err).__name__}: {err})") from None
+
+
+def _graph_tree(f, where: str) -> dict[str, Any]:
+    """The graph dict of an open, structure-checked graph file (runs in the parse helper)."""
+    check_header(f, where, FORMAT_NAME, FORMAT_VERSION)
+    extra = sorted(set(f.keys()) - {"graph"})
+    if "graph" not in f:
+        raise FormatError(f"{where}: missing group 'graph'")
+    if extra:
+        raise FormatError(f"{where}: unexpected group {extra[0]!r}")
+    return read_tree(f["graph"])
 
 
 def _check_graph_dict(data: dict, where: str) -> None:

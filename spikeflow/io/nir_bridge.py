@@ -17,6 +17,12 @@ NIR has no sparse matrices: a sparse Affine/Linear weight is written dense, and 
 refuses (GraphError naming the node) when that matrix would hold more than ``max_dense``
 (default :data:`MAX_DENSE`) entries. Import is always dense.
 
+Reading a file is bounded: its size is checked against memory, its HDF5 structure is checked
+before any data is read (no links, no sizes the file cannot hold: see
+:func:`spikeflow._checked_files.check_hdf5_tree`), and the parse first runs in a forked child with
+a time limit, so a damaged file that would hang libhdf5 is refused (NIR files are written by other
+tools and carry no checksum). Every problem with the file is a ``FormatError``.
+
 Foreign files carry no ``spikeflow_dt``: pass ``dt=`` to :func:`from_nir`. The conversion rules
 are two tables, :data:`TO_NIR` and :data:`FROM_NIR`; fields with the same name in both worlds are
 copied by one generic rule. See ``docs/conventions.md`` for each convention.
@@ -24,6 +30,7 @@ copied by one generic rule. See ``docs/conventions.md`` for each convention.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -33,12 +40,20 @@ from typing import Any, Callable
 import numpy as np
 
 from spikeflow._atomic import atomic_path
+from spikeflow._checked_files import (
+    FILTER_DEFLATE, FILTER_FLETCHER32, FILTER_LZF, FILTER_SHUFFLE, as_format_error, check_hdf5_tree, file_bytes, parse_isolated,
+)
 from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.graph import Graph
 from spikeflow.ir.nodes import NODE_TYPES
 
 META = "spikeflow_"
+MAX_NIR_BYTES = 1 << 32
+"""Largest NIR file :func:`from_nir` reads (4 GiB)."""
+NIR_FILTERS = (FILTER_DEFLATE, FILTER_SHUFFLE, FILTER_LZF, FILTER_FLETCHER32)
+# Exceptions that converting a malformed (but readable) NIR graph can raise from nir, numpy or json.
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, AssertionError, RecursionError, OverflowError, MemoryError)
 MAX_DENSE = 50_000_000
 """Largest sparse weight (rows x cols entries, 400 MB in float64) that :func:`to_nir` densifies."""
 
@@ -338,7 +353,9 @@ def _graph_from_nir(ng, dt: float | None, integration: str | None, where: str = 
         )
     own_integration = integration or _meta_value(meta, "integration") or inherited[1]
     raw = _meta_value(meta, "metadata")
-    metadata = json.loads(raw) if isinstance(raw, str) else {}
+    metadata = json.loads(raw) if raw is not None else {}
+    if not isinstance(raw, (str, type(None))) or not isinstance(metadata, dict):
+        raise GraphError(f"{where}metadata '{META}metadata' must be a JSON object in a string, got {raw!r:.60}")
 
     order = _meta_value(meta, "node_order")
     order = json.loads(order) if isinstance(order, str) else []
@@ -421,17 +438,67 @@ def from_nir(source, dt: float | None = None, integration: str | None = None) ->
         ng = source
     else:
         where = f"{source}: "
-        try:
-            ng = nir.read(source, type_check=False)
-        except FileNotFoundError:
-            raise FormatError(f"{source}: no such file") from None
-        except SpikeflowError:
-            raise
-        except Exception as err:  # nir raises anything from OSError to AssertionError on bad files
-            raise FormatError(f"{source}: not a readable NIR file ({type(err).__name__}: {err})") from None
+        ng = read_nir(source)
     if not isinstance(ng, nir.NIRGraph):
         raise GraphError(f"{where}expected a NIR graph, got a single {type(ng).__name__} node")
     try:
         return _graph_from_nir(ng, dt, integration).validate()
     except SpikeflowError as err:
         raise type(err)(f"{where}{err}") from None
+    except _MALFORMED as err:  # bad metadata JSON, shapes or values that the converters cannot use
+        error = FormatError if where else GraphError
+        raise error(f"{where}malformed NIR graph ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def read_nir(path: str | os.PathLike):
+    """Read a NIR file into a ``nir.NIRGraph`` without ever hanging or over-allocating.
+
+    The file is read once into memory and parsed by a helper process with a time limit
+    (:func:`spikeflow._checked_files.parse_isolated`); this process only builds the NIR objects
+    from the plain data that comes back.
+
+    Raises:
+        FormatError: missing, too large, damaged, hangs or crashes the parser, or not NIR.
+    """
+    import nir
+
+    where = str(path)
+    tree = parse_isolated(nir_file_tree, file_bytes(path, where, MAX_NIR_BYTES), where)
+    if "type_check" in tree:
+        raise FormatError(f"{where}: NIR graph holds a reserved key 'type_check'")
+    tree["type_check"] = False
+    with as_format_error(f"{where}: not a valid NIR graph"):
+        return nir.dict2NIRNode(tree)
+
+
+def nir_file_tree(data: bytes, where: str) -> dict[str, Any]:
+    """The NIR file ``data`` as the dict ``nir.read`` builds, after the structure checks."""
+    import h5py
+
+    with as_format_error(f"{where}: not a readable NIR file"):
+        with h5py.File(io.BytesIO(data), "r") as f:
+            check_hdf5_tree(f, where, len(data), filters=NIR_FILTERS, max_ratio=1000.0, whole=True)
+            if not isinstance(f.get("node"), h5py.Group):
+                raise FormatError(f"{where}: not a readable NIR file (no group 'node')")
+            return _nir_tree(f["node"])
+
+
+def _nir_tree(group) -> dict[str, Any]:
+    """The dict ``nir.read`` builds (datasets as values, byte strings decoded), from a checked file."""
+    import h5py
+
+    out: dict[str, Any] = {}
+    for key in group.id:  # the low-level API: h5py's wrappers cost more than the reads
+        oid = h5py.h5o.open(group.id, key)
+        name = key.decode("utf8")
+        if isinstance(oid, h5py.h5g.GroupID):
+            out[name] = _nir_tree(h5py.Group(oid))
+        else:
+            value = h5py.Dataset(oid)[()]
+            out[name] = value.decode("utf8") if isinstance(value, bytes) else value
+    return out

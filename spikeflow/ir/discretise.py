@@ -46,6 +46,10 @@ def leak(tau: np.ndarray, dt: float, integration: str, where: str = "") -> tuple
     raise GraphError(f"unknown integration {integration!r}; expected one of {INTEGRATIONS}")
 
 
+MAX_DELAY_STEPS = 1 << 20
+"""Longest delay in steps (each step of delay is buffered, per neuron)."""
+
+
 def coefficients(node: n.Node, dt: float, integration: str, where: str = "") -> dict[str, np.ndarray]:
     """The float64 arrays a backend needs to step ``node`` (empty for stateless nodes)."""
     if isinstance(node, (n.LI, n.LIF)):
@@ -58,7 +62,14 @@ def coefficients(node: n.Node, dt: float, integration: str, where: str = "") -> 
     elif isinstance(node, (n.I, n.IF)):
         out = {"c": dt * node.r}
     elif isinstance(node, n.Delay):
-        out = {"steps": np.rint(node.delay / dt).astype(np.int64)}
+        steps = node.delay / dt
+        if np.any(steps > MAX_DELAY_STEPS):
+            # Cast to int64, a huge delay would wrap around (to no delay or a negative one).
+            raise GraphError(
+                f"{where}field 'delay': {float(np.max(node.delay)):g} s is {float(np.max(steps)):.3g} steps of dt={dt:g} s; "
+                f"a delay holds at most {MAX_DELAY_STEPS:,} steps"
+            )
+        out = {"steps": np.rint(steps).astype(np.int64)}
     else:
         return {}
     if node.spiking:

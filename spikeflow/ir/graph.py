@@ -313,6 +313,7 @@ class Graph:
         graph = self.flatten()
         cut = set(graph.delayed_edges())
         shapes: dict[str, tuple[int, ...]] = {}
+        in_shapes: dict[str, tuple[int, ...]] = {}
         for name in graph.order():
             node = graph.nodes[name]
             sources = [a for a, b in graph.edges if b == name and (a, b) not in cut]
@@ -324,13 +325,15 @@ class Graph:
             found = {shapes[a] for a in sources}
             if len(found) > 1:
                 raise GraphError(f"node {name!r}: incoming edges disagree on shape: " + ", ".join(f"{a} gives {shapes[a]}" for a in sources))
+            in_shapes[name] = found.pop()
             try:
-                shapes[name] = node.output_shape(found.pop())
+                shapes[name] = node.output_shape(in_shapes[name])
             except GraphError as err:
                 src = ", ".join(sources)
                 raise GraphError(f"node {name!r} (input from {src}): shape mismatch: {err}") from None
         for a, b in cut:
-            expected = graph.nodes[b].input_shape() or shapes[b]
+            # What b takes in (not what it puts out: a Conv2d or pool changes the shape).
+            expected = in_shapes.get(b) or graph.nodes[b].input_shape() or shapes[b]
             if isinstance(graph.nodes[b], n.Node) and shapes[a] != tuple(expected):
                 raise GraphError(f"node {b!r}: recurrent edge from {a!r} gives shape {shapes[a]}, expected {tuple(expected)}")
         return shapes

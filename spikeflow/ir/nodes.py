@@ -39,6 +39,8 @@ def _coerce(node: str, f, value: Any) -> Any:
     if f.metadata.get("sparse") and (is_sparse(value) or isinstance(value, Mapping)):
         return _coerce_sparse(here, value)
     if kind in ("array", "positive"):
+        if np.iscomplexobj(value):  # casting would silently drop the imaginary part
+            raise GraphError(f"{here}: expected real numbers, got complex values")
         try:
             arr = np.array(value, dtype=np.float64)
         except (TypeError, ValueError) as err:

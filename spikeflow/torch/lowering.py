@@ -378,6 +378,12 @@ class GraphModule(nn.Module):
             if lead is not None and tuple(t.shape[:2]) != lead:
                 raise DataError(f"input {name!r}: [T, B] = {tuple(t.shape[:2])} differs from the other inputs' {lead}")
             lead = tuple(t.shape[:2])
+            if t.is_complex():  # casting would drop the imaginary part: a silently wrong input
+                raise DataError(f"input {name!r}: expected real values, got a {t.dtype} tensor")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                # NaN/inf would pass through thresholds as "no spike" and give finite, wrong outputs.
+                bad = tuple(int(i) for i in torch.nonzero(~torch.isfinite(t))[0])
+                raise DataError(f"input {name!r}: contains NaN or inf, first at index {bad}")
             values[name] = t.to(dtype=self._probe.dtype, device=self._probe.device)
         return values
 

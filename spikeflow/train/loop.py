@@ -24,17 +24,18 @@ of the batches.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spikeflow._atomic import atomic_path
-from spikeflow.errors import DataError, FormatError, SpikeflowError
+from spikeflow.errors import DataError, FormatError
 from spikeflow.train.losses import get_loss
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -175,43 +176,59 @@ class TrainingLoop:
 def save_state(path: str | Path, format_name: str, version: int, state: Mapping[str, Any]) -> Path:
     """Write a training state atomically as HDF5: tensors and arrays as datasets, everything else
     (numbers, strings, None, nested dicts/lists/tuples, integer keys) as one JSON document."""
-    import h5py
-
+    from spikeflow._checked_files import sealed_hdf5_writer
     from spikeflow.io.hdf5 import write_header
 
     arrays: list[np.ndarray] = []
     tree = _pack(state, arrays)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            write_header(f, format_name, version)
-            f.attrs["state"] = json.dumps(tree)
-            group = f.create_group("arrays")
-            for i, arr in enumerate(arrays):
-                group.create_dataset(str(i), data=arr)
+    # Sealed: the SHA-256 in the user block is checked before libhdf5 parses the file (docs/files.md).
+    with sealed_hdf5_writer(path) as f:
+        write_header(f, format_name, version)
+        f.attrs["state"] = json.dumps(tree)
+        group = f.create_group("arrays")
+        for i, arr in enumerate(arrays):
+            group.create_dataset(str(i), data=arr)
     return Path(path)
 
 
 def load_state(path: str | Path, format_name: str, version: int, what: str = "checkpoint") -> dict[str, Any]:
-    """Read a state written by :func:`save_state`; a missing, truncated or foreign file raises FormatError."""
-    import h5py
-
+    """Read a state written by :func:`save_state`; a missing, damaged (checksum), unsealed, truncated
+    or foreign file raises FormatError, checked before libhdf5 parses it."""
+    from spikeflow._checked_files import as_format_error, load_sealed_hdf5
     from spikeflow.io.hdf5 import check_header
 
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"{what} {str(path)!r}: no such file")
-    try:
-        with h5py.File(path, "r") as f:
-            check_header(f, path, format_name, version)
-            arrays = {k: np.asarray(v[()]) for k, v in f["arrays"].items()}
-            state = _unpack(json.loads(f.attrs["state"]), arrays)
-    except SpikeflowError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
-        raise FormatError(f"{what} {str(path)!r}: not a readable {what} (truncated or not HDF5?): {err}") from None
+    where = f"{what} {str(path)!r}"
+    raw = load_sealed_hdf5(path, _state_tree, where)
+    # The header read in the helper, checked here with the same messages as every spikeflow file.
+    check_header(SimpleNamespace(attrs={"format": raw["format"], "format_version": raw["version"]}), where, format_name, version)
+    if raw["state"] is None:
+        raise FormatError(f"{where}: not a training state file (no 'state' document or 'arrays' group)")
+    with as_format_error(where):
+        state = _unpack(json.loads(raw["state"]), raw["arrays"])
     if not isinstance(state, dict):
         raise FormatError(f"{what} {str(path)!r}: expected a dict, got {type(state).__name__}")
     return state
+
+
+def _state_tree(f, where: str) -> dict[str, Any]:
+    """Header, JSON document and arrays of an open, structure-checked state file (parse helper)."""
+    import h5py
+
+    state, arrays = f.attrs.get("state"), f.get("arrays")
+    ok = isinstance(state, str) and isinstance(arrays, h5py.Group)
+    return {
+        "format": f.attrs.get("format"), "version": f.attrs.get("format_version"), "state": state if ok else None,
+        "arrays": {k: np.asarray(v[()]) for k, v in arrays.items()} if ok else {},
+    }
+
+
+def restore_all_or_nothing(owner: Any, state: Mapping[str, Any], shared: tuple = ()) -> None:
+    """``owner._restore(state)``, but first on a deep copy of ``owner`` (sharing the objects in
+    ``shared``, e.g. its data): a state that does not fit raises there and leaves ``owner`` untouched."""
+    trial = copy.deepcopy(owner, {id(v): v for v in shared})
+    trial._restore(state)
+    owner._restore(state)
 
 
 def _pack(value: Any, arrays: list[np.ndarray]) -> Any:

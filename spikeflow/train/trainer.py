@@ -35,11 +35,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from spikeflow.errors import DataError, FormatError
-from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, save_state
+from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, restore_all_or_nothing, save_state
 
 CHECKPOINT_FORMAT = "spikeflow-checkpoint"
 CHECKPOINT_VERSION = 2
-"""Version 2: HDF5 written by :func:`spikeflow.train.loop.save_state` (version 1 was a torch.save file)."""
+"""Version 2: sealed HDF5 written by :func:`spikeflow.train.loop.save_state` (version 1 was a torch.save file)."""
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "OPTIMIZERS", "RateEncoder", "Trainer"]
 
@@ -307,13 +307,16 @@ class Trainer:
         missing = [k for k in ("epoch", "model", "optimizer", "history", "rng") if k not in state]
         if missing:
             raise FormatError(f"{where}: missing field {missing[0]!r}")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
-        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        try:  # all or nothing: a checkpoint that does not fit leaves the trainer as it was
+            restore_all_or_nothing(self, state)
+        except Exception as err:  # noqa: BLE001 - every misfit becomes one FormatError
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FormatError(f"{where}: does not fit this model/optimizer ({first})") from None
-        self._torch_rng = state["rng"]["torch"].cpu()
+            raise FormatError(f"{where}: does not fit this model/optimizer ({type(err).__name__}: {first})") from None
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
+        self._torch_rng = state["rng"]["torch"].cpu().clone()
         self.epoch = int(state["epoch"])
-        self.history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}
+        self.history = {str(k): [float(v) for v in vals] for k, vals in state["history"].items()}

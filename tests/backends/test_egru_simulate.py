@@ -161,7 +161,6 @@ def test_fixed_point_is_refused_naming_the_node(backend):
 
 
 def test_brian2_refuses_egru_naming_node_type_and_backend():
-    pytest.importorskip("brian2")
     graph = GRAPHS["single"](0)
     with pytest.raises(sf.BackendError) as err:
         simulate(graph, (sparse_inputs(graph, 0) != 0).astype(float), backend="brian2")
@@ -181,7 +180,6 @@ def test_hdf5_round_trip_then_simulate(kind, tmp_path):
 
 
 def test_to_nir_raises_naming_the_egru_node():
-    pytest.importorskip("nir")
     graph = GRAPHS["conv"](0)
     with pytest.raises(sf.SpikeflowError, match="'egru4'"):
         sf.to_nir(graph)

@@ -9,11 +9,11 @@ on an exact tie, and continuous random parameters make ties improbable.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import spikeflow as sf
-from spikeflow.backends import available_backends, simulate
+from spikeflow.backends import simulate
 from spikeflow.ir import nodes as n
 
 from .helpers import assert_identical, assert_matches_reference, run_all
@@ -22,26 +22,49 @@ from .strategies import conv_graphs, dense_graphs, spike_inputs
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@SETTINGS
-@given(st.data())
-def test_dense_graphs_clock_event_reference(data):
-    graph = data.draw(dense_graphs())
-    x = data.draw(spike_inputs(graph))
-    clock = run_all(graph, x, "numba-clock")
-    event = run_all(graph, x, "numba-event")
-    assert_identical(clock, event)
-    assert_matches_reference(graph, x, clock)
+def spike_count(result) -> int:
+    return int(sum(v.sum() for v in result.spikes.values()))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_conv_graphs_clock_event_reference(data):
-    graph = data.draw(conv_graphs())
-    x = data.draw(spike_inputs(graph, max_steps=6))
-    clock = run_all(graph, x, "numba-clock")
-    event = run_all(graph, x, "numba-event")
-    assert_identical(clock, event)
-    assert_matches_reference(graph, x, clock)
+def assert_most_spike(counts: list[int]) -> None:
+    """Equal silence proves nothing: most random graphs of a run must spike."""
+    assert sum(c > 0 for c in counts) >= 0.6 * len(counts), f"only {sum(c > 0 for c in counts)} of {len(counts)} random graphs spiked"
+
+
+def test_dense_graphs_clock_event_reference():
+    counts = []
+
+    @SETTINGS
+    @given(st.data())
+    def check(data):
+        graph = data.draw(dense_graphs())
+        x = data.draw(spike_inputs(graph))
+        clock = run_all(graph, x, "numba-clock")
+        event = run_all(graph, x, "numba-event")
+        assert_identical(clock, event)
+        assert_matches_reference(graph, x, clock)
+        counts.append(spike_count(clock))
+
+    check()
+    assert_most_spike(counts)
+
+
+def test_conv_graphs_clock_event_reference():
+    counts = []
+
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def check(data):
+        graph = data.draw(conv_graphs())
+        x = data.draw(spike_inputs(graph, max_steps=6))
+        clock = run_all(graph, x, "numba-clock")
+        event = run_all(graph, x, "numba-event")
+        assert_identical(clock, event)
+        assert_matches_reference(graph, x, clock)
+        counts.append(spike_count(clock))
+
+    check()
+    assert_most_spike(counts)
 
 
 @settings(max_examples=15, deadline=None)
@@ -54,28 +77,24 @@ def test_weight_layouts_are_bit_identical(data):
         assert_identical(results[0], other)
 
 
-def _components_respect_edges(graph) -> bool:
-    flat = graph.flatten()
-    delayed = set(flat.delayed_edges())
-    where = {k: i for i, group in enumerate(flat.components()) for k in group}
-    return all(where[a] <= where[b] for a, b in flat.edges if (a, b) not in delayed)
+def test_torch_backend_spikes_match_numba():
+    counts = []
 
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def check(data):
+        graph = data.draw(st.one_of(dense_graphs(), conv_graphs()))
+        x = data.draw(spike_inputs(graph, max_steps=8))
+        names = [k for k, v in graph.flatten().nodes.items() if v.spiking]
+        torch_res = simulate(graph, x, backend="torch", record=names)
+        event = simulate(graph, x, backend="numba-event", record=names)
+        for k in names:
+            np.testing.assert_array_equal(torch_res.spikes[k], event.spikes[k], err_msg=k)
+        np.testing.assert_allclose(torch_res.output, event.output, rtol=1e-9, atol=1e-9)
+        counts.append(spike_count(event))
 
-@pytest.mark.skipif(not available_backends()["torch"], reason="spikeflow.torch.lowering not built yet")
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(st.data())
-def test_torch_backend_spikes_match_numba(data):
-    graph = data.draw(st.one_of(dense_graphs(), conv_graphs()))
-    # Graph.components() (which the torch lowering steps through) can list a group after a
-    # recurrent group it feeds (a skip edge into a recurrent loop); reported to the IR owner.
-    assume(_components_respect_edges(graph))
-    x = data.draw(spike_inputs(graph, max_steps=8))
-    names = [k for k, v in graph.flatten().nodes.items() if v.spiking]
-    torch_res = simulate(graph, x, backend="torch", record=names)
-    event = simulate(graph, x, backend="numba-event", record=names)
-    for k in names:
-        np.testing.assert_array_equal(torch_res.spikes[k], event.spikes[k], err_msg=k)
-    np.testing.assert_allclose(torch_res.output, event.output, rtol=1e-9, atol=1e-9)
+    check()
+    assert_most_spike(counts)
 
 
 def _rnn_parts(rng):

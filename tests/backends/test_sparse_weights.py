@@ -1,7 +1,6 @@
 """Sparse IR weights run in the numba and Brian2 backends straight from their CSR arrays, with
 results identical to the same graph holding the dense matrix; a 10k x 10k network never goes dense."""
 
-import time
 import tracemalloc
 
 import numpy as np
@@ -130,7 +129,6 @@ def test_ten_million_entry_matrix_is_never_dense(tmp_path):
     rng = np.random.default_rng(0)
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         rows = np.repeat(np.arange(size), fan_in)
         cols = rng.integers(0, size, size * fan_in)
         w = sp.coo_array((rng.normal(0, 0.3, size * fan_in), (rows, cols)), shape=(size, size))
@@ -150,11 +148,9 @@ def test_ten_million_entry_matrix_is_never_dense(tmp_path):
             assert res.output.shape == (5, 1, size) and res.spikes["lif2"].sum() > 0
         with pytest.raises(sf.GraphError, match="node 'linear1' field 'weight'.*10000 x 10000"):
             sf.to_nir(back, max_dense=10_000_000)
-        elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 250e6, f"peak traced memory {peak / 1e6:.0f} MB: something went dense (800 MB)"
-    assert elapsed < 120  # seconds on a busy 2-core machine; a dense path would swap or take minutes
     ref = simulate(g, x, backend="numba-event", record=["lif2"])
     np.testing.assert_array_equal(ref.spikes["lif2"], res.spikes["lif2"])

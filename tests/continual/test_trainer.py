@@ -186,7 +186,7 @@ def test_broken_or_foreign_checkpoints_are_format_errors(tmp_path):
     trainer._set_tasks(tasks)
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5 at all")
-    with pytest.raises(FormatError, match="not a readable continual-learning checkpoint"):
+    with pytest.raises(FormatError, match="no spikeflow checksum"):
         trainer.load_checkpoint(junk)
     with pytest.raises(FormatError, match="no such file"):
         trainer.load_checkpoint(tmp_path / "missing.h5")

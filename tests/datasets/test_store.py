@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from spikeflow.datasets.events import make_events, sort_events
 from spikeflow.datasets.store import EventStore, EventStoreWriter, write_store
 from spikeflow.errors import DataError, FormatError, SpikeflowError
+from spikeflow._checked_files import seal_bytes, seal_file
 
 SENSOR = (34, 34, 2)
 
@@ -109,14 +110,15 @@ def test_damaged_layouts_are_named(store_path):
     def edit(fn):
         with h5py.File(store_path, "r+") as f:
             fn(f)
+        seal_file(store_path)  # edited by a tool that knows the format: the checks behind the seal must catch it
 
     edit(lambda f: f.attrs.__setitem__("complete", 0))
     with pytest.raises(FormatError, match="half-written"):
         EventStore(store_path)
-    edit(lambda f: (f.attrs.__setitem__("complete", 1), f.attrs.__setitem__("version", 2)))
+    edit(lambda f: (f.attrs.__setitem__("complete", 1), f.attrs.__setitem__("version", 3)))
     with pytest.raises(FormatError, match="newer"):
         EventStore(store_path)
-    edit(lambda f: f.attrs.__setitem__("version", 1))
+    edit(lambda f: f.attrs.__setitem__("version", 2))
     edit(lambda f: f["events"].resize((5,)))
     with pytest.raises(FormatError, match="dataset 'events' has shape"):
         EventStore(store_path)
@@ -125,6 +127,9 @@ def test_damaged_layouts_are_named(store_path):
 def test_corrupt_offsets_and_values(store_path):
     with h5py.File(store_path, "r+") as f:
         f["samples/offsets"][2] = 10**6
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        EventStore(store_path)
+    seal_file(store_path)
     with pytest.raises(FormatError, match="offsets"):
         EventStore(store_path)
 
@@ -133,19 +138,27 @@ def test_replaced_events_are_refused_on_read(tmp_path):
     path = write_store(tmp_path / "v.h5", [sample(50, 1)], [0], SENSOR, compression=None)
     with h5py.File(path, "r+") as f:
         f["events"][3] = np.array((99, 1, f["events"][3]["t"], True), dtype=f["events"].dtype)
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        EventStore(path)
+    seal_file(path)  # the block CRCs are a second line behind the seal
     with EventStore(path) as s:
         with pytest.raises(FormatError, match=r"block 0 \(events 0:50\) fails its checksum"):
             s.read(0)
 
 
 def test_missing_file_and_not_hdf5(tmp_path):
-    with pytest.raises(FormatError, match="cannot open"):
+    with pytest.raises(FormatError, match="no such file"):
         EventStore(tmp_path / "nope.h5")
     (tmp_path / "x.h5").write_text("hello")
-    with pytest.raises(FormatError, match="not a readable HDF5"):
+    with pytest.raises(FormatError, match="no spikeflow checksum"):
         EventStore(tmp_path / "x.h5")
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["a"] = 1
+    with pytest.raises(FormatError, match="no spikeflow checksum"):
+        EventStore(tmp_path / "other.h5")
+    with h5py.File(tmp_path / "other.h5", "w", userblock_size=512) as f:
+        f["a"] = 1
+    seal_file(tmp_path / "other.h5")
     with pytest.raises(FormatError, match="not a spikeflow event store"):
         EventStore(tmp_path / "other.h5")
 
@@ -220,5 +233,7 @@ def test_fuzz_oversized_header(valid_bytes, n_samples, n_events, sensor):
     with h5py.File(buf, "r+") as f:
         f.attrs["n_samples"], f.attrs["n_events"] = n_samples, n_events
         f.attrs["sensor_size"] = np.array([sensor, 34, 2])
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match="checksum mismatch|truncated or extended"):
         EventStore(io.BytesIO(buf.getvalue()))
+    with pytest.raises(FormatError, match="n_samples|n_events|sensor|header checksum|has shape"):
+        EventStore(io.BytesIO(seal_bytes(buf.getvalue())))

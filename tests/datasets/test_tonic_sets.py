@@ -201,3 +201,61 @@ def test_all_errors_are_spikeflow_errors(tmp_path):
     for cls in (tonic_sets.NMNIST, tonic_sets.SHD, tonic_sets.DVSGesture, tonic_sets.NTIDIGITS18, tonic_sets.POKERDVS):
         with pytest.raises(SpikeflowError):
             cls(tmp_path / "nothing-here", train=False)
+
+
+# -- archive extraction never writes outside root (issue 17: POKERDVS archives could) ----------
+def _tar(path, add):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as t:
+        for info, data in add:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def _member(name, data=b"x", kind=None, target=""):
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    if kind is None:
+        info.size = len(data)
+        return info, data
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def _evil_members(tmp_path):
+    import tarfile
+
+    outside = tmp_path / "outside.txt"
+    return {
+        "dot-dot": [_member("pips_train/../../outside.txt")],
+        "absolute": [_member(str(outside))],
+        "symlink out": [_member("pips_train/link", kind=tarfile.SYMTYPE, target=str(tmp_path)), _member("pips_train/link/outside.txt")],
+        "hard link": [_member("pips_train/hard", kind=tarfile.LNKTYPE, target="/etc/passwd")],
+        "device": [_member("pips_train/dev", kind=tarfile.CHRTYPE)],
+    }
+
+
+@pytest.mark.parametrize("case", ["dot-dot", "absolute", "symlink out", "hard link", "device"])
+def test_tar_traversal_is_refused(tmp_path, case):
+    loc = tmp_path / "root" / "POKERDVS"
+    loc.mkdir(parents=True)
+    _tar(loc / "pips_train.tar.gz", _evil_members(tmp_path)[case])
+    with pytest.raises(FormatError, match="refused"):
+        tonic_sets.POKERDVS(tmp_path / "root")
+    assert not (tmp_path / "outside.txt").exists()
+    assert sorted(p.name for p in loc.iterdir()) == ["pips_train.tar.gz"]  # nothing extracted, no temp folder
+
+
+def test_zip_traversal_is_refused(tmp_path):
+    import zipfile
+
+    loc = tmp_path / "root" / "NMNIST"
+    loc.mkdir(parents=True)
+    with zipfile.ZipFile(loc / "train.zip", "w") as z:
+        z.writestr("Train/0/00001.bin", b"")
+        z.writestr("../../outside.bin", b"x")
+    with pytest.raises(FormatError, match="outside the target folder"):
+        tonic_sets.NMNIST(tmp_path / "root")
+    assert not (tmp_path / "outside.bin").exists()

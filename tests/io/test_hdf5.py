@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import spikeflow as sf
+from spikeflow._checked_files import seal_file
 from spikeflow.io import hdf5
 from spikeflow.ir import nodes as n
 
@@ -56,7 +57,7 @@ def test_walker_refuses_what_it_cannot_store(tmp_path):
 def test_file_has_format_header_and_keeps_node_order(saved):
     with h5py.File(saved, "r") as f:
         assert f.attrs["format"] == "spikeflow-graph"
-        assert f.attrs["format_version"] == hdf5.FORMAT_VERSION == 1
+        assert f.attrs["format_version"] == hdf5.FORMAT_VERSION == 2
         assert f["graph/nodes/lif/tau"].dtype == np.float64
     g = sf.load(saved)
     assert list(g.nodes) == ["input", "fc", "lif", "output"]
@@ -64,8 +65,10 @@ def test_file_has_format_header_and_keeps_node_order(saved):
 
 
 def _edit(path, fn):
+    """Edit the file through h5py and seal it again, as a tool that knows the format would."""
     with h5py.File(path, "r+") as f:
         fn(f)
+    seal_file(path)
 
 
 def _set_edges(f, edges):
@@ -74,7 +77,7 @@ def _set_edges(f, edges):
 
 
 BROKEN = {
-    "newer version": (lambda f: f.attrs.__setitem__("format_version", 2), sf.FormatError, ["newer", "version 2"]),
+    "newer version": (lambda f: f.attrs.__setitem__("format_version", 3), sf.FormatError, ["newer", "version 3"]),
     "wrong format name": (lambda f: f.attrs.__setitem__("format", "other-thing"), sf.FormatError, ["spikeflow-graph", "other-thing"]),
     "missing format": (lambda f: f.attrs.__delitem__("format"), sf.FormatError, ["spikeflow-graph"]),
     "missing group": (lambda f: f.__delitem__("graph"), sf.FormatError, ["missing group 'graph'"]),
@@ -119,7 +122,7 @@ def test_truncated_file(saved, tmp_path):
 def test_not_hdf5_and_missing_file(tmp_path):
     path = tmp_path / "net.h5"
     path.write_text("this is not HDF5\n" * 100)
-    with pytest.raises(sf.FormatError, match="net.h5.*not a readable"):
+    with pytest.raises(sf.FormatError, match="net.h5.*no spikeflow checksum"):
         sf.load(path)
     with pytest.raises(sf.FormatError, match="no such file"):
         sf.load(tmp_path / "absent.h5")
@@ -127,7 +130,7 @@ def test_not_hdf5_and_missing_file(tmp_path):
 
 def test_nir_file_is_not_a_spikeflow_file(tmp_path):
     sf.to_nir(small_graph(), tmp_path / "net.nir")
-    with pytest.raises(sf.FormatError, match="expected a 'spikeflow-graph' file"):
+    with pytest.raises(sf.FormatError, match="no spikeflow checksum"):
         sf.load(tmp_path / "net.nir")
 
 

@@ -13,16 +13,16 @@ import importlib.util
 import warnings
 
 import nir
+import norse.torch as norse
 import numpy as np
 import pytest
+import snntorch as snn
 import torch
 
 import spikeflow as sf
 from spikeflow.ir import nodes as n
 from tests.reference.graph_sim import simulate
 
-snn = pytest.importorskip("snntorch")
-norse = pytest.importorskip("norse.torch")
 
 T, B = 40, 3
 HAS_LOWERING = importlib.util.find_spec("spikeflow.torch.lowering") is not None

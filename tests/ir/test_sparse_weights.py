@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 import spikeflow as sf
+from spikeflow._checked_files import seal_file
 from spikeflow.io import nir_bridge
 from spikeflow.ir import nodes as n
 from tests.reference.graph_sim import simulate as reference
@@ -196,6 +197,7 @@ def test_hdf5_round_trip_keeps_the_weight_sparse(tmp_path):
 def _edit(path, fn):
     with h5py.File(path, "r+") as f:
         fn(f["graph/nodes/affine1/weight"])
+    seal_file(path)  # a hand-edited file that carries a valid seal: the schema checks must catch it
 
 
 def _replace(name, value):
@@ -281,6 +283,7 @@ def test_fuzzed_files_raise_only_spikeflow_errors(tmp_path):
             arr = rng.permutation(arr) if rng.random() < 0.5 else arr[: rng.integers(arr.size + 1)]
             del group[key]
             group[key] = arr
+        seal_file(path)
         try:
             back = sf.load(path)
         except sf.SpikeflowError as err:

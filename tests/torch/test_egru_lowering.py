@@ -133,7 +133,6 @@ def test_bad_input_names_the_problem():
 
 
 def test_to_nir_raises_naming_the_egru_node():
-    pytest.importorskip("nir")
     rng = np.random.default_rng(0)
     graph = sf.Graph.sequential(n.Input(shape=(3,)), egru_node(rng, 3, 4), n.Linear(weight=np.ones((2, 4))))
     with pytest.raises(sf.SpikeflowError, match="'egru1'"):

@@ -124,7 +124,7 @@ def test_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "spikeflow-checkpoint", "version": 1, "payload": _Payload(marker)}, evil)
     assert not marker.exists()
-    with pytest.raises(FormatError, match="not a readable"):
+    with pytest.raises(FormatError, match="no spikeflow checksum"):
         make_trainer().load_checkpoint(evil)
     assert not marker.exists()
     plain = tmp_path / "plain.pt"
@@ -168,6 +168,43 @@ def test_state_files_round_trip_nested_values(tmp_path):
     assert torch.equal(back[3]["t"], torch.arange(4)) and np.array_equal(back[3]["n"], np.eye(2))
     with pytest.raises(FormatError, match="cannot store"):
         save_state(tmp_path / "bad.h5", "test-state", 1, {"f": lambda: 0})
+
+
+def _snapshot(t):
+    return {k: v.clone() for k, v in t.model.state_dict().items()}, repr(t.optimizer.state_dict()), t.epoch, dict(t.history), t._torch_rng.clone()
+
+
+@pytest.mark.parametrize("damage", ["history", "optimizer", "epoch"])
+def test_failed_checkpoint_load_leaves_the_trainer_untouched(tmp_path, damage):
+    # Issue 17: a checkpoint that failed half-way left the model restored but not the optimizer.
+    donor = make_trainer(epochs=2, checkpoint=tmp_path / "c.h5")
+    donor.fit(toy_data(n=32))
+    state = load_state(tmp_path / "c.h5", "spikeflow-checkpoint", 2)
+    if damage == "history":
+        state["history"] = {"loss": ["not a number"]}
+    elif damage == "optimizer":
+        state["optimizer"]["param_groups"] = []
+    else:
+        state["epoch"] = "two"
+    save_state(tmp_path / "bad.h5", "spikeflow-checkpoint", 2, state)
+    t = make_trainer(epochs=1)
+    t.fit(toy_data(n=32))
+    before = _snapshot(t)
+    with pytest.raises(FormatError, match="does not fit"):
+        t.load_checkpoint(tmp_path / "bad.h5")
+    after = _snapshot(t)
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert before[1:4] == after[1:4] and torch.equal(before[4], after[4])
+
+
+def test_damaged_checkpoint_is_refused_before_parsing(tmp_path):
+    t = make_trainer(epochs=1, checkpoint=tmp_path / "c.h5")
+    t.fit(toy_data(n=32))
+    raw = bytearray((tmp_path / "c.h5").read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (tmp_path / "c.h5").write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        t.load_checkpoint(tmp_path / "c.h5")
 
 
 def test_regularizer_reads_recorded_activity_and_lowers_it():
