@@ -30,6 +30,9 @@ from spikeflow.train.losses import (
     SpikeCountL2,
     SpikeCountMSE,
 )
+from spikeflow.train.long_sequences import STRATEGIES as SEQUENCE_STRATEGIES
+from spikeflow.train.long_sequences import StepResult, train_step
+from spikeflow.train.planner import Plan, parse_bytes, plan
 from spikeflow.train.trainer import RateEncoder, Trainer
 
 __all__ = [
@@ -39,4 +42,5 @@ __all__ = [
     "STRATEGIES", "Strategy", "Task", "average_accuracy", "backward_transfer", "permuted_digits",
     "permuted_tasks", "plot_accuracy_matrix", "plot_task_curves", "spiking_mlp",
     "HLOP", "Subspace", "principal_cosines", "top_subspace",
+    "SEQUENCE_STRATEGIES", "StepResult", "train_step", "Plan", "parse_bytes", "plan",
 ]

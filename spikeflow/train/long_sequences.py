@@ -195,16 +195,19 @@ def _single(y) -> torch.Tensor:
 def _lean_bptt(net: GraphModule, x: torch.Tensor, loss_fn, chunk: int) -> StepResult:
     chunks = Chunks(x, chunk)
     checkpoints: list[GraphState] = []
-    outputs = []
+    y_all = None  # filled chunk by chunk: never a list of chunk outputs and their concatenation at once
     with torch.no_grad():
         state = net.initial_state(x.shape[1])
-        for k in range(len(chunks)):
+        for k, (start, stop) in enumerate(chunks.spans):
             checkpoints.append(state)
             y, state = net.run_chunk(chunks[k], state)
-            outputs.append(_single(y))
+            y = _single(y)
+            if y_all is None:
+                y_all = y.new_empty((chunks.T,) + tuple(y.shape[1:]))
+            y_all[start:stop] = y
+            del y
     del state
-    y_all = torch.cat(outputs).requires_grad_(True)
-    del outputs
+    y_all.requires_grad_(True)
     loss = loss_fn(y_all)
     g_y = torch.autograd.grad(loss, y_all)[0]
     g_end: list[torch.Tensor | None] | None = None  # gradient w.r.t. the state after the chunk
