@@ -67,7 +67,7 @@ def test_sparse_input_is_chunked_not_densified():
     parts = [chunks[k] for k in range(len(chunks))]
     assert [p.shape[0] for p in parts] == [5, 5, 5, 5, 3] and not any(p.is_sparse for p in parts)
     assert torch.equal(torch.cat(parts), dense)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     net.sparse_limit = 0
     for strategy in ("bptt", "tbptt", "ottt"):
         a, g_a = _grads(net, dense, strategy, 5)
@@ -84,7 +84,7 @@ def _chunk_losses(y):  # a loss whose chunk sum is the full-sequence loss when w
 @pytest.mark.parametrize("name", ["feed_forward", "recurrent", "egru_loop"])
 def test_tbptt_equals_bptt_of_each_chunk_from_the_detached_state(name):
     graph = GRAPHS[name](0)
-    net = sf.to_torch(graph, train_tau=True)
+    net = sf.to_torch(graph, train_tau=True, dtype=torch.float64)
     net.sparse_limit = 0
     x = _inputs(name, graph)
     whole, g_whole = _grads(net, x, "tbptt", 17, _chunk_losses)
@@ -119,7 +119,7 @@ def _mlp(seed):
 @pytest.mark.parametrize("chunk", [1, 6, 40])
 def test_ottt_matches_the_slow_reference(chunk):
     graph = _mlp(3)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     net.sparse_limit = 0
     rng = np.random.default_rng(4)
     x = rng.uniform(0, 1.5, (19, 4, 5))
@@ -145,7 +145,7 @@ def test_ottt_matches_the_slow_reference(chunk):
 def test_ottt_differs_from_bptt_and_runs_on_conv_and_cuba():
     for make in (_graphs.conv_stack, _graphs.conv1d_stack):
         graph = make(0)
-        net = sf.to_torch(graph)
+        net = sf.to_torch(graph, dtype=torch.float64)
         x = torch.as_tensor(_graphs.random_inputs(graph, 0, T=15, B=2))
         _, g_ottt = _grads(net, x, "ottt", 4)
         _, g_bptt = _grads(net, x, "bptt", 4)
@@ -156,7 +156,7 @@ def test_ottt_differs_from_bptt_and_runs_on_conv_and_cuba():
 
 def test_errors_name_the_problem():
     graph = _mlp(0)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     x = torch.rand(5, 2, 5, dtype=torch.float64)
     with pytest.raises(DataError, match="unknown strategy"):
         train_step(net, x, _loss, strategy="rtrl")
