@@ -104,8 +104,8 @@ def train_step(
     chunk = DEFAULT_CHUNK if chunk is None else chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise DataError(f"train_step: chunk must be an integer >= 1, got {chunk!r}")
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        raise DataError(f"train_step: expected an input tensor [T, B, ...], got {getattr(x, 'shape', type(x).__name__)}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
+        raise DataError(f"train_step: expected an input tensor [T, B, ...] with T >= 1, got {getattr(x, 'shape', type(x).__name__)}")
     if strategy == "full":
         y = _single(net(x.to_dense() if x.is_sparse else x))
         loss = loss_fn(y)
@@ -147,6 +147,21 @@ class Chunks:
         idx[0] -= start
         part.index_put_(tuple(idx), self.x.values()[a:b], accumulate=True)
         return part
+
+
+@torch.no_grad()
+def chunked_outputs(net: GraphModule, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Inference over ``x[T, B, ...]`` chunk by chunk: the outputs ``[T, B, C]`` without keeping
+    any hidden layer's ``[T, B, H]`` values."""
+    chunks = Chunks(x, chunk or DEFAULT_CHUNK)
+    state, out = net.initial_state(x.shape[1]), None
+    for k, (start, stop) in enumerate(chunks.spans):
+        y, state = net.run_chunk(chunks[k], state)
+        y = _single(y)
+        if out is None:
+            out = y.new_empty((chunks.T,) + tuple(y.shape[1:]))
+        out[start:stop] = y
+    return out
 
 
 # ------------------------------------------------------------------------------ state helpers

@@ -115,6 +115,20 @@ def _peak(model: dict, strategy: str, T: int, chunk: int | None) -> float:
     return model["c0"] + model["c1"] * chunk + model["c2"] * T + model["S"] * math.ceil(T / chunk)
 
 
+def choose_chunk(model: dict, strategy: str, T: int, budget: int) -> int:
+    """The largest chunk size (of :data:`CHUNK_CANDIDATES` and ``T``) whose predicted peak fits.
+
+    Raises:
+        DataError: not even the smallest chunk fits.
+    """
+    fitting = [k for k in sorted({min(k, T) for k in CHUNK_CANDIDATES} | {T}) if _peak(model, strategy, T, k) <= budget]
+    if not fitting:
+        smallest = min(CHUNK_CANDIDATES[0], T)
+        raise DataError(f"plan: no chunk size fits {budget / 2**20:.1f} MiB for {strategy} at T={T}; the smallest chunk ({smallest}) "
+                        f"needs {_peak(model, strategy, T, smallest) / 2**20:.1f} MiB: lower the batch or raise the budget")
+    return fitting[-1]
+
+
 def _seconds(model: dict, T: int, chunk: int | None) -> float:
     per_chunk = model["t2"] * T / chunk if chunk else 0.0
     return max(model["t0"], 0.0) + model["t1"] * T + per_chunk
@@ -168,15 +182,7 @@ def plan(
     if strategy == "full":
         chunk = None
     elif chunk is None:
-        if budget is None:
-            chunk = min(128, T)
-        else:
-            fitting = [k for k in sorted({min(k, T) for k in CHUNK_CANDIDATES} | {T}) if _peak(model, strategy, T, k) <= budget]
-            if not fitting:
-                smallest = _peak(model, strategy, T, min(8, T))
-                raise DataError(f"plan: no chunk size fits {budget / 2**20:.0f} MiB for {strategy} at T={T}, batch {batch}; "
-                                f"the smallest chunk (8) needs {smallest / 2**20:.0f} MiB: lower the batch or raise the budget")
-            chunk = fitting[-1]
+        chunk = min(128, T) if budget is None else choose_chunk(model, strategy, T, budget)
     peak = _peak(model, strategy, T, chunk)
     seconds = _seconds(model, T, chunk)
     return Plan(strategy, chunk, T, batch, peak, seconds, budget, budget is None or peak <= budget, int(model["S"]), model)

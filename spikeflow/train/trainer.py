@@ -141,6 +141,15 @@ class Trainer:
         device: torch device for the model and batches.
         encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
         progress: show a tqdm bar per epoch.
+        strategy: how a long sequence is trained (a graph's module, :func:`spikeflow.to_torch`):
+            ``"full"``, ``"bptt"`` (lean exact BPTT), ``"tbptt"`` or ``"ottt"``; see
+            :mod:`spikeflow.train.long_sequences`. None: plain autograd over the whole sequence
+            (or, with ``memory_budget``, ``"full"`` when it fits and ``"bptt"`` otherwise).
+        chunk: steps per chunk of the strategy (None: 128, or the largest that fits the budget).
+        tbptt: truncation length: the same as ``strategy="tbptt", chunk=tbptt``.
+        memory_budget: e.g. ``"2GB"``: the first training batch is planned with
+            :func:`spikeflow.train.plan` (a few probe steps in a subprocess), which picks the chunk
+            size (and the strategy, when None); the plan is kept in :attr:`plan`.
     """
 
     def __init__(
@@ -157,6 +166,10 @@ class Trainer:
         device: str | torch.device = "cpu",
         encoder: Callable | None = None,
         progress: bool = True,
+        strategy: str | None = None,
+        chunk: int | None = None,
+        tbptt: int | None = None,
+        memory_budget: str | int | None = None,
     ):
         from spikeflow.ir.graph import Graph
 
@@ -184,6 +197,47 @@ class Trainer:
         self.history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
         self._shuffle_rng = torch.Generator().manual_seed(self.seed)
         self._torch_rng = torch.Generator().manual_seed(self.seed + 1).get_state()
+        self._set_strategy(strategy, chunk, tbptt, memory_budget)
+
+    def _set_strategy(self, strategy, chunk, tbptt, memory_budget) -> None:
+        from spikeflow.train.long_sequences import STRATEGIES
+        from spikeflow.train.planner import parse_bytes
+
+        if tbptt is not None:
+            if strategy not in (None, "tbptt") or chunk not in (None, tbptt):
+                raise DataError(f"Trainer: tbptt={tbptt} is strategy='tbptt', chunk={tbptt}; got strategy={strategy!r}, chunk={chunk!r}")
+            strategy, chunk = "tbptt", tbptt
+        if strategy is not None and strategy not in STRATEGIES:
+            raise DataError(f"Trainer: unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise DataError(f"Trainer: chunk must be an integer >= 1, got {chunk!r}")
+        self.memory_budget = parse_bytes(memory_budget) if memory_budget is not None else None
+        self.strategy, self.chunk = strategy, chunk
+        self.plan = None
+        if (strategy is not None or self.memory_budget is not None) and not hasattr(self.model, "run_chunk"):
+            raise DataError("Trainer: strategy / tbptt / memory_budget need a graph's module (sf.to_torch(graph))")
+        if (strategy is not None or self.memory_budget is not None) and self.regularizers:
+            raise DataError("Trainer: regularizers need whole-sequence recordings; they do not combine with strategy / tbptt / memory_budget")
+
+    def _planned(self, x: torch.Tensor) -> None:
+        """Plan the first batch against the memory budget (chooses chunk and, if unset, strategy)."""
+        from spikeflow.train.planner import plan
+
+        T, B = x.shape[:2]
+        dense = x.to_dense() if x.is_sparse else x
+        density = float((dense != 0).float().mean()) if dense.numel() else 0.0
+        dtype = "float64" if self._dtype() == torch.float64 else "float32"
+        options = dict(T=T, batch=B, memory_budget=self.memory_budget, input_density=density, dtype=dtype)
+        if self.strategy is None:
+            full = plan(self.model, strategy="full", **options)
+            self.plan = full if full.fits else plan(self.model, strategy="bptt", **options)
+        else:
+            self.plan = plan(self.model, strategy=self.strategy, chunk=self.chunk, **options)
+        if not self.plan.fits:
+            raise DataError(f"Trainer: {self.plan}")
+        self.strategy, self.chunk = self.plan.strategy, self.plan.chunk
+        if self.progress:
+            tqdm.write(f"memory plan: {self.plan}")
 
     def _make_optimizer(self, optimizer) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -263,16 +317,22 @@ class Trainer:
         bar = tqdm(batches, total=count, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
         for x, target in bar:
             x, target = self._time_major(x, self._shuffle_rng), target.to(self.device)
-            y, record = self._forward(x)
-            loss = self.loss(y, target)
-            for reg in self.regularizers:
-                loss = loss + reg(record)
+            if self.memory_budget is not None and self.plan is None:
+                self._planned(x)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.strategy is not None:
+                value, scores = self._strategy_step(x, target)
+            else:
+                y, record = self._forward(x)
+                loss = self.loss(y, target)
+                for reg in self.regularizers:
+                    loss = loss + reg(record)
+                loss.backward()
+                value, scores = loss.item(), self._scores(y.detach())
             self.optimizer.step()
             batch = target.shape[0]
-            total += loss.item() * batch
-            correct += int((self._scores(y.detach()).argmax(-1) == target).sum())
+            total += value * batch
+            correct += int((scores.argmax(-1) == target).sum())
             seen += batch
             bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
         bar.close()
@@ -280,6 +340,13 @@ class Trainer:
             raise DataError("fit: the training data is empty")
         self.history["loss"].append(total / seen)
         self.history["train_acc"].append(correct / seen)
+
+    def _strategy_step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[float, torch.Tensor]:
+        from spikeflow.train.long_sequences import train_step
+
+        res = train_step(self.model, x, lambda y: self.loss(y, target), strategy=self.strategy, chunk=self.chunk)
+        # truncated and online strategies keep no [T, B, C] output: their scores are output sums
+        return res.loss, self._scores(res.outputs) if res.outputs is not None else res.scores
 
     # -------------------------------------------------------------------------- inference
 
@@ -289,7 +356,13 @@ class Trainer:
         rng = self._eval_rng()
         batches, _ = _batches(data, self.batch_size, False, rng, need_labels)
         for x, target in batches:
-            yield self.model(self._time_major(x, rng)), target
+            x = self._time_major(x, rng)
+            if self.strategy is not None:  # chunk by chunk: no [T, B, H] hidden tensor
+                from spikeflow.train.long_sequences import chunked_outputs
+
+                yield chunked_outputs(self.model, x, self.chunk), target
+            else:
+                yield self.model(x), target
 
     def evaluate(self, data: Any) -> dict[str, float]:
         """Mean loss (without regularisers) and accuracy on labelled data: ``{"loss", "acc", "n"}``."""
