@@ -34,8 +34,9 @@ Records: peak memory (MB) and time per step (s) of each spikeflow strategy again
 its own full BPTT (time target: no more than 1.3x slower), and the planner's prediction against
 the measured peak of every spikeflow case (target: within 20%).
 
-Run: ``.venv/bin/python benchmarks/memory.py`` (``--quick``: T=1000 only; ``--threads N``: N threads
-for every library, default 2).
+Run: ``.venv/bin/python benchmarks/memory.py`` (``--quick``: T=1000 only; ``--lengths 4000,16000``;
+``--threads N``: N threads for every library, default 2). One timed step per process; a process
+that does not finish within ``WORKER_TIMEOUT`` is reported as such.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ LENGTHS = (1000, 4000, 16000)
 CHUNK = 100
 WARMUP_STEPS = 200
 CAP_GIB = 5.0
+WORKER_TIMEOUT = 1200  # seconds per measuring process
 STRATEGIES = ("full", "bptt", "tbptt", "ottt")
+REPEATS = 1  # steps timed per process (the median is reported); long steps on a shared machine
 PEERS = ("snntorch", "norse", "spikingjelly")
 
 
@@ -208,7 +211,10 @@ def measure(lib: str, strategy: str, T: int, repeats: int, threads: int) -> dict
 
     env = dict(measure_env(), OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, __file__, "--worker", lib, strategy, str(T), str(repeats), str(threads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"did not finish one step within {WORKER_TIMEOUT} s", "peak": float("nan")}
     if proc.returncode != 0:
         return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1][:200], "peak": float("nan")}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -227,7 +233,7 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
     for s, p in plans.items():
         print(f"plan: {p}", flush=True)
     for T in lengths:
-        repeats = 3 if T <= 4000 else 1
+        repeats = REPEATS
         ours = {s: measure("spikeflow", s, T, repeats, threads) for s in STRATEGIES}
         peers = {p: measure(p, "full", T, repeats, threads) for p in PEERS}
         for name, res in [*(("spikeflow " + s, r) for s, r in ours.items()), *peers.items()]:
@@ -257,12 +263,16 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
             records.append(record(f"{case}, bptt vs full", "train step (s)", ours["bptt"]["time"], "spikeflow full BPTT (today)", ours["full"]["time"], 1 / 1.3))
             records.append(record(f"{case}, bptt vs full", "peak memory above input (MB)", ours["bptt"]["peak"] / mb, "spikeflow full BPTT (today)",
                                   ours["full"]["peak"] / mb, 0.0))
-    write_results(__file__, records)
+        _write(records, rows)  # after every T: a stopped run keeps what it measured
+    return records
+
+
+def _write(records: list[dict], rows: list[dict]) -> None:
     from spikeflow._atomic import atomic_path
 
+    write_results(__file__, records)
     with atomic_path(Path(__file__).parent / "results" / "memory_raw.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    return records
 
 
 if __name__ == "__main__":
@@ -270,4 +280,5 @@ if __name__ == "__main__":
         print(json.dumps(worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))))
     else:
         threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
-        main((1000,) if "--quick" in sys.argv else LENGTHS, threads)
+        lengths = tuple(int(t) for t in sys.argv[sys.argv.index("--lengths") + 1].split(",")) if "--lengths" in sys.argv else LENGTHS
+        main((1000,) if "--quick" in sys.argv else lengths, threads)
