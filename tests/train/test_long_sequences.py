@@ -171,3 +171,11 @@ def test_errors_name_the_problem():
         train_step(sf.to_torch(g), _inputs("egru", g), _loss, strategy="ottt")
     with pytest.raises(DataError, match="single Output"):
         train_step(sf.to_torch(_graphs.two_ports(0)), x, _loss)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    from spikeflow.train import long_sequences
+
+    assert doctest.testmod(long_sequences).failed == 0
