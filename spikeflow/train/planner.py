@@ -9,7 +9,7 @@ The peak memory of a step is modelled as
 (``k``: chunk size; ``S``: bytes of one checkpoint of the network state, counted exactly), which is
 how the strategies of :mod:`spikeflow.train.long_sequences` allocate: activations of one chunk,
 outputs and their gradient over ``T`` steps (``"full"``, ``"bptt"``), one checkpoint per chunk
-(``"bptt"``). ``"full"`` keeps everything: ``peak(T) = c0 + c2 * T``. The probes run at
+(``"bptt"``); ``"tbptt"`` and ``"ottt"`` keep nothing per step (``c2 = 0``). ``"full"`` keeps everything: ``peak(T) = c0 + c2 * T``. The probes run at
 ``k`` in {16, 48} and ``T`` in {192, 768} (``"full"``: ``T`` in {128, 512}); time per step is
 modelled as ``t0 + t1 * T + t2 * T / k`` (a cost per step and one per chunk), a rough figure: the
 probes are short.
@@ -263,9 +263,11 @@ def _probe_main(path: str, strategy: str, batch: int, density: float, dtype: str
     step(T0, k0)  # warm-up
     points = [(k0, T0), (k1, T0), (k0, T1), (k1, T1)]
     measured = [step(T, k) for k, T in points]
-    rows = np.array([[1.0, k, T] for k, T in points])
     peaks = np.array([m - (S * math.ceil(T / k) if strategy == "bptt" else 0.0) for (k, T), (m, _) in zip(points, measured)])
-    c0, c1, c2 = np.linalg.lstsq(rows, peaks, rcond=None)[0]
+    if strategy == "bptt":
+        c0, c1, c2 = np.linalg.lstsq(np.array([[1.0, k, T] for k, T in points]), peaks, rcond=None)[0]
+    else:  # truncated and online strategies keep nothing per step: no T term by construction
+        (c0, c1), c2 = np.linalg.lstsq(np.array([[1.0, k] for k, _ in points]), peaks, rcond=None)[0], 0.0
     t0, t1, t2 = np.linalg.lstsq(np.array([[1.0, T, T / k] for k, T in points]), np.array([s for _, s in measured]), rcond=None)[0]
     return {"c0": float(c0), "c1": float(c1), "c2": float(max(c2, 0.0)), "S": S if strategy == "bptt" else 0,
             "t0": float(t0), "t1": float(max(t1, 0.0)), "t2": float(max(t2, 0.0))}
