@@ -35,8 +35,9 @@ its own full BPTT (time target: no more than 1.3x slower), and the planner's pre
 the measured peak of every spikeflow case (target: within 20%).
 
 Run: ``.venv/bin/python benchmarks/memory.py`` (``--quick``: T=1000 only; ``--lengths 4000,16000``;
-``--threads N``: N threads for every library, default 2). One timed step per process; a process
-that does not finish within ``WORKER_TIMEOUT`` is reported as such.
+``--threads N``: N threads for every library, default 2; ``--timeout S`` per measuring process;
+``--results NAME``: write ``results/NAME.json``). One timed step per process; a process that does
+not finish within the time limit is reported as such.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ LENGTHS = (1000, 4000, 16000)
 CHUNK = 100
 WARMUP_STEPS = 200
 CAP_GIB = 5.0
-WORKER_TIMEOUT = 1200  # seconds per measuring process
+WORKER_TIMEOUT = 1200  # seconds per measuring process (--timeout)
+RESULT_NAME = "memory"  # results/<name>.json (--results: a partial run kept apart)
 STRATEGIES = ("full", "bptt", "tbptt", "ottt")
 REPEATS = 1  # steps timed per process (the median is reported); long steps on a shared machine
 PEERS = ("snntorch", "norse", "spikingjelly")
@@ -270,8 +272,8 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
 def _write(records: list[dict], rows: list[dict]) -> None:
     from spikeflow._atomic import atomic_path
 
-    write_results(__file__, records)
-    with atomic_path(Path(__file__).parent / "results" / "memory_raw.json") as tmp:
+    write_results(RESULT_NAME + ".py", records)
+    with atomic_path(Path(__file__).parent / "results" / f"{RESULT_NAME}_raw.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=2) + "\n")
 
 
@@ -281,4 +283,8 @@ if __name__ == "__main__":
     else:
         threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
         lengths = tuple(int(t) for t in sys.argv[sys.argv.index("--lengths") + 1].split(",")) if "--lengths" in sys.argv else LENGTHS
+        if "--timeout" in sys.argv:
+            WORKER_TIMEOUT = int(sys.argv[sys.argv.index("--timeout") + 1])
+        if "--results" in sys.argv:
+            RESULT_NAME = sys.argv[sys.argv.index("--results") + 1]
         main((1000,) if "--quick" in sys.argv else lengths, threads)
