@@ -99,7 +99,20 @@ def test_simulate_runs_a_graph_file_and_writes_results(tmp_path, capsys):
     (tmp_path / "bad.npy").write_bytes(b"garbage")
     assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "bad.npy")]) == 1
     assert "bad.npy" in capsys.readouterr().err
-    assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"]) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # choices come from the registry
+        cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"])
+    assert exit_info.value.code == 2 and "numba-event" in capsys.readouterr().err
+
+
+def test_info_without_a_file_lists_the_registry_and_the_zoo(capsys):
+    from spikeflow.backends import backend_names
+    from spikeflow.models import MODELS
+
+    assert cli.main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in backend_names()) and all(name in text for name in MODELS)
+    assert "early exit" in text and "precisions" in text
 
 
 def test_export_to_an_unknown_target_is_a_clear_error(tmp_path, capsys):
@@ -117,16 +130,16 @@ def test_bench_runs_the_benchmark_driver(monkeypatch):
 
 
 def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
-    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.pt")]
+    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.h5")]
     assert cli.main(args + ["--epochs", "1"]) == 0
     first = capsys.readouterr().out
     assert "test accuracy" in first and (tmp_path / "digits_mlp.h5").is_file()
     graph = sf.load(tmp_path / "digits_mlp.h5")
     assert graph.nodes["affine1"].weight.shape == (16, 64)
     assert cli.main(args + ["--epochs", "2"]) == 0  # resumes after epoch 1
-    import torch
+    from spikeflow.train.loop import load_state
 
-    assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 2
+    assert load_state(tmp_path / "ck.h5", "spikeflow-checkpoint", 2)["epoch"] == 2
 
 
 def _fake_demo_result(same=True):
@@ -163,3 +176,49 @@ def test_demo_help_lists_the_cnn_options(capsys):
     text = capsys.readouterr().out
     for option in ("--cnn-epochs", "--bins", "--subset", "--data", "--no-cnn"):
         assert option in text
+
+
+class _TinyEvents:
+    """A registered-dataset stand-in: 16 recordings on a 4x3x2 sensor, class = which half fires."""
+
+    sensor_size = (4, 3, 2)
+
+    def __init__(self, root, train=True, transform=None):
+        rng = np.random.default_rng(0 if train else 1)
+        self.items = []
+        for i in range(16):
+            label = i % 2
+            n = 40
+            ev = sf.datasets.make_events(rng.integers(0, 2, n) + 2 * label, rng.integers(0, 3, n), np.sort(rng.uniform(0, 1000, n)), rng.integers(0, 2, n))
+            self.items.append((ev, label))
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        ev, label = self.items[i]
+        return (self.transform(ev) if self.transform else ev), label
+
+
+def test_train_any_zoo_network_or_graph_file_on_a_registered_dataset(tmp_path, monkeypatch, capsys):
+    import spikeflow.datasets as sd
+
+    monkeypatch.setitem(sd.DATASETS, "tiny", "_TinyEvents")
+    monkeypatch.setattr(sd, "_TinyEvents", _TinyEvents, raising=False)
+    base = ["train", "--dataset", "tiny", "--root", str(tmp_path), "--bins", "3", "--epochs", "2", "--batch-size", "8",
+            "--no-progress", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):  # choices come from the registries
+        cli.main(base[:2] + ["nope"])
+    assert cli.main(base + ["--model", "mlp"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    trained = sf.load(tmp_path / "mlp_tiny.h5")
+    assert trained.nodes["affine1"].weight.shape == (128, 24)
+    # a graph file trains the same way; its input must match the sensor
+    sf.save(sf.models.spiking_mlp(24, 6, 2), tmp_path / "small.h5")
+    assert cli.main(base + ["--graph", str(tmp_path / "small.h5")]) == 0
+    assert (tmp_path / "small_tiny.h5").is_file()
+    sf.save(sf.models.spiking_mlp(5, 6, 2), tmp_path / "wrong.h5")
+    assert cli.main(base + ["--graph", str(tmp_path / "wrong.h5")]) == 1
+    assert "(5,)" in capsys.readouterr().err
+    assert cli.main(base + ["--model", "saccade-cnn"]) == 1  # sized for 34x34x2 sensors only

@@ -164,6 +164,85 @@ def chunked_outputs(net: GraphModule, x: torch.Tensor, chunk: int | None = None)
     return out
 
 
+class SequenceStrategy:
+    """A long-sequence strategy as an option of the shared training loop
+    (:class:`spikeflow.train.loop.TrainingLoop`): ``Trainer(strategy=..., chunk=..., tbptt=...,
+    memory_budget=...)``.
+
+    Args:
+        strategy: one of :data:`STRATEGIES`; None with a budget: ``"full"`` when it fits, else
+            ``"bptt"``.
+        chunk: steps per chunk (None: 128, or the largest that fits the budget).
+        tbptt: truncation length: the same as ``strategy="tbptt", chunk=tbptt``.
+        memory_budget: e.g. ``"2GB"``: the first batch is planned with :func:`spikeflow.train.plan`.
+        progress: print the plan.
+    """
+
+    def __init__(self, strategy: str | None = None, chunk: int | None = None, tbptt: int | None = None,
+                 memory_budget: str | int | None = None, progress: bool = True):
+        from spikeflow.train.planner import parse_bytes
+
+        if tbptt is not None:
+            if strategy not in (None, "tbptt") or chunk not in (None, tbptt):
+                raise DataError(f"Trainer: tbptt={tbptt} is strategy='tbptt', chunk={tbptt}; got strategy={strategy!r}, chunk={chunk!r}")
+            strategy, chunk = "tbptt", tbptt
+        if strategy is not None and strategy not in STRATEGIES:
+            raise DataError(f"Trainer: unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise DataError(f"Trainer: chunk must be an integer >= 1, got {chunk!r}")
+        self.memory_budget = parse_bytes(memory_budget) if memory_budget is not None else None
+        self.strategy, self.chunk, self.progress = strategy, chunk, progress
+        self.plan = None
+
+    def check(self, loop) -> None:
+        """Refuse models and loop options that the strategies do not handle."""
+        if not isinstance(loop.model, GraphModule):
+            raise DataError("Trainer: strategy / tbptt / memory_budget need a graph's module (sf.to_torch(graph))")
+        if loop.regularizers:
+            raise DataError("Trainer: regularizers need whole-sequence recordings; they do not combine with strategy / tbptt / memory_budget")
+
+    def _planned(self, x: torch.Tensor, dtype: torch.dtype, model: GraphModule) -> None:
+        from spikeflow.train.planner import plan
+
+        T, B = x.shape[:2]
+        dense = x.to_dense() if x.is_sparse else x
+        density = float((dense != 0).float().mean()) if dense.numel() else 0.0
+        options = dict(T=T, batch=B, memory_budget=self.memory_budget, input_density=density,
+                       dtype="float64" if dtype == torch.float64 else "float32")
+        if self.strategy is None:
+            full = plan(model, strategy="full", **options)
+            self.plan = full if full.fits else plan(model, strategy="bptt", **options)
+        else:
+            self.plan = plan(model, strategy=self.strategy, chunk=self.chunk, **options)
+        if not self.plan.fits:
+            raise DataError(f"Trainer: {self.plan}")
+        self.strategy, self.chunk = self.plan.strategy, self.plan.chunk
+        if self.progress:
+            print(f"memory plan: {self.plan}", flush=True)
+
+    def step(self, loop, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step of ``loop`` on a time-major batch; returns the loss and the class
+        scores ``[B, C]`` (truncated and online strategies keep no ``[T, B, C]`` output: their
+        scores are the output sums)."""
+        if self.memory_budget is not None and self.plan is None:
+            self._planned(x, loop.dtype, loop.model)
+        loop.optimizer.zero_grad(set_to_none=True)
+        res = train_step(loop.model, x, lambda y: loop.loss(y, target), strategy=self.strategy or "bptt", chunk=self.chunk)
+        extra = loop.hooks.penalty(loop.model)  # a penalty on the weights only: its gradient adds
+        loss = torch.tensor(res.loss)
+        if extra is not None:
+            extra.backward()
+            loss = loss + extra.detach()
+        loop.hooks.before_step()
+        loop.optimizer.step()
+        loop.hooks.after_step()
+        return loss, loop.scores(res.outputs) if res.outputs is not None else res.scores
+
+    def outputs(self, model: GraphModule, x: torch.Tensor) -> torch.Tensor:
+        """Inference outputs ``[T, B, C]`` computed chunk by chunk."""
+        return chunked_outputs(model, x, self.chunk)
+
+
 # ------------------------------------------------------------------------------ state helpers
 
 

@@ -3,8 +3,10 @@
 Data conventions (every form is batch-first; the trainer hands the model time-major tensors):
 
 * ``(x, y)`` tensors or NumPy arrays: ``x`` is ``[N, T, ...]`` and ``y`` holds ``N`` integer labels.
-* a ``torch.utils.data.Dataset`` whose items are ``(x, y)`` with ``x`` of shape ``[T, ...]``;
-  the trainer batches, shuffles and collates it itself (seeded).
+* a ``torch.utils.data.Dataset``, or any dataset with ``len()`` and ``[i]`` (spikeflow's own, e.g.
+  ``DigitSaccades(root, transform=tonic.transforms.ToFrame(sensor_size, n_time_bins=8))``), whose
+  items are ``(x, y)`` with ``x`` of shape ``[T, ...]``; the trainer batches, shuffles and collates
+  it itself (seeded). Raw event arrays must be binned by the dataset's ``transform`` first.
 * a ``torch.utils.data.DataLoader`` yielding ``(x [B, T, ...], y [B])``; its order is its own.
 
 With ``encoder=...`` the samples are dense values (``x`` is ``[N, ...]``) and
@@ -15,12 +17,14 @@ Determinism: the same model initialisation, data and ``seed`` give identical wei
 The trainer owns its random streams (shuffling, encoding, and torch's global RNG inside
 :meth:`Trainer.fit`, which is forked so the caller's RNG is left alone) and stores them in each
 checkpoint, so a run interrupted after epoch ``k`` and resumed equals an uninterrupted run (CPU).
+
+The optimisation step, dtype/encoding setup and checkpoint file are :mod:`spikeflow.train.loop`'s,
+shared with the continual-learning trainer.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,14 +34,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
-from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError
-from spikeflow.train.losses import get_loss
+from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, save_state
 
 CHECKPOINT_FORMAT = "spikeflow-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2: HDF5 written by :func:`spikeflow.train.loop.save_state` (version 1 was a torch.save file)."""
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "OPTIMIZERS", "RateEncoder", "Trainer"]
 
 
 class RateEncoder:
@@ -79,9 +83,24 @@ def _as_pair(data: Any, need_labels: bool) -> tuple[torch.Tensor, torch.Tensor |
         if y.is_floating_point() or y.dtype == torch.bool:
             raise DataError(f"labels: expected integer class labels, got dtype {y.dtype}")
         return x, y.long()
-    if isinstance(data, (Dataset, DataLoader)):
+    if isinstance(data, (Dataset, DataLoader)) or _is_map_dataset(data):
         return None
-    raise DataError(f"data: expected (x, y) arrays, a torch Dataset or a DataLoader, got {type(data).__name__}")
+    raise DataError(f"data: expected (x, y) arrays, a dataset (len() and [i] giving (x, y)) or a DataLoader, got {type(data).__name__}")
+
+
+def _is_map_dataset(data: Any) -> bool:
+    return hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes, dict))
+
+
+def _collate(items: list, where: str):
+    x = items[0][0] if items and isinstance(items[0], (tuple, list)) else None
+    if isinstance(x, np.ndarray) and x.dtype.names:
+        raise DataError(f"{where}: the items are raw event arrays (fields {x.dtype.names}); give the dataset a transform "
+                        "that bins them, e.g. tonic.transforms.ToFrame(sensor_size=ds.sensor_size, n_time_bins=T)")
+    try:
+        return default_collate(items)
+    except (TypeError, RuntimeError) as err:
+        raise DataError(f"{where}: cannot batch the items ({err})") from None
 
 
 def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -110,7 +129,8 @@ def _batches(data: Any, batch_size: int, shuffle: bool, generator: torch.Generat
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     chunks = order.split(batch_size)
-    return (_labelled(_split_batch(default_collate([data[int(i)] for i in idx])), need_labels) for idx in chunks), len(chunks)
+    where = f"data ({type(data).__name__})"
+    return (_labelled(_split_batch(_collate([data[int(i)] for i in idx], where)), need_labels) for idx in chunks), len(chunks)
 
 
 def _labelled(batch: tuple[torch.Tensor, torch.Tensor | None], need_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -127,7 +147,8 @@ class Trainer:
 
     Args:
         model: an ``nn.Module`` mapping ``[T, B, ...]`` to ``[T, B, C]`` (for example
-            ``sf.to_torch(graph)``), or an IR ``Graph`` (lowered with ``sf.to_torch``).
+            ``sf.to_torch(graph)``), or an IR ``Graph`` (lowered with ``sf.to_torch``: PyTorch's
+            default dtype).
         loss: a name from :data:`spikeflow.train.losses.LOSSES` or a callable ``loss(y, target)``;
             its ``scores(y) -> [B, C]`` method (default: sum over time) decides predictions.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable ``(params, lr) -> Optimizer``.
@@ -137,14 +158,14 @@ class Trainer:
         seed: seeds shuffling, encoding and torch's RNG inside :meth:`fit`.
         regularizers: callables on the ``record`` dict of ``model.run(x, record=...)``, each naming
             the nodes it needs in ``.nodes`` (see :mod:`spikeflow.train.losses`).
-        checkpoint: file written atomically after every epoch; ``fit(resume=True)`` continues from it.
+        checkpoint: HDF5 file written atomically after every epoch; ``fit(resume=True)`` continues from it.
         device: torch device for the model and batches.
         encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
         progress: show a tqdm bar per epoch.
         strategy: how a long sequence is trained (a graph's module, :func:`spikeflow.to_torch`):
             ``"full"``, ``"bptt"`` (lean exact BPTT), ``"tbptt"`` or ``"ottt"``; see
-            :mod:`spikeflow.train.long_sequences`. None: plain autograd over the whole sequence
-            (or, with ``memory_budget``, ``"full"`` when it fits and ``"bptt"`` otherwise).
+            :mod:`spikeflow.train.long_sequences`. None: one autograd pass over the whole sequence
+            (with ``memory_budget``: ``"full"`` when it fits, ``"bptt"`` otherwise).
         chunk: steps per chunk of the strategy (None: 128, or the largest that fits the budget).
         tbptt: truncation length: the same as ``strategy="tbptt", chunk=tbptt``.
         memory_budget: e.g. ``"2GB"``: the first training batch is planned with
@@ -181,98 +202,29 @@ class Trainer:
             raise DataError(f"Trainer: model must be an nn.Module or a spikeflow Graph, got {type(model).__name__}")
         if epochs < 0 or batch_size < 1:
             raise DataError(f"Trainer: need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
-        self.device = torch.device(device)
-        self.model = model.to(self.device)
-        self.loss = get_loss(loss)
+        sequence = None
+        if strategy is not None or chunk is not None or tbptt is not None or memory_budget is not None:
+            from spikeflow.train.long_sequences import SequenceStrategy
+
+            sequence = SequenceStrategy(strategy, chunk, tbptt, memory_budget, progress=progress)
+        self.loop = TrainingLoop(model, loss, device=device, encoder=encoder, regularizers=regularizers, progress=progress, sequence=sequence)
         self.lr, self.epochs, self.batch_size, self.seed = float(lr), int(epochs), int(batch_size), int(seed)
-        self.regularizers = list(regularizers)
-        self.record = tuple(dict.fromkeys(n for r in self.regularizers for n in getattr(r, "nodes", ())))
-        if self.regularizers and not hasattr(model, "run"):
-            raise DataError("Trainer: regularizers need a model with run(x, record=...), such as sf.to_torch(graph)")
+        self.loop.optimizer = make_optimizer(self.loop.model, optimizer, self.lr)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.encoder = encoder
         self.progress = progress
-        self.optimizer = self._make_optimizer(optimizer)
         self.epoch = 0
         self.history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
         self._shuffle_rng = torch.Generator().manual_seed(self.seed)
         self._torch_rng = torch.Generator().manual_seed(self.seed + 1).get_state()
-        self._set_strategy(strategy, chunk, tbptt, memory_budget)
 
-    def _set_strategy(self, strategy, chunk, tbptt, memory_budget) -> None:
-        from spikeflow.train.long_sequences import STRATEGIES
-        from spikeflow.train.planner import parse_bytes
-
-        if tbptt is not None:
-            if strategy not in (None, "tbptt") or chunk not in (None, tbptt):
-                raise DataError(f"Trainer: tbptt={tbptt} is strategy='tbptt', chunk={tbptt}; got strategy={strategy!r}, chunk={chunk!r}")
-            strategy, chunk = "tbptt", tbptt
-        if strategy is not None and strategy not in STRATEGIES:
-            raise DataError(f"Trainer: unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-            raise DataError(f"Trainer: chunk must be an integer >= 1, got {chunk!r}")
-        self.memory_budget = parse_bytes(memory_budget) if memory_budget is not None else None
-        self.strategy, self.chunk = strategy, chunk
-        self.plan = None
-        if (strategy is not None or self.memory_budget is not None) and not hasattr(self.model, "run_chunk"):
-            raise DataError("Trainer: strategy / tbptt / memory_budget need a graph's module (sf.to_torch(graph))")
-        if (strategy is not None or self.memory_budget is not None) and self.regularizers:
-            raise DataError("Trainer: regularizers need whole-sequence recordings; they do not combine with strategy / tbptt / memory_budget")
-
-    def _planned(self, x: torch.Tensor) -> None:
-        """Plan the first batch against the memory budget (chooses chunk and, if unset, strategy)."""
-        from spikeflow.train.planner import plan
-
-        T, B = x.shape[:2]
-        dense = x.to_dense() if x.is_sparse else x
-        density = float((dense != 0).float().mean()) if dense.numel() else 0.0
-        dtype = "float64" if self._dtype() == torch.float64 else "float32"
-        options = dict(T=T, batch=B, memory_budget=self.memory_budget, input_density=density, dtype=dtype)
-        if self.strategy is None:
-            full = plan(self.model, strategy="full", **options)
-            self.plan = full if full.fits else plan(self.model, strategy="bptt", **options)
-        else:
-            self.plan = plan(self.model, strategy=self.strategy, chunk=self.chunk, **options)
-        if not self.plan.fits:
-            raise DataError(f"Trainer: {self.plan}")
-        self.strategy, self.chunk = self.plan.strategy, self.plan.chunk
-        if self.progress:
-            tqdm.write(f"memory plan: {self.plan}")
-
-    def _make_optimizer(self, optimizer) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            raise DataError("Trainer: the model has no trainable parameters")
-        if isinstance(optimizer, str):
-            if optimizer not in OPTIMIZERS:
-                raise DataError(f"Trainer: unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZERS)}")
-            return OPTIMIZERS[optimizer](params, lr=self.lr)
-        return optimizer(params, lr=self.lr)
-
-    # ----------------------------------------------------------------------------- running
-
-    def _dtype(self) -> torch.dtype:
-        p = next(self.model.parameters(), None)
-        return p.dtype if p is not None and p.is_floating_point() else torch.float32
-
-    def _time_major(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.encoder is not None:
-            x = self.encoder(x, generator)
-        else:
-            if x.dim() < 2:
-                raise DataError(f"data: expected batch-first x of shape [B, T, ...], got {tuple(x.shape)}")
-            x = x.transpose(0, 1)
-        return x.to(self.device, self._dtype())
-
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.record:
-            y, record = self.model.run(x, record=self.record)
-            return y, record
-        return self.model(x), {}
-
-    def _scores(self, y: torch.Tensor) -> torch.Tensor:
-        scores = getattr(self.loss, "scores", None)
-        return scores(y) if scores is not None else y.sum(0)
+    # the loop's parts, under the names a PyTorch user looks for
+    model = property(lambda self: self.loop.model)
+    optimizer = property(lambda self: self.loop.optimizer)
+    loss = property(lambda self: self.loop.loss)
+    device = property(lambda self: self.loop.device)
+    encoder = property(lambda self: self.loop.encoder)
+    plan = property(lambda self: self.loop.sequence.plan if self.loop.sequence is not None else None)
+    """The memory plan of ``memory_budget`` (after the first training batch), else None."""
 
     def _eval_rng(self) -> torch.Generator:
         # evaluation draws its own spikes so it repeats exactly and never shifts training's stream
@@ -297,7 +249,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._torch_rng)
             while self.epoch < self.epochs:
-                self._train_epoch(train_data)
+                batches, count = _batches(train_data, self.batch_size, True, self._shuffle_rng, need_labels=True)
+                self.model.train()
+                loss, acc = self.loop.epoch(batches, self._shuffle_rng, count=count, desc=f"epoch {self.epoch + 1}/{self.epochs}")
+                self.history["loss"].append(loss)
+                self.history["train_acc"].append(acc)
                 val = self.evaluate(val_data) if val_data is not None else {"loss": math.nan, "acc": math.nan}
                 self.history["val_loss"].append(val["loss"])
                 self.history["val_acc"].append(val["acc"])
@@ -310,44 +266,6 @@ class Trainer:
                     self.save_checkpoint(self.checkpoint)
         return self.history
 
-    def _train_epoch(self, data: Any) -> None:
-        self.model.train()
-        batches, count = _batches(data, self.batch_size, True, self._shuffle_rng, need_labels=True)
-        total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, total=count, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
-        for x, target in bar:
-            x, target = self._time_major(x, self._shuffle_rng), target.to(self.device)
-            if self.memory_budget is not None and self.plan is None:
-                self._planned(x)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.strategy is not None:
-                value, scores = self._strategy_step(x, target)
-            else:
-                y, record = self._forward(x)
-                loss = self.loss(y, target)
-                for reg in self.regularizers:
-                    loss = loss + reg(record)
-                loss.backward()
-                value, scores = loss.item(), self._scores(y.detach())
-            self.optimizer.step()
-            batch = target.shape[0]
-            total += value * batch
-            correct += int((scores.argmax(-1) == target).sum())
-            seen += batch
-            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        if seen == 0:
-            raise DataError("fit: the training data is empty")
-        self.history["loss"].append(total / seen)
-        self.history["train_acc"].append(correct / seen)
-
-    def _strategy_step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[float, torch.Tensor]:
-        from spikeflow.train.long_sequences import train_step
-
-        res = train_step(self.model, x, lambda y: self.loss(y, target), strategy=self.strategy, chunk=self.chunk)
-        # truncated and online strategies keep no [T, B, C] output: their scores are output sums
-        return res.loss, self._scores(res.outputs) if res.outputs is not None else res.scores
-
     # -------------------------------------------------------------------------- inference
 
     @torch.no_grad()
@@ -356,13 +274,9 @@ class Trainer:
         rng = self._eval_rng()
         batches, _ = _batches(data, self.batch_size, False, rng, need_labels)
         for x, target in batches:
-            x = self._time_major(x, rng)
-            if self.strategy is not None:  # chunk by chunk: no [T, B, H] hidden tensor
-                from spikeflow.train.long_sequences import chunked_outputs
-
-                yield chunked_outputs(self.model, x, self.chunk), target
-            else:
-                yield self.model(x), target
+            x = self.loop.time_major(x, rng)
+            # long-sequence strategies also infer chunk by chunk: no [T, B, H] hidden tensor
+            yield (self.loop.sequence.outputs(self.model, x) if self.loop.sequence is not None else self.model(x)), target
 
     def evaluate(self, data: Any) -> dict[str, float]:
         """Mean loss (without regularisers) and accuracy on labelled data: ``{"loss", "acc", "n"}``."""
@@ -370,7 +284,7 @@ class Trainer:
         for y, target in self._outputs(data, need_labels=True):
             target = target.to(self.device)
             total += float(self.loss(y, target)) * target.shape[0]
-            correct += int((self._scores(y).argmax(-1) == target).sum())
+            correct += int((self.loop.scores(y).argmax(-1) == target).sum())
             seen += target.shape[0]
         if seen == 0:
             raise DataError("evaluate: the data is empty")
@@ -381,7 +295,7 @@ class Trainer:
 
         ``data`` may also be ``x`` alone (labels are not needed).
         """
-        out = [self._scores(y).cpu() for y, _ in self._outputs(data, need_labels=False)]
+        out = [self.loop.scores(y).cpu() for y, _ in self._outputs(data, need_labels=False)]
         if not out:
             raise DataError("predict: the data is empty")
         s = torch.cat(out)
@@ -392,8 +306,6 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: model, optimizer, epoch, history, RNG states."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
             "seed": self.seed,
             "model": self.model.state_dict(),
@@ -403,36 +315,27 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` atomically with ``torch.save``; return the path."""
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        return Path(path)
+        """Write :meth:`state_dict` atomically (HDF5, :func:`spikeflow.train.loop.save_state`); return the path."""
+        return save_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, self.state_dict())
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (loaded with ``weights_only=True``,
-        so a file carrying arbitrary pickled objects is refused, never executed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FormatError(f"checkpoint {str(path)!r}: no such file")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FormatError(f"checkpoint {str(path)!r}: not a readable spikeflow checkpoint (weights-only load refused it: {first})") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise FormatError(f"checkpoint {str(path)!r}: expected a dict with format {CHECKPOINT_FORMAT!r}")
-        if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
-            raise FormatError(f"checkpoint {str(path)!r}: version {state.get('version')!r} is newer than supported ({CHECKPOINT_VERSION})")
+        """Restore a checkpoint written by :meth:`save_checkpoint` (HDF5 and JSON: nothing is unpickled).
+
+        Raises:
+            FormatError: missing, truncated or foreign file, or one that does not fit this model.
+        """
+        state = load_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+        where = f"checkpoint {str(path)!r}"
         missing = [k for k in ("epoch", "model", "optimizer", "history", "rng") if k not in state]
         if missing:
-            raise FormatError(f"checkpoint {str(path)!r}: missing field {missing[0]!r}")
+            raise FormatError(f"{where}: missing field {missing[0]!r}")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise FormatError(f"checkpoint {str(path)!r}: does not fit this model/optimizer ({first})") from None
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FormatError(f"{where}: does not fit this model/optimizer ({first})") from None
         self._torch_rng = state["rng"]["torch"].cpu()
         self.epoch = int(state["epoch"])
         self.history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}
