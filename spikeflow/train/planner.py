@@ -154,7 +154,8 @@ def plan(
     Raises:
         DataError: bad arguments, or no chunk size fits the budget.
     """
-    import spikeflow as sf
+    from spikeflow.io.hdf5 import save
+    from spikeflow.ir.graph import Graph
     from spikeflow.train.long_sequences import STRATEGIES
 
     if strategy not in STRATEGIES:
@@ -172,10 +173,10 @@ def plan(
     threads = threads or torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.h5"
-        if isinstance(graph, sf.Graph):
-            sf.save(graph, path)
+        if isinstance(graph, Graph):
+            save(graph, path)
         elif hasattr(graph, "to_graph"):
-            sf.save(graph.to_graph(), path)
+            save(graph.to_graph(), path)
         else:
             raise DataError(f"plan: expected a spikeflow Graph or GraphModule, got {type(graph).__name__}")
         model = _probe(path, strategy, batch, input_density, dtype, threads)
@@ -233,14 +234,15 @@ def _probe_main(path: str, strategy: str, batch: int, density: float, dtype: str
     """In the probe subprocess: measure short steps and fit the model of :func:`plan`."""
     import torch
 
-    import spikeflow as sf
+    from spikeflow.io.hdf5 import load
+    from spikeflow.torch.lowering import to_torch
     from spikeflow.train.long_sequences import state_bytes, train_step
 
     torch.set_num_threads(threads)
     from spikeflow.torch import scan_kernels
 
     scan_kernels.set_threads(threads)
-    net = sf.to_torch(sf.load(path), dtype=getattr(torch, dtype))
+    net = to_torch(load(path), dtype=getattr(torch, dtype))
     shape = net.shapes[net.inputs[0]]
     gen = torch.Generator().manual_seed(0)
     loss = lambda y: (y.sum(0) ** 2).mean()  # noqa: E731  # any loss on all outputs: the same buffers as cross-entropy
