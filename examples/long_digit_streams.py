@@ -12,7 +12,8 @@ Each strategy trains in its own process (the same seed and data); the figure rep
 process's peak resident set during training above the resident set after loading the data, with
 glibc's dynamic mmap threshold off (see :mod:`spikeflow.train.planner`).
 
-Run: ``.venv/bin/python examples/long_digit_streams.py [--epochs 3] [--train 640] [--test 320]``
+Run: ``.venv/bin/python examples/long_digit_streams.py [--epochs 4] [--train 640] [--test 320]
+[--strategies bptt,tbptt,ottt]`` (``full``, plain BPTT on the densified batch, is a fourth choice).
 Writes ``examples/out/long_digit_streams.json`` (ignored by git).
 """
 
@@ -122,7 +123,7 @@ def train_one(strategy: str, epochs: int, n_train: int, n_test: int, lr: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--train", type=int, default=640)
     parser.add_argument("--test", type=int, default=320)
     parser.add_argument("--lr", type=float, default=2e-3)
