@@ -239,7 +239,7 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
         ours = {s: measure("spikeflow", s, T, repeats, threads) for s in STRATEGIES}
         peers = {p: measure(p, "full", T, repeats, threads) for p in PEERS}
         for name, res in [*(("spikeflow " + s, r) for s, r in ours.items()), *peers.items()]:
-            line = f"T={T} {name}: " + (f"peak {res['peak'] / mb:.1f} MB, {res['time']:.2f} s/step, output spikes {res['spikes']:.0f}"
+            line = f"T={T} {name}: " + (f"peak {res["peak"] / mb:.1f} MiB, {res['time']:.2f} s/step, output spikes {res['spikes']:.0f}"
                                        if res["ok"] else f"failed under the {CAP_GIB:g} GiB cap: {res['error']}")
             print(line, flush=True)
             rows.append({"T": T, "name": name, **res})
@@ -254,16 +254,16 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
                 if not pr["ok"]:
                     continue
                 target = 16.0 if (s == "bptt" and p == "snntorch" and T == 4000) else 0.0
-                records.append(record(f"{case}, {s}", "peak memory above input (MB)", r["peak"] / mb, PEER_NAMES[p], pr["peak"] / mb, target))
+                records.append(record(f"{case}, {s}", "peak memory above input (MiB)", r["peak"] / mb, PEER_NAMES[p], pr["peak"] / mb, target))
                 records.append(record(f"{case}, {s}", "train step (s)", r["time"], PEER_NAMES[p], pr["time"], 0.0))
             predicted = plans[s].peak_at(T)
             error = abs(predicted - r["peak"]) / r["peak"]
             # ratio 1 / (1 + error): >= 1 / 1.2 means within 20%
-            records.append(record(f"{case}, {s}", "planner peak prediction (MB) vs measured", predicted / mb, "measured (RSS high-water mark)",
+            records.append(record(f"{case}, {s}", "planner peak prediction (MiB) vs measured", predicted / mb, "measured (RSS high-water mark)",
                                   r["peak"] / mb, 1 / 1.2) | {"ratio": 1 / (1 + error)})
         if ours["full"]["ok"] and ours["bptt"]["ok"]:
             records.append(record(f"{case}, bptt vs full", "train step (s)", ours["bptt"]["time"], "spikeflow full BPTT (today)", ours["full"]["time"], 1 / 1.3))
-            records.append(record(f"{case}, bptt vs full", "peak memory above input (MB)", ours["bptt"]["peak"] / mb, "spikeflow full BPTT (today)",
+            records.append(record(f"{case}, bptt vs full", "peak memory above input (MiB)", ours["bptt"]["peak"] / mb, "spikeflow full BPTT (today)",
                                   ours["full"]["peak"] / mb, 0.0))
         _write(records, rows)  # after every T: a stopped run keeps what it measured
     return records
