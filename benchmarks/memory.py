@@ -273,7 +273,9 @@ def _write(records: list[dict], rows: list[dict]) -> None:
     from spikeflow._atomic import atomic_path
 
     write_results(RESULT_NAME + ".py", records)
-    with atomic_path(Path(__file__).parent / "results" / f"{RESULT_NAME}_raw.json") as tmp:
+    raw = Path(__file__).parent / "results" / "raw"  # not a records file: kept out of the README table
+    raw.mkdir(parents=True, exist_ok=True)
+    with atomic_path(raw / f"{RESULT_NAME}.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=2) + "\n")
 
 
