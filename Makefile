@@ -19,7 +19,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+# SpikingJelly (a peer of benchmarks/memory.py) declares dependencies that would replace torch:
+# only the package itself and loguru, without their dependencies.
+$(VENV)/.peers: $(STAMP)
+	$(PY) -m pip install --no-deps spikingjelly==2.0.0 loguru==0.7.3
+	touch $@
+
+bench: $(STAMP) $(VENV)/.peers
 	OMP_NUM_THREADS=2 $(PY) benchmarks/run_all.py
 
 clean:

@@ -27,6 +27,7 @@ the reset. Gradients still flow to the input, to a trainable ``tau`` and to a tr
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -275,6 +276,8 @@ def loop_chunk(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State 
         state = initial_state(dyn, (x.shape[1],) + tuple(x.shape[2:]), x)
     out = []
     for t in range(x.shape[0]):
+        if not _TEMPORAL[0]:
+            state = State(*(None if s is None else s.detach() for s in state))
         y, state = neuron_step(x[t], state, dyn, coef)
         out.append(y)
     return (torch.stack(out) if out else torch.empty_like(x)), state
@@ -287,6 +290,21 @@ def initial_state(dyn: Dynamics, shape: tuple[int, ...], like: torch.Tensor) -> 
 
 
 _KERNELS: Any = None
+_TEMPORAL = [True]  # False inside temporal_gradients(False): see there
+
+
+@contextlib.contextmanager
+def temporal_gradients(enabled: bool):
+    """Within the block (``enabled=False``), the backward pass of every neuron scan started in it
+    drops the gradient that flows back in time through the neuron state (membrane and synaptic
+    current): each step's gradient stays at that step, as online rules (OTTT) need. The forward
+    values are unchanged."""
+    outer = _TEMPORAL[0]
+    _TEMPORAL[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _TEMPORAL[0] = outer
 
 
 def _kernels():
@@ -418,7 +436,7 @@ class _LeakyScan(torch.autograd.Function):
             x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), v.numpy(),
         )
-        ctx.dyn = dyn
+        ctx.dyn, ctx.temporal = dyn, _TEMPORAL[0]
         ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0)
         return out, v
 
@@ -438,8 +456,10 @@ class _LeakyScan(torch.autograd.Function):
         # Without coefficient gradients the kernel writes dL/dx = c * dL/du directly.
         scale = _np(None, n, x.dtype, 1.0) if coef_grads else _np(c, n, x.dtype)
         g_v0 = _state_rows(g_v, x)  # dL/d(final state) in, dL/d(initial state) out
+        # Without temporal gradients the state carries nothing back: a decay of zero in backward.
+        a_back = _np(a, n, x.dtype, 1.0) if ctx.temporal else _np(None, n, x.dtype)
         k.leaky_backward(
-            g_out.numpy(), u.numpy(), *sg, _np(a, n, x.dtype, 1.0), th_np, _np(vr, n, x.dtype), scale,
+            g_out.numpy(), u.numpy(), *sg, a_back, th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(),
         )
         g_x = g_a = g_b = g_c = g_thr = None
@@ -473,7 +493,7 @@ class _CubaScan(torch.autograd.Function):
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(),
             v_end.numpy(), i_end.numpy(),
         )
-        ctx.dyn = dyn
+        ctx.dyn, ctx.temporal = dyn, _TEMPORAL[0]
         ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0)
         return out, v_end, i_end
 
@@ -493,8 +513,10 @@ class _CubaScan(torch.autograd.Function):
         syn_grads = need[2] or need[3]
         scale = _np(None, n, x.dtype, 1.0) if syn_grads else c_syn.numpy()
         g_v0, g_i0 = _state_rows(g_v, x), _state_rows(g_i_end, x)  # final state in, initial state out
+        zero = _np(None, n, x.dtype)
+        a_syn_back, a_back = (a_syn.numpy(), a.numpy()) if ctx.temporal else (zero, zero)
         k.cuba_backward(
-            g_out.numpy(), u.numpy(), *sg, a_syn.numpy(), a.numpy(), c.numpy(), th_np, _np(vr, n, x.dtype), scale,
+            g_out.numpy(), u.numpy(), *sg, a_syn_back, a_back, c.numpy(), th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_i.numpy(), g_th.numpy(),
             g_v0.numpy(), g_i0.numpy(),
         )

@@ -243,6 +243,9 @@ class GraphModule(nn.Module):
         """Dense layers whose input has at most this fraction of non-zeros use the sparse kernels
         (0 turns them off)."""
         self._coef_cache: dict[str, tuple] | None = None  # set inside reuse_coefficients()
+        self._online: dict[str, float] | None = None
+        """OTTT (spikeflow.train.long_sequences): weight layer name -> presynaptic trace decay; the
+        layer's weight gradient then comes from the trace, carried in the state under its name."""
 
     # ---------------------------------------------------------------------------- running
 
@@ -412,8 +415,29 @@ class GraphModule(nn.Module):
         # Stateless layers see all T*B samples at once: one GEMM / convolution for the sequence;
         # dense layers fed by sparse spikes skip the zeros (spikeflow.torch.sparse_linear).
         flat = x.reshape((T * B,) + tuple(x.shape[2:]))
+        if self._online is not None and name in self._online:
+            y = self._online_layer(name, layer, x, flat, state)
+            return y.reshape((T, B) + tuple(y.shape[1:]))
         y = self._linear(flat, layer) if isinstance(layer, nn.Linear) else layer(flat)
         return y.reshape((T, B) + tuple(y.shape[1:]))
+
+    def _online_layer(self, name: str, layer: nn.Module, x: torch.Tensor, flat: torch.Tensor, state: GraphState) -> torch.Tensor:
+        """The layer's output, whose weight gradient is computed from the presynaptic trace
+        ``a_t = decay * a_(t-1) + x_t`` instead of ``x_t`` (OTTT); the input and bias gradients are
+        the usual ones."""
+        decay = torch.tensor(self._online[name], dtype=x.dtype)
+        with torch.no_grad():
+            dyn, coef = F.Dynamics("leaky", False), F.Coefficients(c=torch.ones((), dtype=x.dtype), a=decay, b=torch.zeros((), dtype=x.dtype))
+            trace, end = F.neuron_chunk(x.detach(), dyn, coef, state.nodes.get(name))
+        state.nodes[name] = end
+        trace = trace.reshape(flat.shape)
+        if isinstance(layer, nn.Linear):
+            y = torch.nn.functional.linear(flat, layer.weight.detach(), layer.bias)
+            y_trace = torch.nn.functional.linear(trace, layer.weight)
+        else:
+            y = layer._conv_forward(flat, layer.weight.detach(), layer.bias)
+            y_trace = layer._conv_forward(trace, layer.weight, None)
+        return y + (y_trace - y_trace.detach())  # the value of y; the weight gradient of y_trace
 
     def _coefficients(self, name: str, layer: nn.Module, like: torch.Tensor):
         """``layer.discretise(like)``, reused within :meth:`reuse_coefficients` (inference only)."""

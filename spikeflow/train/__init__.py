@@ -12,9 +12,13 @@ from spikeflow.train.losses import (
     SpikeCountL2,
     SpikeCountMSE,
 )
+from spikeflow.train.long_sequences import STRATEGIES as SEQUENCE_STRATEGIES
+from spikeflow.train.long_sequences import StepResult, train_step
+from spikeflow.train.planner import Plan, parse_bytes, plan
 from spikeflow.train.trainer import RateEncoder, Trainer
 
 __all__ = [
     "LOSSES", "MembraneCrossEntropy", "RateEncoder", "RateLowerBound", "RateUpperBound",
     "SpikeCountCrossEntropy", "SpikeCountL1", "SpikeCountL2", "SpikeCountMSE", "Trainer",
+    "SEQUENCE_STRATEGIES", "StepResult", "train_step", "Plan", "parse_bytes", "plan",
 ]

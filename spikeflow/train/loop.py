@@ -8,14 +8,16 @@ no pickle: :func:`save_state` / :func:`load_state`).
 
 Step structure (:meth:`TrainingLoop.step`), where a strategy plugs in::
 
-    out, record = hooks.forward(model, x)          # a strategy's forward (HLOP records traces);
-                                                   # long-sequence strategies (truncated BPTT)
-                                                   # replace this call or override step()
+    out, record = hooks.forward(model, x)          # a strategy's forward (HLOP records traces)
     loss = loss_fn(out, target) + regularizers(record) + hooks.penalty(model)   # EWC's penalty
     optimizer.zero_grad(); loss.backward()
     hooks.before_step()                            # gradient projection (HLOP, exact projection)
     optimizer.step()
     hooks.after_step()
+
+A long-sequence strategy (``sequence=``, :class:`spikeflow.train.long_sequences.SequenceStrategy`)
+runs the forward and backward of a step itself (chunk by chunk), then the same ``penalty``,
+``before_step``, ``optimizer.step()``, ``after_step``.
 
 :meth:`TrainingLoop.epoch` runs ``step`` over an iterable of batches; a distributed trainer wraps
 the model (e.g. DistributedDataParallel) before building the loop and hands each worker its share
@@ -87,11 +89,15 @@ class TrainingLoop:
         hooks: a strategy with ``forward``, ``penalty``, ``before_step``, ``after_step`` (see the
             module docstring); default :class:`NoHooks`.
         progress: show a tqdm bar per epoch.
+        sequence: a long-sequence strategy
+            (:class:`spikeflow.train.long_sequences.SequenceStrategy`: lean BPTT, truncated BPTT,
+            OTTT, a memory budget) that runs the forward and backward of each step; None: one
+            autograd pass over the whole sequence.
     """
 
     def __init__(self, model: torch.nn.Module, loss: str | Callable, optimizer: torch.optim.Optimizer | None = None, *,
                  device: str | torch.device = "cpu", encoder: Callable | None = None, regularizers: Sequence[Callable] = (),
-                 hooks: Any = None, progress: bool = True):
+                 hooks: Any = None, progress: bool = True, sequence: Any = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss = get_loss(loss)
@@ -103,6 +109,9 @@ class TrainingLoop:
             raise DataError("training: regularizers need a model with run(x, record=...), such as sf.to_torch(graph)")
         self.hooks = hooks if hooks is not None else NoHooks()
         self.progress = progress
+        self.sequence = sequence
+        if sequence is not None:
+            sequence.check(self)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -158,10 +167,14 @@ class TrainingLoop:
         bar = tqdm(batches, total=count, desc=desc, disable=not self.progress, leave=False)
         for x, target in bar:
             x, target = self.time_major(x, generator), target.to(self.device)
-            loss, out = self.step(x, target)
+            if self.sequence is not None:
+                loss, scores = self.sequence.step(self, x, target)
+            else:
+                loss, out = self.step(x, target)
+                scores = self.scores(out)
             batch = target.shape[0]
             total += float(loss) * batch
-            correct += int((self.scores(out).argmax(-1) == target).sum())
+            correct += int((scores.argmax(-1) == target).sum())
             seen += batch
             bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
         bar.close()

@@ -162,6 +162,15 @@ class Trainer:
         device: torch device for the model and batches.
         encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
         progress: show a tqdm bar per epoch.
+        strategy: how a long sequence is trained (a graph's module, :func:`spikeflow.to_torch`):
+            ``"full"``, ``"bptt"`` (lean exact BPTT), ``"tbptt"`` or ``"ottt"``; see
+            :mod:`spikeflow.train.long_sequences`. None: one autograd pass over the whole sequence
+            (with ``memory_budget``: ``"full"`` when it fits, ``"bptt"`` otherwise).
+        chunk: steps per chunk of the strategy (None: 128, or the largest that fits the budget).
+        tbptt: truncation length: the same as ``strategy="tbptt", chunk=tbptt``.
+        memory_budget: e.g. ``"2GB"``: the first training batch is planned with
+            :func:`spikeflow.train.plan` (a few probe steps in a subprocess), which picks the chunk
+            size (and the strategy, when None); the plan is kept in :attr:`plan`.
     """
 
     def __init__(
@@ -178,6 +187,10 @@ class Trainer:
         device: str | torch.device = "cpu",
         encoder: Callable | None = None,
         progress: bool = True,
+        strategy: str | None = None,
+        chunk: int | None = None,
+        tbptt: int | None = None,
+        memory_budget: str | int | None = None,
     ):
         from spikeflow.ir.graph import Graph
 
@@ -189,7 +202,12 @@ class Trainer:
             raise DataError(f"Trainer: model must be an nn.Module or a spikeflow Graph, got {type(model).__name__}")
         if epochs < 0 or batch_size < 1:
             raise DataError(f"Trainer: need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
-        self.loop = TrainingLoop(model, loss, device=device, encoder=encoder, regularizers=regularizers, progress=progress)
+        sequence = None
+        if strategy is not None or chunk is not None or tbptt is not None or memory_budget is not None:
+            from spikeflow.train.long_sequences import SequenceStrategy
+
+            sequence = SequenceStrategy(strategy, chunk, tbptt, memory_budget, progress=progress)
+        self.loop = TrainingLoop(model, loss, device=device, encoder=encoder, regularizers=regularizers, progress=progress, sequence=sequence)
         self.lr, self.epochs, self.batch_size, self.seed = float(lr), int(epochs), int(batch_size), int(seed)
         self.loop.optimizer = make_optimizer(self.loop.model, optimizer, self.lr)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -205,6 +223,8 @@ class Trainer:
     loss = property(lambda self: self.loop.loss)
     device = property(lambda self: self.loop.device)
     encoder = property(lambda self: self.loop.encoder)
+    plan = property(lambda self: self.loop.sequence.plan if self.loop.sequence is not None else None)
+    """The memory plan of ``memory_budget`` (after the first training batch), else None."""
 
     def _eval_rng(self) -> torch.Generator:
         # evaluation draws its own spikes so it repeats exactly and never shifts training's stream
@@ -254,7 +274,9 @@ class Trainer:
         rng = self._eval_rng()
         batches, _ = _batches(data, self.batch_size, False, rng, need_labels)
         for x, target in batches:
-            yield self.model(self.loop.time_major(x, rng)), target
+            x = self.loop.time_major(x, rng)
+            # long-sequence strategies also infer chunk by chunk: no [T, B, H] hidden tensor
+            yield (self.loop.sequence.outputs(self.model, x) if self.loop.sequence is not None else self.model(x)), target
 
     def evaluate(self, data: Any) -> dict[str, float]:
         """Mean loss (without regularisers) and accuracy on labelled data: ``{"loss", "acc", "n"}``."""
