@@ -135,6 +135,22 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from spikeflow.scale.config import load_config
+    from spikeflow.scale.sweep import run_sweep, summary
+
+    config = load_config(args.config)
+    if args.workers is not None:
+        from dataclasses import replace
+
+        config = replace(config, workers=args.workers)
+    result = run_sweep(config, args.out, address=args.address, num_cpus=args.num_cpus, progress=not args.no_progress)
+    print(summary(result, config.objectives))
+    for name, path in result["paths"].items():
+        print(f"wrote {name}: {path}")
+    return 0 if all(r["status"] == "ok" for r in result["records"]) else 1
+
+
 def _unavailable(what):
     """A command whose backend or target this command line cannot run yet: exit status 2."""
 
@@ -202,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="graph file (.h5 or .nir)")
     p.add_argument("--dt", type=float, default=None, help="time step for NIR files that do not store one")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("sweep", help="run a hyper-parameter sweep (TOML config) on Ray: a grid or Optuna, "
+                                      "results table and Pareto plot (needs spikeflow[ray])")
+    p.add_argument("config", help="sweep configuration (.toml); see spikeflow.scale.config")
+    p.add_argument("--out", default="out/sweep", help="sweep folder; finished trials there are kept and skipped (default out/sweep)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--workers", type=int, default=None, help="worker actors (default: the config's, else the cluster's CPUs)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("bench", help="run the benchmark scripts (benchmarks/run_all.py)")
     p.set_defaults(func=_cmd_bench)
