@@ -27,7 +27,7 @@ def is_available() -> bool:
 def dense_counts(graph) -> tuple[int, int]:
     """(synaptic multiply-adds, neuron updates) of one step of one sample, evaluated densely."""
     flat = graph.flatten()
-    shapes = flat.shapes()
+    shapes = graph.shapes()  # the flattened graph's names contain '.', which only nesting may create
     synapses = neurons = 0
     for name, node in flat.nodes.items():
         size = math.prod(shapes[name])
