@@ -28,7 +28,6 @@ import numpy as np
 
 from spikeflow.errors import DataError
 
-HIDDEN = "lif2"  # the hidden LIF layer's name in a member (Graph.sequential naming)
 PLACE_WEIGHTS, PLACE_NEURONS = "affine3", "li4"  # the place neurons and their input weights
 
 
@@ -75,19 +74,10 @@ class PlaceLoss:
 
 def member_graph(inputs: int, places: int, config: MemberConfig, seed: int):
     """Input -> Affine -> LIF (hidden) -> Affine -> LI (``per_place`` neurons per place, grouped)."""
-    from spikeflow.demo import _uniform
-    from spikeflow.ir import Graph, nodes as n
+    from spikeflow.models import spiking_mlp
 
-    rng = np.random.default_rng(seed)
-    dt, hidden, outputs = 1e-3, config.hidden, places * config.per_place
-    return Graph.sequential(
-        n.Input(shape=(inputs,)),
-        n.Affine(weight=_uniform(rng, (hidden, inputs), inputs), bias=_uniform(rng, (hidden,), inputs)),
-        n.LIF(tau=np.full(hidden, config.tau), v_threshold=np.ones(hidden), r=np.full(hidden, config.tau / dt)),
-        n.Affine(weight=_uniform(rng, (outputs, hidden), hidden), bias=_uniform(rng, (outputs,), hidden)),
-        n.LI(tau=np.full(outputs, config.tau_out), r=np.full(outputs, config.tau_out / dt)),
-        dt=dt, metadata={"place_of_neuron": np.repeat(np.arange(places), config.per_place).tolist()},
-    )
+    return spiking_mlp(inputs, config.hidden, places * config.per_place, seed, tau=config.tau, tau_out=config.tau_out,
+                       metadata={"place_of_neuron": np.repeat(np.arange(places), config.per_place).tolist()})
 
 
 def train_member(x: np.ndarray, labels: np.ndarray, places: int, config: MemberConfig, seed: int):

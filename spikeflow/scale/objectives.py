@@ -26,7 +26,8 @@ def digits_snn(params: dict[str, Any], context) -> dict[str, float]:
     import torch
 
     import spikeflow as sf
-    from spikeflow.demo import digits_mlp, digits_split
+    from spikeflow.demo import digits_split
+    from spikeflow.models import digits_mlp
     from spikeflow.train import RateEncoder, Trainer
 
     cfg = {**DIGITS_PARAMS, **{k: v for k, v in context.options.items() if k in DIGITS_PARAMS}, **params}

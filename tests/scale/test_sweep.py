@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeflow import cli
+from spikeflow.cli.main import main as cli_main
 from spikeflow.errors import DataError, FormatError
 from spikeflow.scale import TrialStore, pareto_mask, parse_config, run_sweep
 
@@ -131,7 +131,7 @@ log = true
 epochs = 1
 steps = 4
 """)
-    status = cli.main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--no-progress"])
+    status = cli_main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--no-progress"])
     assert status == 0
     printed = capsys.readouterr().out
     assert "4/4 trials ok" in printed and "pareto" in printed

@@ -8,8 +8,9 @@ import pytest
 import spikeflow as sf
 from spikeflow.errors import DataError, GraphError, SpikeflowError
 from spikeflow.ir import nodes as n
-from spikeflow.ir.exit_policy import ExitPolicy, check_exit_policy, clear_exit_policy, get_exit_policy, set_exit_policy
-from spikeflow.train import early_exit as ee
+from spikeflow.exit.policy import ExitPolicy, check_exit_policy, clear_exit_policy, get_exit_policy, set_exit_policy
+from spikeflow.exit import calibration as ee
+from spikeflow.exit.runners import TorchExitRunner
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -231,13 +232,13 @@ def test_torch_runner_compacts_the_batch_and_matches_offline_exits():
     pol = set_exit_policy(g, threshold=float(np.median(ee.decode(y, ExitPolicy("output", 1.0))[0])), min_steps=2)
     offline = ee.evaluate_outputs(y, np.zeros(30, dtype=np.int64), pol)
     for batch_size, chunk in ((None, 1), (7, 1), (None, 4), (7, 5)):
-        res = ee.TorchExitRunner(g, chunk=chunk).run(x, batch_size=batch_size)
+        res = TorchExitRunner(g, chunk=chunk).run(x, batch_size=batch_size)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         assert res.stats["steps"] == offline["exit_steps"].sum() < 14 * 30
     assert 1 < res.stats["mean_steps"] < 14 and res.stats["saved"] > 0
     with pytest.raises(DataError, match="batch_size"):
-        ee.TorchExitRunner(g).run(x, batch_size=0)
+        TorchExitRunner(g).run(x, batch_size=0)
 
 
 def test_pictures_are_png(tmp_path):
@@ -269,7 +270,7 @@ def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
     offline = ee.evaluate_outputs(y, np.zeros(23, dtype=np.int64), pol)
     assert len(set(offline["exit_steps"].tolist())) > 2
     for kw in ({}, {"max_chunk": 6, "chunk_cost": 1000.0}, {"chunk_cost": 0.0}, {"chunk": 3}, {"max_chunk": 2}):
-        runner = ee.TorchExitRunner(net, policy=pol, **kw)
+        runner = TorchExitRunner(net, policy=pol, **kw)
         res = runner.run(x, batch_size=10)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
@@ -280,7 +281,7 @@ def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
         assert offline["exit_steps"].sum() * neurons <= res.stats["neuron_updates"] <= (offline["exit_steps"].sum() + limit * 23) * neurons
     for bad in ({"chunk": 0}, {"max_chunk": 2.5}, {"chunk_cost": -1}):
         with pytest.raises(DataError, match=next(iter(bad))):
-            ee.TorchExitRunner(net, policy=pol, **bad)
+            TorchExitRunner(net, policy=pol, **bad)
 
 
 def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
@@ -304,7 +305,7 @@ def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
         scores[hit] = acc[hit]
     assert 2 < len(set(offline["exit_steps"].tolist()))
     for kw in ({}, {"chunk": 5}, {"chunk": 1}):
-        res = ee.TorchExitRunner(g, policy=pol, **kw).run(x)
+        res = TorchExitRunner(g, policy=pol, **kw).run(x)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         np.testing.assert_array_equal(res.scores, scores)
