@@ -1,4 +1,8 @@
-"""``spikeflow train``: train the digits MLP with chosen options and save it to HDF5."""
+"""``spikeflow train``: train the digits MLP with chosen options and save it to HDF5.
+
+``torchrun --nproc_per_node N -m spikeflow train ...`` trains it data-parallel on N workers
+(:mod:`spikeflow.train.distributed`); the result equals one process with the same batch size.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from spikeflow.train.distributed import init_workers, launched_by_torchrun, shutdown_workers
+
     options = {k: getattr(args, k) for k in ("hidden", "steps", "lr", "seed") if getattr(args, k) is not None}
-    result = stages.train_digits(args.out, epochs=args.epochs, progress=not args.no_progress, checkpoint=args.checkpoint, **options)
-    print("spikeflow train: spiking MLP on rate-coded handwritten digits")
-    print(stages.summary(result))
+    # under torchrun every worker runs this command; they train one network data-parallel
+    workers = init_workers() if launched_by_torchrun() else None
+    try:
+        result = stages.train_digits(args.out, epochs=args.epochs, progress=not args.no_progress, checkpoint=args.checkpoint,
+                                     workers=workers, **options)
+    finally:
+        shutdown_workers()
+    if workers is None or workers.is_main:
+        label = "" if workers is None else f" on {workers.world_size} workers"
+        print(f"spikeflow train: spiking MLP on rate-coded handwritten digits{label}")
+        print(stages.summary(result))
     return 0
