@@ -80,7 +80,7 @@ def torch_batch64(graph, x, labels, batch=64):
     import spikeflow as sf
     from spikeflow.exit.runners import TorchExitRunner
 
-    net = sf.to_torch(graph).eval()
+    net = sf.to_torch(graph, dtype=torch.float64).eval()
     runner = TorchExitRunner(graph)
     t_max = runner.policy.steps_for(x.shape[0])
     xt = torch.as_tensor(x)

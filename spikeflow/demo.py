@@ -360,7 +360,7 @@ def _batch1(graph, backend: str, x: np.ndarray, events, sensor_size) -> tuple[fl
     if backend == "torch":
         import torch
 
-        net = sf.to_torch(graph).eval()
+        net = sf.to_torch(graph, dtype=torch.float64).eval()
         xt = torch.from_numpy(x)
         for i in range(x.shape[1]):
             start = time.perf_counter()

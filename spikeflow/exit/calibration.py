@@ -363,7 +363,7 @@ def network_outputs(graph_or_module, data, *, output: str = "output", batch_size
     if isinstance(graph_or_module, Graph):
         from spikeflow.torch.lowering import to_torch
 
-        net = to_torch(graph_or_module)
+        net = to_torch(graph_or_module, dtype=torch.float64)
     elif isinstance(graph_or_module, torch.nn.Module):
         net = graph_or_module
     else:

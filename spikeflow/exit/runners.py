@@ -260,7 +260,7 @@ class TorchExitRunner:
         from spikeflow.torch.lowering import GraphModule, to_torch
 
         if isinstance(graph_or_net, Graph):
-            graph, net = graph_or_net, to_torch(graph_or_net)
+            graph, net = graph_or_net, to_torch(graph_or_net, dtype=dtype or torch.float64)
         elif isinstance(graph_or_net, GraphModule):
             graph, net = graph_or_net.to_graph(), graph_or_net
         else:
