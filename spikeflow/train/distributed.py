@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from spikeflow.continual.trainer import ContinualTrainer
 from spikeflow.errors import BackendError, DataError
 from spikeflow.train.trainer import Trainer, _as_pair, _labelled, _split_batch
 
@@ -228,6 +229,70 @@ class DistributedTrainer(Trainer):
             raise DataError("fit: the training data is empty")
         self.history["loss"].append(total / seen)
         self.history["train_acc"].append(correct / seen)
+
+    def save_checkpoint(self, path):
+        """The main worker writes the checkpoint (atomically); the others wait until it is there."""
+        if self.workers.is_main:
+            super().save_checkpoint(path)
+        self.workers.barrier()
+        return path
+
+
+class DistributedContinualTrainer(ContinualTrainer):
+    """:class:`~spikeflow.continual.ContinualTrainer` on several workers (data parallel).
+
+    Same arguments plus ``workers``. Each training batch is sharded and the gradients summed as in
+    :class:`DistributedTrainer`; HLOP (and the exact-projection baseline) learn their subspaces
+    from every worker's activity rows gathered in rank order, so every worker keeps the subspace
+    that one process would learn; EWC's Fisher is computed by every worker on the whole task.
+    Only the main worker writes checkpoints, which resume with any number of workers.
+    """
+
+    def __init__(self, model: torch.nn.Module, *args: Any, workers: Workers | None = None, **kwargs: Any):
+        self.workers = workers if workers is not None else init_workers()
+        if not self.workers.is_main:
+            kwargs["progress"] = False
+        super().__init__(model, *args, **kwargs)
+        self.workers.broadcast_parameters(self.model)
+        if hasattr(self.strategy, "gathered"):
+            self.strategy.workers = self.workers
+
+    def _train_task(self, t: int) -> None:
+        opt = self._make_optimizer()
+        scores = getattr(self.loss, "scores", lambda out: out.sum(0))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        losses, accs = [], []
+        for epoch in range(self.epochs):
+            self.model.train()
+            self.strategy.begin_epoch(epoch, self)
+            total, correct, seen = 0.0, 0, 0
+            for x, target in self.batches(self.strategy.training_tasks(t), shuffle=True, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}"):
+                part, global_size = self.workers.shard(target.shape[0]), target.shape[0]
+                x, target = x[:, part], target[part]
+                opt.zero_grad(set_to_none=True)
+                if target.shape[0]:
+                    out = self.strategy.forward(self.model, x)
+                    loss = self.loss(out, target)
+                    extra = self.strategy.penalty(self.model)
+                    if extra is not None:
+                        loss = loss + extra
+                    (loss * (target.shape[0] / global_size)).backward()
+                    total += float(loss.detach()) * target.shape[0]
+                    correct += int((scores(out.detach()).argmax(-1) == target).sum())
+                    seen += target.shape[0]
+                elif getattr(self.strategy, "_learning", False):
+                    # an empty shard still takes part in gathering the activity rows
+                    self.strategy.observe({name: self.strategy.gathered(torch.zeros(0, sub.n, dtype=self._dtype()))
+                                           for name, sub in self.strategy.subspaces.items()})
+                self.workers.sum_gradients(params)
+                self.strategy.before_step()
+                opt.step()
+                self.strategy.after_step()
+            total, correct, seen = self.workers.sum([total, correct, seen])
+            losses.append(total / seen)
+            accs.append(correct / seen)
+        self.history["loss"].append(losses)
+        self.history["train_acc"].append(accs)
 
     def save_checkpoint(self, path):
         """The main worker writes the checkpoint (atomically); the others wait until it is there."""

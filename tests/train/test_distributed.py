@@ -12,11 +12,12 @@ import torch
 import torch.multiprocessing as mp
 
 import spikeflow as sf
+from spikeflow.continual import HLOP, ContinualTrainer, Task
 from spikeflow.continual.hlop import Subspace
 from spikeflow.errors import DataError
 from spikeflow.models import spiking_mlp
 from spikeflow.train import RateEncoder, Trainer
-from spikeflow.train.distributed import DistributedTrainer, Workers, init_workers, shutdown_workers
+from spikeflow.train.distributed import DistributedContinualTrainer, DistributedTrainer, Workers, init_workers, shutdown_workers
 
 N_DENSE, N_SPIKES, FEATURES, STEPS = 25, 9, 6, 5
 
@@ -53,6 +54,27 @@ def trainers(make, checkpoint, epochs, **kwargs):
     return dense, spikes
 
 
+def tasks():
+    rng = np.random.default_rng(2)
+    out = []
+    for i in range(2):
+        x, y = rng.random((9, FEATURES)), rng.integers(0, 3, 9)
+        out.append(Task(f"t{i}", (x, y), (x, y)))
+    return out
+
+
+def continual(make, checkpoint=None, **kwargs):
+    # batches of 4, 4 and 1: one worker's last shard is empty, yet it joins the activity gather
+    return make(make_net(), strategy=HLOP(subspace=2, hebbian_epochs=1), epochs=2, batch_size=4, lr=0.05, seed=6,
+                encoder=RateEncoder(STEPS), progress=False, checkpoint=checkpoint, **kwargs)
+
+
+def continual_state(trainer):
+    subspaces = {f"hlop/{k}": sub.frozen for k, sub in trainer.strategy.subspaces.items()}
+    return {**{f"model/{k}": v for k, v in trainer.model.state_dict().items()}, **subspaces,
+            "matrix": torch.as_tensor(trainer.matrix)}
+
+
 def _worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -66,7 +88,10 @@ def _worker(rank, world, port, out):
     sub = Subspace(6, lr=0.5, iterations=3)
     sub.add(2, torch.Generator().manual_seed(0))
     sub.update(workers.gather_rows(activity[workers.shard(7)]))
-    states = {"dense": dense.model.state_dict(), "spikes": spikes.model.state_dict(), "hlop": sub.new,
+    hlop = continual(DistributedContinualTrainer, workers=workers)
+    hlop.fit(tasks())
+    continual(DistributedContinualTrainer, os.path.join(out, "hlop.h5"), workers=workers).fit(tasks(), stop_after=1)
+    states = {"continual": continual_state(hlop), "dense": dense.model.state_dict(), "spikes": spikes.model.state_dict(), "hlop": sub.new,
               "history": torch.tensor(dense.history["loss"] + spikes.history["loss"])}
     torch.save(states, os.path.join(out, f"rank{rank}.pt"))
     shutdown_workers()
@@ -108,6 +133,23 @@ def test_hlop_subspace_update_on_gathered_activity_is_the_single_process_update(
     sub.update(activity)
     for rank in (0, 1):
         assert torch.allclose(two_workers[rank]["hlop"], sub.new, atol=1e-12)
+
+
+def test_hlop_continual_on_two_workers_equals_one_process_and_resumes_on_one(two_workers):
+    one = continual(ContinualTrainer)
+    one.fit(tasks())
+    expected = continual_state(one)
+    assert any(k.startswith("hlop/") and v.shape[0] == 4 for k, v in expected.items())  # 2 tasks x 2 neurons
+    for rank in (0, 1):
+        got = two_workers[rank]["continual"]
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            assert torch.allclose(got[key], value, rtol=0, atol=1e-10), (rank, key)
+    # the first task trained on 2 workers, the second resumed on 1
+    resumed = continual(DistributedContinualTrainer, os.path.join(two_workers["dir"], "hlop.h5"), workers=Workers())
+    resumed.fit(tasks(), resume=True)
+    for key, value in expected.items():
+        assert torch.allclose(continual_state(resumed)[key], value, rtol=0, atol=1e-10), key
 
 
 def test_resume_on_one_worker_from_a_two_worker_checkpoint(two_workers, tmp_path):
