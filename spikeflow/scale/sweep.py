@@ -60,7 +60,7 @@ def run_sweep(config: SweepConfig | str | Path, out: str | Path, *, address: str
         workers = [actor_class.remote(config.backend) for _ in range(count)]
         info = ray.get([w.info.remote() for w in workers])
         lost = _drive(ray, actor_class, workers, config, search, store, objective, len(done), progress)
-        for w in workers:
+        for w in workers:  # the first actors and any replacements (killing a dead one is harmless)
             ray.kill(w)
     records = store.records()
     paths = write_table(records, out)
@@ -69,7 +69,8 @@ def run_sweep(config: SweepConfig | str | Path, out: str | Path, *, address: str
 
 
 def _drive(ray, actor_class, workers, config, search, store, objective, already: int, progress: bool) -> int:
-    """Keep every worker busy until the search is exhausted; return the number of lost runs."""
+    """Keep every worker busy until the search is exhausted; return the number of lost runs.
+    Replacement actors are appended to ``workers``."""
     from ray.exceptions import RayActorError, RayTaskError
 
     retry: deque[tuple[int, dict[str, Any], int]] = deque()  # (trial, params, attempts so far)
@@ -102,7 +103,8 @@ def _drive(ray, actor_class, workers, config, search, store, objective, already:
         except RayActorError:
             # the worker process died with this trial: replace it and run the trial again
             lost += 1
-            idle.append(actor_class.remote(config.backend))
+            workers.append(actor_class.remote(config.backend))
+            idle.append(workers[-1])
             if attempts < config.max_attempts:
                 retry.append((trial, params, attempts))
                 continue
@@ -133,7 +135,8 @@ def summary(result: dict[str, Any], objectives: dict[str, str]) -> str:
     records = result["records"]
     first = next(iter(objectives))
     columns, rows = table_rows(records)
-    rows.sort(key=lambda r: (r["status"] != "ok", -(r.get(first) or 0) if objectives[first] == "max" else (r.get(first) or 0)))
+    sign = -1.0 if objectives[first] == "max" else 1.0
+    rows.sort(key=lambda r: (r["status"] != "ok", sign * (r.get(first) or 0.0)))
     shown = [c for c in columns if c not in ("seconds",)]
     lines = ["  ".join(shown)]
     for r in rows:

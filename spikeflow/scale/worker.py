@@ -4,7 +4,9 @@ A Ray *task* would start each trial in whichever worker process is free, and a f
 numba's (or Brian2's) compile and load again. One long-lived actor per CPU instead warms the
 backend up once in ``__init__`` and then runs trial after trial in the same process, so compiled
 kernels are reused (brian2#1429 asks for exactly this: compile once, run many). Each trial reports
-how many numba specialisations it had to add (``new_compilations``; 0 when everything was reused).
+the numba specialisations it added: ``new_compilations`` (kernels it is the first to use, e.g. a
+training kernel the warm-up did not need) and ``recompilations`` (a kernel the worker already had,
+compiled again; 0 when the worker reuses its code).
 """
 
 from __future__ import annotations
@@ -42,21 +44,28 @@ def resolve_objective(objective: str | Callable) -> Callable:
     return fn
 
 
-def numba_specialisations() -> int:
-    """Compiled (or cache-loaded) numba specialisations in this process, over spikeflow's kernels."""
+def numba_specialisations() -> dict[int, int]:
+    """Compiled (or cache-loaded) specialisations per numba kernel of spikeflow in this process."""
     try:
         from numba.core.dispatcher import Dispatcher
     except ImportError:
-        return 0
-    seen, count = set(), 0
+        return {}
+    counts: dict[int, int] = {}
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith("spikeflow"):
             continue
         for value in list(vars(module).values()):
-            if isinstance(value, Dispatcher) and id(value) not in seen:
-                seen.add(id(value))
-                count += len(value.signatures)
-    return count
+            if isinstance(value, Dispatcher):
+                counts[id(value)] = len(value.signatures)
+    return counts
+
+
+def compilations_between(before: dict[int, int], after: dict[int, int]) -> tuple[int, int]:
+    """``(new, again)``: specialisations added in total, and those added to kernels that already
+    had one (a kernel compiled again for new argument types; 0 when the worker reuses its code)."""
+    new = sum(count - before.get(key, 0) for key, count in after.items())
+    again = sum(count - before[key] for key, count in after.items() if before.get(key, 0) > 0)
+    return new, again
 
 
 class WorkerContext:
@@ -108,13 +117,16 @@ class SimulationWorker:
         return {"pid": os.getpid(), "warmup_seconds": self.warmup_seconds, "trials_run": self.trials_run}
 
     def run(self, objective: str | Callable, trial: int, params: dict[str, Any], options: dict[str, Any], seed: int) -> dict[str, Any]:
-        """Run one trial; return ``{"metrics", "seconds", "worker", "new_compilations", "trial_on_worker"}``."""
+        """Run one trial; return ``{"metrics", "seconds", "worker", "new_compilations", "recompilations",
+        "trial_on_worker"}`` (numba specialisations added: kernels first used by this trial, and
+        kernels compiled again)."""
         fn = resolve_objective(objective)
         context = WorkerContext(self.backend, options, seed + trial)
         before = numba_specialisations()
         start = time.perf_counter()
         metrics = fn(dict(params), context)
         seconds = time.perf_counter() - start
+        new, again = compilations_between(before, numba_specialisations())
         if not isinstance(metrics, dict) or not all(isinstance(k, str) for k in metrics):
             raise DataError(f"objective {objective!r}: expected a dict of metric name -> number, got {type(metrics).__name__}")
         clean = {}
@@ -124,5 +136,5 @@ class SimulationWorker:
             except (TypeError, ValueError):
                 raise DataError(f"objective {objective!r}: metric {key!r} is not a number ({value!r})") from None
         self.trials_run += 1
-        return {"metrics": clean, "seconds": seconds, "worker": os.getpid(),
-                "new_compilations": numba_specialisations() - before, "trial_on_worker": self.trials_run}
+        return {"metrics": clean, "seconds": seconds, "worker": os.getpid(), "new_compilations": new,
+                "recompilations": again, "trial_on_worker": self.trials_run}
