@@ -35,6 +35,8 @@ def main() -> None:
         print(f"{row['method']:45s} {row['recall_at_1']:9.3f} {row['neurons']:8d} {row['train_seconds']:8.1f}")
     one, two = result["timing"][1], result["timing"][2]
     print(f"ensemble training wall-clock: 1 worker {one:.1f} s, 2 workers {two:.1f} s (speed-up {one / two:.2f}x)")
+    for count, seconds in result["member_seconds"].items():
+        print(f"  {count} worker(s): members took {', '.join(f'{s:.1f}' for s in seconds)} s each (sum {sum(seconds):.1f} s)")
     print(f"place neurons removed by the regulariser per member: {result['removed']}")
 
     # the saved ensemble is one graph: reload it and check it answers the same on the query
@@ -42,7 +44,8 @@ def main() -> None:
     query = result["data"]["query"]
     same = np.allclose(place_scores(sf.load(path), query["x"]), place_scores(result["graphs"]["ensemble + regulariser"], query["x"]))
     print(f"saved {path}; reloaded graph gives the same scores: {same}")
-    record = {"rows": result["rows"], "timing": {str(k): v for k, v in result["timing"].items()}, "removed": result["removed"]}
+    record = {"rows": result["rows"], "timing": {str(k): v for k, v in result["timing"].items()},
+              "member_seconds": {str(k): v for k, v in result["member_seconds"].items()}, "removed": result["removed"]}
     with atomic_path(Path(args.out) / "results.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))
 

@@ -272,7 +272,8 @@ def compare_place_recognition(config: MemberConfig = MemberConfig(), *, places: 
 
     Returns:
         ``{"rows": [{"method", "recall_at_1", "neurons", "train_seconds"}], "timing": {workers:
-        seconds}, "graphs": {...}, "paths": {...}}``; with ``out``, the ensemble is saved there.
+        wall-clock seconds}, "member_seconds": {workers: [seconds per member]}, "graphs",
+        "paths", "removed", "data"}``; with ``out``, the ensemble is saved there.
     """
     import spikeflow as sf
     from spikeflow.datasets.places import QUERY, REFERENCE, sad_match, traverse
@@ -282,7 +283,7 @@ def compare_place_recognition(config: MemberConfig = MemberConfig(), *, places: 
     calibration = traverse(QUERY, calibration_repeats, seed=seed + 1000, **kwargs)
     query = traverse(QUERY, query_repeats, seed=seed + 2000, **kwargs)
     parts = split_regions(places, regions)
-    timing, results = {}, None
+    timing, member_seconds, results = {}, {}, None
     for count in workers:
         run, timing[count] = train_on_ray(train["x"], train["place"], parts, config, workers=count,
                                           calibration=(calibration["x"], calibration["place"]), address=address)
@@ -290,6 +291,7 @@ def compare_place_recognition(config: MemberConfig = MemberConfig(), *, places: 
                                            for a, b in zip(results, run)):
             raise DataError("compare_place_recognition: members trained on different worker counts differ (training is not deterministic)")
         results = run
+        member_seconds[count] = [r["seconds"] for r in run]
     members = [r["graph"] for r in results]
     regularised = [remove_place_neurons(r["graph"], r["remove"]) for r in results]
     single_config = replace(config, hidden=config.hidden * regions)
@@ -316,5 +318,5 @@ def compare_place_recognition(config: MemberConfig = MemberConfig(), *, places: 
 
         paths["ensemble"] = Path(out) / "place_ensemble.h5"
         sf.save(graphs["ensemble + regulariser"], paths["ensemble"])
-    return {"rows": rows, "timing": timing, "graphs": graphs, "paths": paths,
+    return {"rows": rows, "timing": timing, "member_seconds": member_seconds, "graphs": graphs, "paths": paths,
             "removed": [int(r["remove"].sum()) for r in results], "data": {"train": train, "calibration": calibration, "query": query}}

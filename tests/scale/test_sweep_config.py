@@ -121,3 +121,13 @@ def test_optuna_search_is_seeded_and_restores():
     resumed.restore(records)
     assert len(resumed.study.trials) == 3
     assert resumed.propose()[0] == 3
+
+
+@pytest.mark.parametrize("name, match", [("no_such_module_xyz:f", "cannot import"), ("digits_snn_typo", "built-in name"),
+                                         ("os:sep", "not callable"), ("os:no_such_function", "cannot import")])
+def test_objective_names_are_checked(name, match):
+    from spikeflow.scale.worker import resolve_objective
+
+    with pytest.raises(DataError, match=match):
+        resolve_objective(name)
+    assert resolve_objective("digits_snn").__name__ == "digits_snn"
