@@ -204,12 +204,16 @@ def recall_at_1(scores: np.ndarray, true_place: np.ndarray) -> float:
 
 
 class MemberTrainer:
-    """A Ray actor that trains members (its torch/numba kernels compile once, then are reused)."""
+    """A Ray actor that trains members: it compiles (or loads) its torch and numba kernels once,
+    on a tiny member at start-up, and reuses them for every member it trains."""
 
     def __init__(self, threads: int = 1):
         import torch
 
         torch.set_num_threads(threads)
+        rng = np.random.default_rng(0)
+        x, labels = (rng.random((4, 3, 8)) < 0.5).astype(np.float32), np.array([0, 1, 0, 1])
+        neuron_scores(train_member(x, labels, 2, MemberConfig(hidden=4, per_place=1, epochs=1, batch_size=4), 0), x)
 
     def train(self, x: np.ndarray, place: np.ndarray, region: np.ndarray, config: MemberConfig, seed: int,
               calibration: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:

@@ -195,8 +195,8 @@ class DistributedTrainer(Trainer):
                     yield None, torch.zeros(0, dtype=torch.int64), len(idx)
                     continue
                 x, y = _labelled(_split_batch(torch.utils.data.default_collate([data[int(i)] for i in chosen])), True)
-                if self.encoder is None:
-                    yield x.transpose(0, 1).to(self.device, self._dtype()), y, len(idx)
+                if self.encoder is None:  # only the shard was loaded
+                    yield self._time_major(x, self._shuffle_rng), y, len(idx)
                     continue
             x = self._time_major(x, self._shuffle_rng)  # the whole global batch: the same draws on every worker
             yield x[:, part], y[part], len(idx)
