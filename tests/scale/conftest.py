@@ -1,4 +1,4 @@
-"""One small local Ray for the whole tests/scale folder (2 CPUs), always shut down."""
+"""One small local Ray per test module (2 CPUs), always shut down at the end of the module."""
 
 import sys
 
@@ -8,7 +8,7 @@ import ray
 from spikeflow.scale.cluster import OBJECT_STORE_BYTES, WORKER_ENV
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray with 2 CPUs; test modules' objectives travel by value (workers cannot import tests/)."""
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, configure_logging=False,
