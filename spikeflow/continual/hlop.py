@@ -461,6 +461,12 @@ class OrthogonalProjection(ABC):
             self.observe({name: self.gathered(activity_vectors(self.layers[name], seq, self.activity)) for name, seq in inputs.items()})
         return out
 
+    def skip_batch(self, dtype: torch.dtype) -> None:
+        """A data-parallel worker whose shard of this batch is empty still joins the gathering of
+        the other workers' activity rows (and learns from them, as they do)."""
+        if self._learning and self.workers is not None:
+            self.observe({name: self.gathered(torch.zeros(0, sub.n, dtype=dtype)) for name, sub in self.subspaces.items()})
+
     def gathered(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` of this batch, or, training data-parallel, every worker's rows in rank order:
         each worker then learns the subspace one process would learn from the global batch."""

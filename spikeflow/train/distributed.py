@@ -35,7 +35,8 @@ import torch.distributed as dist
 
 from spikeflow.continual.trainer import ContinualTrainer
 from spikeflow.errors import BackendError, DataError
-from spikeflow.train.trainer import Trainer, _as_pair, _labelled, _split_batch
+from spikeflow.train.loop import TrainingLoop
+from spikeflow.train.trainer import Trainer
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -153,6 +154,89 @@ def shutdown_workers() -> None:
         dist.destroy_process_group()
 
 
+class DistributedLoop(TrainingLoop):
+    """The one training loop (:class:`~spikeflow.train.loop.TrainingLoop`) on several workers.
+
+    Each global batch is encoded whole (the same random draws on every worker) and cut to this
+    worker's shard; after the backward pass the strategy hooks see the gradient of the global
+    batch's mean loss (each shard's gradient weighted by its share, then summed over workers),
+    so projections (HLOP) and the optimiser step are the same on every worker.
+    """
+
+    @classmethod
+    def around(cls, loop: TrainingLoop, workers: Workers) -> "DistributedLoop":
+        """The same loop (model, loss, optimiser, encoder, hooks), made data-parallel."""
+        new = cls.__new__(cls)
+        new.__dict__.update(vars(loop))
+        new.workers = workers
+        new.hooks = _SummedGradients(loop.hooks, workers, new)
+        return new
+
+    def epoch(self, batches, generator: torch.Generator, *, count: int | None = None, desc: str = "") -> tuple[float, float]:
+        """Train on batch-first global batches; return the global mean loss and accuracy."""
+        from tqdm.auto import tqdm
+
+        total, correct, seen = 0.0, 0, 0
+        bar = tqdm(batches, total=count, desc=desc, disable=not self.progress, leave=False)
+        for x, target in bar:
+            x = self.time_major(x, generator)  # the whole global batch: the same draws on every worker
+            part = self.workers.shard(target.shape[0])
+            self.hooks.share = (part.stop - part.start) / target.shape[0]
+            x, target = x[:, part], target[part].to(self.device)
+            if target.shape[0] == 0:  # a short last batch left this worker nothing
+                self._step_without_batch()
+                continue
+            loss, out = self.step(x, target)
+            total += float(loss) * target.shape[0]
+            correct += int((self.scores(out).argmax(-1) == target).sum())
+            seen += target.shape[0]
+        bar.close()
+        total, correct, seen = self.workers.sum([total, correct, seen])
+        if seen == 0:
+            raise DataError("fit: the training data is empty")
+        return total / seen, correct / seen
+
+    def _step_without_batch(self) -> None:
+        """Take part in this step's collectives and take the same optimiser step as the others."""
+        inner = self.hooks.inner
+        if hasattr(inner, "skip_batch"):
+            inner.skip_batch(self.dtype)  # HLOP: the activity gather of this step
+        self.optimizer.zero_grad(set_to_none=True)
+        self.hooks.before_step()
+        self.optimizer.step()
+        self.hooks.after_step()
+
+
+class _SummedGradients:
+    """Strategy hooks that first turn this worker's gradient into the global batch's gradient."""
+
+    def __init__(self, inner: Any, workers: Workers, loop: TrainingLoop):
+        self.inner, self.workers, self.loop, self.share = inner, workers, loop, 1.0
+
+    def forward(self, model, x):
+        return self.inner.forward(model, x)
+
+    def penalty(self, model):
+        return self.inner.penalty(model)
+
+    def before_step(self) -> None:
+        params = [p for p in self.loop.model.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(self.share)  # the shard's mean loss, weighted by its share of the batch
+        self.workers.sum_gradients(params)
+        self.inner.before_step()
+
+    def after_step(self) -> None:
+        self.inner.after_step()
+
+
+def _refuse_loader(data: Any) -> None:
+    if isinstance(data, torch.utils.data.DataLoader):
+        raise DataError("DistributedTrainer: pass (x, y) arrays or a Dataset, not a DataLoader (its batches cannot be "
+                        "sharded exactly)")
+
+
 class DistributedTrainer(Trainer):
     """:class:`~spikeflow.train.trainer.Trainer` on several workers (data parallel).
 
@@ -163,72 +247,25 @@ class DistributedTrainer(Trainer):
     Example (``train.py``, run with ``torchrun --nproc_per_node 2 train.py``)::
 
         workers = init_workers()
-        trainer = DistributedTrainer(net, epochs=5, checkpoint="run.ckpt", workers=workers)
+        trainer = DistributedTrainer(net, epochs=5, checkpoint="run.h5", workers=workers)
         trainer.fit((x, y), resume=True)
         shutdown_workers()
     """
 
     def __init__(self, model: torch.nn.Module, *args: Any, workers: Workers | None = None, **kwargs: Any):
-        self.workers = workers if workers is not None else init_workers()
-        kwargs.setdefault("device", self.workers.device)
-        if not self.workers.is_main:
+        workers = workers if workers is not None else init_workers()
+        kwargs.setdefault("device", workers.device)
+        if not workers.is_main:
             kwargs["progress"] = False
         super().__init__(model, *args, **kwargs)
-        self.workers.broadcast_parameters(self.model)
+        self.workers = workers
+        self.loop = DistributedLoop.around(self.loop, workers)
+        workers.broadcast_parameters(self.model)
 
-    def _global_batches(self, data: Any):
-        """Global batches drawn exactly as the single-process trainer draws them, each cut to this
-        worker's shard (a Dataset loads only the shard's samples unless an encoder needs them all)."""
-        pair = _as_pair(data, need_labels=True)
-        if pair is None and isinstance(data, torch.utils.data.DataLoader):
-            raise DataError("DistributedTrainer: pass (x, y) arrays or a Dataset, not a DataLoader (its batches cannot be "
-                            "sharded exactly); each worker then loads only its shard")
-        n = pair[0].shape[0] if pair is not None else len(data)
-        order = torch.randperm(n, generator=self._shuffle_rng)
-        for idx in order.split(self.batch_size):
-            part = self.workers.shard(len(idx))
-            if pair is not None:
-                x, y = pair[0][idx], pair[1][idx]
-            else:
-                chosen = idx if self.encoder is not None else idx[part]
-                if len(chosen) == 0:  # this worker's shard of a short last batch is empty
-                    yield None, torch.zeros(0, dtype=torch.int64), len(idx)
-                    continue
-                x, y = _labelled(_split_batch(torch.utils.data.default_collate([data[int(i)] for i in chosen])), True)
-                if self.encoder is None:  # only the shard was loaded
-                    yield self._time_major(x, self._shuffle_rng), y, len(idx)
-                    continue
-            x = self._time_major(x, self._shuffle_rng)  # the whole global batch: the same draws on every worker
-            yield x[:, part], y[part], len(idx)
-
-    def _train_epoch(self, data: Any) -> None:
-        from tqdm.auto import tqdm
-
-        self.model.train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        total, correct, seen = 0.0, 0, 0
-        bar = tqdm(self._global_batches(data), desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
-        for x, target, global_size in bar:
-            target = target.to(self.device)
-            self.optimizer.zero_grad(set_to_none=True)
-            if target.shape[0]:
-                y, record = self._forward(x)
-                loss = self.loss(y, target)
-                for reg in self.regularizers:
-                    loss = loss + reg(record)
-                # weighted by the shard's share: the summed gradient is the global batch's mean
-                (loss * (target.shape[0] / global_size)).backward()
-                total += loss.item() * target.shape[0]
-                correct += int((self._scores(y.detach()).argmax(-1) == target).sum())
-                seen += target.shape[0]
-            self.workers.sum_gradients(params)
-            self.optimizer.step()
-        bar.close()
-        total, correct, seen = self.workers.sum([total, correct, seen])
-        if seen == 0:
-            raise DataError("fit: the training data is empty")
-        self.history["loss"].append(total / seen)
-        self.history["train_acc"].append(correct / seen)
+    def fit(self, train_data: Any, val_data: Any = None, resume: bool = False) -> dict[str, list[float]]:
+        """As :meth:`Trainer.fit`; a DataLoader is refused (pass arrays or a Dataset)."""
+        _refuse_loader(train_data)
+        return super().fit(train_data, val_data, resume)
 
     def save_checkpoint(self, path):
         """The main worker writes the checkpoint (atomically); the others wait until it is there."""
@@ -241,7 +278,7 @@ class DistributedTrainer(Trainer):
 class DistributedContinualTrainer(ContinualTrainer):
     """:class:`~spikeflow.continual.ContinualTrainer` on several workers (data parallel).
 
-    Same arguments plus ``workers``. Each training batch is sharded and the gradients summed as in
+    Same arguments plus ``workers``. Training batches are sharded and gradients summed as in
     :class:`DistributedTrainer`; HLOP (and the exact-projection baseline) learn their subspaces
     from every worker's activity rows gathered in rank order, so every worker keeps the subspace
     that one process would learn; EWC's Fisher is computed by every worker on the whole task.
@@ -249,50 +286,15 @@ class DistributedContinualTrainer(ContinualTrainer):
     """
 
     def __init__(self, model: torch.nn.Module, *args: Any, workers: Workers | None = None, **kwargs: Any):
-        self.workers = workers if workers is not None else init_workers()
-        if not self.workers.is_main:
+        workers = workers if workers is not None else init_workers()
+        if not workers.is_main:
             kwargs["progress"] = False
         super().__init__(model, *args, **kwargs)
-        self.workers.broadcast_parameters(self.model)
+        self.workers = workers
+        self.loop = DistributedLoop.around(self.loop, workers)
+        workers.broadcast_parameters(self.model)
         if hasattr(self.strategy, "gathered"):
-            self.strategy.workers = self.workers
-
-    def _train_task(self, t: int) -> None:
-        opt = self._make_optimizer()
-        scores = getattr(self.loss, "scores", lambda out: out.sum(0))
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        losses, accs = [], []
-        for epoch in range(self.epochs):
-            self.model.train()
-            self.strategy.begin_epoch(epoch, self)
-            total, correct, seen = 0.0, 0, 0
-            for x, target in self.batches(self.strategy.training_tasks(t), shuffle=True, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}"):
-                part, global_size = self.workers.shard(target.shape[0]), target.shape[0]
-                x, target = x[:, part], target[part]
-                opt.zero_grad(set_to_none=True)
-                if target.shape[0]:
-                    out = self.strategy.forward(self.model, x)
-                    loss = self.loss(out, target)
-                    extra = self.strategy.penalty(self.model)
-                    if extra is not None:
-                        loss = loss + extra
-                    (loss * (target.shape[0] / global_size)).backward()
-                    total += float(loss.detach()) * target.shape[0]
-                    correct += int((scores(out.detach()).argmax(-1) == target).sum())
-                    seen += target.shape[0]
-                elif getattr(self.strategy, "_learning", False):
-                    # an empty shard still takes part in gathering the activity rows
-                    self.strategy.observe({name: self.strategy.gathered(torch.zeros(0, sub.n, dtype=self._dtype()))
-                                           for name, sub in self.strategy.subspaces.items()})
-                self.workers.sum_gradients(params)
-                self.strategy.before_step()
-                opt.step()
-                self.strategy.after_step()
-            total, correct, seen = self.workers.sum([total, correct, seen])
-            losses.append(total / seen)
-            accs.append(correct / seen)
-        self.history["loss"].append(losses)
-        self.history["train_acc"].append(accs)
+            self.strategy.workers = workers
 
     def save_checkpoint(self, path):
         """The main worker writes the checkpoint (atomically); the others wait until it is there."""

@@ -184,8 +184,8 @@ def test_single_process_world_and_refused_inputs():
 
 @pytest.mark.slow
 def test_torchrun_spikeflow_train_on_two_workers(tmp_path):
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "spikeflow", "train", "--epochs", "1", "--hidden", "8",
+    # `torchrun` is `python -m torch.distributed.run`; calling it through this interpreter keeps this environment
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spikeflow", "train", "--epochs", "1", "--hidden", "8",
            "--steps", "4", "--out", str(tmp_path), "--checkpoint", str(tmp_path / "run.ckpt"), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
