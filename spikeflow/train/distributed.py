@@ -1,26 +1,30 @@
 """One network trained on several workers: data parallelism with ``torch.distributed``.
 
 Launch with ``torchrun --nproc_per_node N -m spikeflow train ...`` (or several machines, see
-docs/scaling.md). Every worker holds the whole network; each global batch is split into
-contiguous shards, one per worker; gradients are summed over the workers in one all-reduce per
-step, so every worker takes the same optimiser step and the weights stay identical.
+docs/scaling.md). Every worker holds the whole network and runs the one training loop
+(:class:`~spikeflow.train.loop.TrainingLoop`) wrapped by :class:`DistributedLoop`: each global
+batch is cut into contiguous shards, one per worker, and before the strategy hooks and the
+optimiser step the gradients are summed over the workers in one all-reduce, so every worker takes
+the same step and the weights stay identical. :class:`DistributedTrainer` and
+:class:`DistributedContinualTrainer` are the two trainers with that loop.
 
 Exactness: the global batch (``batch_size``) does not depend on the number of workers, and every
 worker draws the same shuffling and spike-encoding random numbers (it encodes the whole global
-batch, then keeps its shard). A shard's mean loss is weighted by its share of the global batch, so
+batch, then keeps its shard). A shard's gradient is weighted by its share of the global batch, so
 the summed gradient is the gradient of the global batch's mean loss: N workers give the same
 weights as one process with the same batch size (to float rounding), and a checkpoint written by
 N workers resumes exactly with any other number.
 
 Why an explicit all-reduce rather than wrapping the model in ``DistributedDataParallel``: DDP's
-reducer only sees ``forward()``, while spikeflow's loop also calls ``model.run(x, record=...)`` for
-activity regularisers and HLOP's recorded inputs; the last global batch can leave a worker with an
+reducer only sees ``forward()``, while the loop also calls ``model.run(x, record=...)`` for activity
+regularisers and HLOP records layer inputs; the last global batch can leave a worker with an
 empty shard, which DDP cannot skip. One flattened all-reduce per step is what DDP's bucket does.
 Spiking state lives inside each call (fresh per batch), so nothing stateful needs syncing (the
-traps of DataParallel with stateful neurons, snnTorch#154).
+trap of DataParallel with stateful neurons, snnTorch#154).
 
-Limits: activity regularisers (firing-rate bounds) see each worker's shard, not the global batch;
-normalisation layers keep per-worker statistics.
+Limits: every worker loads the whole global batch and keeps its shard (the price of identical
+random draws); activity regularisers (firing-rate bounds) see each worker's shard, not the global
+batch; normalisation layers keep per-worker statistics.
 """
 
 from __future__ import annotations

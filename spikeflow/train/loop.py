@@ -17,9 +17,9 @@ Step structure (:meth:`TrainingLoop.step`), where a strategy plugs in::
     optimizer.step()
     hooks.after_step()
 
-:meth:`TrainingLoop.epoch` runs ``step`` over an iterable of batches; a distributed trainer wraps
-the model (e.g. DistributedDataParallel) before building the loop and hands each worker its share
-of the batches.
+:meth:`TrainingLoop.epoch` runs ``step`` over an iterable of batches; data parallelism
+(:class:`spikeflow.train.distributed.DistributedLoop`) overrides ``epoch`` to hand each worker its
+shard of every batch and sums the gradients over the workers before ``hooks.before_step()``.
 """
 
 from __future__ import annotations
