@@ -6,7 +6,8 @@ docs/scaling.md). Every worker holds the whole network and runs the one training
 batch is cut into contiguous shards, one per worker, and before the strategy hooks and the
 optimiser step the gradients are summed over the workers in one all-reduce, so every worker takes
 the same step and the weights stay identical. :class:`DistributedTrainer` and
-:class:`DistributedContinualTrainer` are the two trainers with that loop.
+:class:`spikeflow.continual.distributed.DistributedContinualTrainer` are the two trainers
+with that loop.
 
 Exactness: the global batch (``batch_size``) does not depend on the number of workers, and every
 worker draws the same shuffling and spike-encoding random numbers (it encodes the whole global
@@ -37,7 +38,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from spikeflow.continual.trainer import ContinualTrainer
 from spikeflow.errors import BackendError, DataError
 from spikeflow.train.loop import TrainingLoop
 from spikeflow.train.trainer import Trainer
@@ -270,35 +270,6 @@ class DistributedTrainer(Trainer):
         """As :meth:`Trainer.fit`; a DataLoader is refused (pass arrays or a Dataset)."""
         _refuse_loader(train_data)
         return super().fit(train_data, val_data, resume)
-
-    def save_checkpoint(self, path):
-        """The main worker writes the checkpoint (atomically); the others wait until it is there."""
-        if self.workers.is_main:
-            super().save_checkpoint(path)
-        self.workers.barrier()
-        return path
-
-
-class DistributedContinualTrainer(ContinualTrainer):
-    """:class:`~spikeflow.continual.ContinualTrainer` on several workers (data parallel).
-
-    Same arguments plus ``workers``. Training batches are sharded and gradients summed as in
-    :class:`DistributedTrainer`; HLOP (and the exact-projection baseline) learn their subspaces
-    from every worker's activity rows gathered in rank order, so every worker keeps the subspace
-    that one process would learn; EWC's Fisher is computed by every worker on the whole task.
-    Only the main worker writes checkpoints, which resume with any number of workers.
-    """
-
-    def __init__(self, model: torch.nn.Module, *args: Any, workers: Workers | None = None, **kwargs: Any):
-        workers = workers if workers is not None else init_workers()
-        if not workers.is_main:
-            kwargs["progress"] = False
-        super().__init__(model, *args, **kwargs)
-        self.workers = workers
-        self.loop = DistributedLoop.around(self.loop, workers)
-        workers.broadcast_parameters(self.model)
-        if hasattr(self.strategy, "gathered"):
-            self.strategy.workers = workers
 
     def save_checkpoint(self, path):
         """The main worker writes the checkpoint (atomically); the others wait until it is there."""

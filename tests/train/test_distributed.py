@@ -17,7 +17,8 @@ from spikeflow.continual.hlop import Subspace
 from spikeflow.errors import DataError
 from spikeflow.models import spiking_mlp
 from spikeflow.train import RateEncoder, Trainer
-from spikeflow.train.distributed import DistributedContinualTrainer, DistributedTrainer, Workers, init_workers, shutdown_workers
+from spikeflow.continual.distributed import DistributedContinualTrainer
+from spikeflow.train.distributed import DistributedTrainer, Workers, init_workers, shutdown_workers
 
 N_DENSE, N_SPIKES, FEATURES, STEPS = 25, 9, 6, 5
 
