@@ -36,6 +36,13 @@ def failing_objective(params, context):
     return {"score": float(params["i"])}
 
 
+def dying_objective(params, context):
+    """Trial 1 kills its own worker process every time it runs."""
+    if params["i"] == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"score": float(params["i"]), "cost": 0.0}
+
+
 def config(marks, n=8, **sweep):
     return parse_config({"sweep": {"objective": "unused:unused", "workers": 2, "objectives": {"score": "max", "cost": "min"}, **sweep},
                          "params": {"i": {"values": list(range(n))}}, "options": {"marks": str(marks)}})
@@ -109,6 +116,13 @@ def test_resume_runs_only_missing_trials_and_records_errors(ray_cluster, tmp_pat
     (out / "trials" / "0003.json").write_text("{not json")
     with pytest.raises(FormatError, match="0003.json"):
         TrialStore(out, cfg.fingerprint()).records()
+
+
+def test_a_trial_that_always_kills_its_worker_is_recorded_as_lost(ray_cluster, tmp_path):
+    result = run_sweep(config(tmp_path, n=3, max_attempts=2), tmp_path / "sweep", objective=dying_objective, progress=False)
+    status = {r["trial"]: (r["status"], r["attempts"]) for r in result["records"]}
+    assert status == {0: ("ok", 1), 1: ("lost", 2), 2: ("ok", 1)}
+    assert result["lost"] == 2 and "worker died 2 times" in result["records"][1]["error"]
 
 
 def test_cli_sweep_of_digits_snn_reuses_compiled_kernels(ray_cluster, tmp_path, capsys):
