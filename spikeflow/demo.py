@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def _check_options(what: str, options: dict, defaults: dict) -> None:
 
 
 def train_digits(out_dir: str | Path, epochs: int | None = None, progress: bool = True, checkpoint: str | Path | None = None,
-                 **options: Any) -> dict[str, Any]:
+                 workers=None, **options: Any) -> dict[str, Any]:
     """Train the digits MLP and save it to ``out_dir/digits_mlp.h5``.
 
     Args:
@@ -89,6 +90,8 @@ def train_digits(out_dir: str | Path, epochs: int | None = None, progress: bool 
         epochs: training epochs (default ``DIGITS_DEFAULTS["epochs"]``).
         progress: show tqdm bars.
         checkpoint: trainer checkpoint file; an existing one is resumed.
+        workers: :class:`spikeflow.train.distributed.Workers` to train data-parallel (torchrun);
+            only the main worker saves the graph.
         **options: overrides of :data:`DIGITS_DEFAULTS` (hidden, steps, lr, batch_size, tau, ...).
 
     Returns:
@@ -106,7 +109,12 @@ def train_digits(out_dir: str | Path, epochs: int | None = None, progress: bool 
     data = digits_split(cfg["seed"])
     # float32 trains several times faster than the float64 default and loses nothing here
     net = sf.to_torch(digits_mlp(cfg["hidden"], cfg["tau"], cfg["tau_out"], cfg["dt"], cfg["seed"]), dtype=torch.float32)
-    trainer = Trainer(
+    make_trainer = Trainer
+    if workers is not None:
+        from spikeflow.train.distributed import DistributedTrainer
+
+        make_trainer = partial(DistributedTrainer, workers=workers)
+    trainer = make_trainer(
         net, loss="membrane_max_ce", lr=cfg["lr"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
         seed=cfg["seed"], encoder=_encoder(cfg["steps"]), progress=progress, checkpoint=checkpoint,
         # keeps the hidden layer from saturating (no neuron above 30% of steps on average)
@@ -121,7 +129,8 @@ def train_digits(out_dir: str | Path, epochs: int | None = None, progress: bool 
     pred = _scores(net, x_test).argmax(-1)
     graph = sf.to_graph(net)
     paths = {"hdf5": out / "digits_mlp.h5"}
-    sf.save(graph, paths["hdf5"])
+    if workers is None or workers.is_main:
+        sf.save(graph, paths["hdf5"])
     return {
         "graph": graph, "net": net, "trainer": trainer, "data": data, "config": cfg,
         "x_test": x_test, "y_test": y_test, "pred": pred,

@@ -1,5 +1,9 @@
 """``spikeflow train``: train a zoo network or a graph file on a registered event dataset, or (the
-default, without ``--dataset``) the digits MLP on rate-coded digits, and save the result to HDF5."""
+default, without ``--dataset``) the digits MLP on rate-coded digits, and save the result to HDF5.
+
+``torchrun --nproc_per_node N -m spikeflow train ...`` trains data-parallel on N workers
+(:mod:`spikeflow.train.distributed`); the result equals one process with the same batch size.
+"""
 
 from __future__ import annotations
 
@@ -32,23 +36,37 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from spikeflow.train.distributed import init_workers, launched_by_torchrun, shutdown_workers
+
+    # under torchrun every worker runs this command; they train one network data-parallel
+    workers = init_workers() if launched_by_torchrun() else None
+    try:
+        if args.dataset is None:
+            if args.model is not None or args.graph is not None:
+                raise DataError("--model / --graph need --dataset (without one, train trains the digits MLP)")
+            options = {k: getattr(args, k) for k in ("hidden", "steps", "lr", "seed") if getattr(args, k) is not None}
+            result = stages.train_digits(args.out, epochs=args.epochs, progress=not args.no_progress, checkpoint=args.checkpoint,
+                                         workers=workers, **options)
+        else:
+            result = train_on_events(args, workers)
+    finally:
+        shutdown_workers()
+    if workers is not None and not workers.is_main:
+        return 0
+    label = "" if workers is None else f" on {workers.world_size} workers"
     if args.dataset is None:
-        if args.model is not None or args.graph is not None:
-            raise DataError("--model / --graph need --dataset (without one, train trains the digits MLP)")
-        options = {k: getattr(args, k) for k in ("hidden", "steps", "lr", "seed") if getattr(args, k) is not None}
-        result = stages.train_digits(args.out, epochs=args.epochs, progress=not args.no_progress, checkpoint=args.checkpoint, **options)
-        print("spikeflow train: spiking MLP on rate-coded handwritten digits")
+        print(f"spikeflow train: spiking MLP on rate-coded handwritten digits{label}")
         print(stages.summary(result))
         return 0
-    result = train_on_events(args)
-    print(f"spikeflow train: {result['name']} on {args.dataset} ({result['bins']} bins)")
+    print(f"spikeflow train: {result['name']} on {args.dataset} ({result['bins']} bins){label}")
     print(f"  test accuracy  {result['test_acc']:.2%} ({result['n_test']} samples)")
     print(f"  file (hdf5)    {result['path']}")
     return 0
 
 
-def train_on_events(args) -> dict:
-    """Train ``--model`` or ``--graph`` on ``--dataset`` binned to ``--bins`` steps; save it; test accuracy."""
+def train_on_events(args, workers=None) -> dict:
+    """Train ``--model`` or ``--graph`` on ``--dataset`` binned to ``--bins`` steps; save it; test accuracy.
+    With ``workers`` (torchrun), data-parallel; the main worker saves."""
     import torch
 
     import spikeflow as sf
@@ -71,14 +89,22 @@ def train_on_events(args) -> dict:
     shape = tuple(flat.nodes[flat.inputs[0]].shape)
     frames = _frames_transform(sensor, args.bins, shape, name)
     train, test = (dataset(args.dataset, args.root, train=split, transform=frames) for split in (True, False))
-    trainer = sf.Trainer(graph, loss="membrane_max_ce", lr=args.lr or 3e-3, epochs=args.epochs or 5, batch_size=args.batch_size,
+    make_trainer = sf.Trainer
+    if workers is not None:
+        from functools import partial
+
+        from spikeflow.train.distributed import DistributedTrainer
+
+        make_trainer = partial(DistributedTrainer, workers=workers)
+    trainer = make_trainer(graph, loss="membrane_max_ce", lr=args.lr or 3e-3, epochs=args.epochs or 5, batch_size=args.batch_size,
                          seed=args.seed, checkpoint=args.checkpoint, progress=not args.no_progress)
     torch.manual_seed(args.seed)
     trainer.fit(train, resume=args.checkpoint is not None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}_{args.dataset}.h5"
-    sf.save(sf.to_graph(trainer.model), path)
+    if workers is None or workers.is_main:
+        sf.save(sf.to_graph(trainer.model), path)
     test_acc = trainer.evaluate(test)
     return {"name": name, "bins": args.bins, "test_acc": test_acc["acc"], "n_test": test_acc["n"], "path": path}
 

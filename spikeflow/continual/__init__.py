@@ -5,7 +5,8 @@
   multitask), all with the same hooks;
 * :mod:`spikeflow.continual.trainer`: :class:`ContinualTrainer`, which runs a strategy over tasks;
 * :mod:`spikeflow.continual.metrics`: the accuracy matrix, ACC, BWT and their pictures;
-* :mod:`spikeflow.continual.tasks`: tasks and the permuted-digits benchmark.
+* :mod:`spikeflow.continual.tasks`: tasks and the permuted-digits benchmark;
+* :mod:`spikeflow.continual.distributed`: the continual trainer on several workers (torchrun).
 """
 
 from spikeflow.continual.hlop import HLOP, Subspace, principal_cosines, top_subspace

@@ -399,6 +399,7 @@ class OrthogonalProjection(ABC):
         self._learning = False
         self._bases: dict = {}
         self.learn_epochs = 1
+        self.workers = None  # set by a data-parallel trainer: the subspace learns from every worker's rows
 
     # ------------------------------------------------------------------------------ setup
 
@@ -457,8 +458,19 @@ class OrthogonalProjection(ABC):
             return model(x)
         out, inputs = record_inputs(model, self.layers, x, keep_output=True)
         with torch.no_grad():
-            self.observe({name: activity_vectors(self.layers[name], seq, self.activity) for name, seq in inputs.items()})
+            self.observe({name: self.gathered(activity_vectors(self.layers[name], seq, self.activity)) for name, seq in inputs.items()})
         return out
+
+    def skip_batch(self, dtype: torch.dtype) -> None:
+        """A data-parallel worker whose shard of this batch is empty still joins the gathering of
+        the other workers' activity rows (and learns from them, as they do)."""
+        if self._learning and self.workers is not None:
+            self.observe({name: self.gathered(torch.zeros(0, sub.n, dtype=dtype)) for name, sub in self.subspaces.items()})
+
+    def gathered(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` of this batch, or, training data-parallel, every worker's rows in rank order:
+        each worker then learns the subspace one process would learn from the global batch."""
+        return rows if self.workers is None else self.workers.gather_rows(rows)
 
     def training_tasks(self, task: int) -> list[int]:
         return [task]

@@ -19,9 +19,9 @@ A long-sequence strategy (``sequence=``, :class:`spikeflow.train.long_sequences.
 runs the forward and backward of a step itself (chunk by chunk), then the same ``penalty``,
 ``before_step``, ``optimizer.step()``, ``after_step``.
 
-:meth:`TrainingLoop.epoch` runs ``step`` over an iterable of batches; a distributed trainer wraps
-the model (e.g. DistributedDataParallel) before building the loop and hands each worker its share
-of the batches.
+:meth:`TrainingLoop.epoch` runs ``step`` over an iterable of batches; data parallelism
+(:class:`spikeflow.train.distributed.DistributedLoop`) overrides ``epoch`` to hand each worker its
+shard of every batch and sums the gradients over the workers before ``hooks.before_step()``.
 """
 
 from __future__ import annotations
