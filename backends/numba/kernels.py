@@ -409,9 +409,7 @@ def _run(ops, params, iparams, mem, tcount, inputs, steps, sparse, in_ptr, in_id
                     else:
                         counts[0] += _conv_accumulate(m, o, params, iparams, event)
                     if o[5] >= 0:
-                        n_out, per = o[6], o[7]
-                        for i in range(n_out):
-                            m[dst + i] = m[dst + i] + params[o[5] + i // per]
+                        _add_channel_bias(m[dst : dst + o[6]], params[o[5] : o[5] + o[6] // o[7]], o[7])
                 elif code == OP_POOL:
                     if event:
                         counts[0] += _pool_event(m, o, iparams, lists)
@@ -629,6 +627,15 @@ def _lif_uniform2(z, v, x0, g0, x1, g1, a, b, c, th, vr, sub):
         s = vi > th
         z[i] = 1.0 if s else 0.0
         v[i] = ((vi - th) if sub else vr) if s else vi
+
+
+@njit(cache=True)
+def _add_channel_bias(y, bias, per):
+    """``y[c * per + i] += bias[c]``, channel by channel (no division per element)."""
+    for c in range(bias.size):
+        b, plane = bias[c], y[c * per : (c + 1) * per]
+        for i in range(per):
+            plane[i] = plane[i] + b
 
 
 @njit(cache=True)
@@ -950,42 +957,57 @@ def _nonfinite(x):
 
 
 @njit(cache=True)
-def bin_entries(rows, cols, n_rows):
-    """CSR ``(indptr, indices, counts)`` of the pairs ``(rows[i], cols[i])``: each row's columns
-    ascending, a repeated pair counted once with its multiplicity (what ``np.unique`` of the keys
-    ``row * n_cols + col`` gives), in O(n) plus a sort of each row's few columns."""
+def event_keys(bins, p, y, x, sample, n_samples, height, width, n_steps, rows, cols, at):
+    """Write the row ``bin * n_samples + sample`` and the flat pixel ``(p * height + y) * width + x``
+    of each event in the first ``n_steps`` bins to ``rows[at:]``, ``cols[at:]``; returns the end."""
+    for i in range(bins.size):
+        if bins[i] < n_steps:
+            rows[at] = bins[i] * n_samples + sample
+            cols[at] = (p[i] * height + y[i]) * width + x[i]
+            at += 1
+    return at
+
+
+@njit(cache=True)
+def bin_entries(rows, cols, n_rows, n_cols):
+    """CSR ``(indptr, indices, counts)`` of the pairs ``(rows[i], cols[i])`` (``cols < n_cols``):
+    each row's columns ascending, a repeated pair counted once with its multiplicity (what
+    ``np.unique`` of the keys ``row * n_cols + col`` gives), in O(n + n_rows + n_cols): a stable
+    counting sort by column, then by row."""
     n = rows.size
-    start = np.zeros(n_rows + 1, dtype=np.int64)
+    by_col = np.empty(n, dtype=np.int64)
+    start = np.zeros(n_cols + 1, dtype=np.int64)
     for i in range(n):
-        start[rows[i] + 1] += 1
+        start[cols[i] + 1] += 1
+    for c in range(n_cols):
+        start[c + 1] += start[c]
+    for i in range(n):
+        c = cols[i]
+        by_col[start[c]] = i
+        start[c] += 1
+    row_start = np.zeros(n_rows + 1, dtype=np.int64)
+    for i in range(n):
+        row_start[rows[i] + 1] += 1
     for r in range(n_rows):
-        start[r + 1] += start[r]
-    fill = start[:-1].copy()
-    by_row = np.empty(n, dtype=np.int64)
-    for i in range(n):
+        row_start[r + 1] += row_start[r]
+    fill = row_start[:-1].copy()
+    ordered = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        i = by_col[k]
         r = rows[i]
-        by_row[fill[r]] = cols[i]
+        ordered[fill[r]] = cols[i]
         fill[r] += 1
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     indices = np.empty(n, dtype=np.int64)
     counts = np.empty(n, dtype=np.float64)
     m = 0
     for r in range(n_rows):
-        lo, hi = start[r], start[r + 1]
-        if hi - lo > 32:
-            by_row[lo:hi].sort()
-        else:  # insertion sort: rows hold a few events
-            for i in range(lo + 1, hi):
-                c, j = by_row[i], i - 1
-                while j >= lo and by_row[j] > c:
-                    by_row[j + 1] = by_row[j]
-                    j -= 1
-                by_row[j + 1] = c
+        lo, hi = row_start[r], row_start[r + 1]
         for i in range(lo, hi):
-            if i > lo and by_row[i] == by_row[i - 1]:
+            if i > lo and ordered[i] == ordered[i - 1]:
                 counts[m - 1] += 1.0
             else:
-                indices[m] = by_row[i]
+                indices[m] = ordered[i]
                 counts[m] = 1.0
                 m += 1
         indptr[r + 1] = m
