@@ -17,8 +17,15 @@
 (b) A trained-MLP-like network 64-128-10 (LIF hidden, LIF output) on sparse event input (5 %
     density, 100 steps) at batch 1: numba-event (streaming Simulator, reset per sample) against the
     torch no-grad forward of ``sf.to_torch(graph)``, time per sample.
+(c) The DigitSaccades spiking CNN of ``make demo`` (trained here with the demo's seed and
+    settings), 64 test digits, float64 on both sides: numba-event (streaming Simulator, lowered
+    once, reset per sample) against the torch no-grad forward of ``sf.to_torch(graph)`` (built
+    once), seconds per sample, at batch 1 on the same binned frames, at batch 1 from the raw
+    events (numba bins them inside the timed call; torch gets the frames already binned), and at
+    batches of 16 and 64. Both sides give the same spikes (asserted on every LIF, step and sample);
+    the two are timed alternately, repeat by repeat.
 
-Run: ``.venv/bin/python benchmarks/simulate.py [--scale 0.2] [--repeats 5] [--skip-brian2]``;
+Run: ``.venv/bin/python benchmarks/simulate.py [--scale 0.2] [--repeats 5] [--skip-brian2] [--only-cnn]``;
 ``--scale`` shrinks network (a) (neurons and fan-out) for a quick check.
 """
 
@@ -217,15 +224,98 @@ def mlp(seed: int = 0):
     )
 
 
+# ---------------------------------------------------------------------------------- (c) CNN
+
+
+def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
+    """Case (c): the demo's trained DigitSaccades CNN, numba-event against the torch forward."""
+    import statistics
+
+    import torch
+
+    from spikeflow import demo
+    from spikeflow.backends import Simulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = demo.train_saccade_cnn(tmp, progress=False, data_root=Path(tmp) / "data")
+        events = demo.saccade_test_events(trained, samples)
+    graph = trained["graph"]
+    x = trained["x_test"][:, :samples].numpy().astype(np.float64)  # [T, N, 2, 34, 34] event counts
+    steps = x.shape[0]
+    sim = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE, record=["lif1", "lif2"])
+    net = sf_to_torch(graph)
+    xt = torch.from_numpy(x)
+
+    def numba_run(b, xs=None):
+        sim.reset()
+        return sim.step(xs if xs is not None else x[:, b : b + 1] if isinstance(b, int) else x[:, b], n_steps=steps)
+
+    def torch_run(b):
+        with torch.no_grad():
+            return net(xt[:, b : b + 1] if isinstance(b, int) else xt[:, b])
+
+    # equal work: the same spikes on every LIF, step and sample, from frames and from raw events
+    with torch.no_grad():
+        _, spikes = net.run(xt, record=["lif1", "lif2"])
+    for b in range(samples):
+        for res in (numba_run(b), numba_run(b, events[b])):
+            for name in ("lif1", "lif2"):
+                assert np.array_equal(res.spikes[name][:, 0], spikes[name][:, b].numpy()), f"{name} spikes differ, sample {b}"
+    total = int(sum(spikes[k].sum() for k in spikes))
+    print(f"DigitSaccades CNN: test accuracy {trained['test_acc']:.3f}; {total / samples:.0f} LIF spikes per sample, identical in "
+          f"numba-event and torch")
+
+    def alternate(ours, theirs):
+        """Median seconds of each side, timed alternately (warm-up first) so that both see the same load."""
+        ours(), theirs()
+        t_ours, t_theirs = [], []
+        for _ in range(repeats):
+            for fn, times in ((ours, t_ours), (theirs, t_theirs)):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+        return statistics.median(t_ours), statistics.median(t_theirs)
+
+    case = f"DigitSaccades CNN (make demo), {samples} test digits, float64"
+    records = []
+    ours, theirs = alternate(lambda: [numba_run(b) for b in range(samples)], lambda: [torch_run(b) for b in range(samples)])
+    records.append(record(f"{case}, batch 1, binned frames", "seconds per sample", ours / samples,
+                          "torch no-grad forward, batch 1", theirs / samples, 3.0))
+    ours, theirs = alternate(lambda: [numba_run(b, events[b]) for b in range(samples)], lambda: [torch_run(b) for b in range(samples)])
+    records.append(record(f"{case}, batch 1, numba-event from raw events (binning timed)", "seconds per sample", ours / samples,
+                          "torch no-grad forward on binned frames, batch 1", theirs / samples, 3.0))
+    for batch in (16, 64):
+        chunks = [slice(i, i + batch) for i in range(0, samples, batch)]
+        ours, theirs = alternate(lambda: [numba_run(c) for c in chunks], lambda: [torch_run(c) for c in chunks])
+        records.append(record(f"{case}, batch {batch}, binned frames", "seconds per sample", ours / samples,
+                              f"torch no-grad forward, batch {batch}", theirs / samples, 1.0))
+    return records
+
+
+def sf_to_torch(graph):
+    """The graph as a float64 torch module in inference mode."""
+    import torch
+
+    import spikeflow as sf
+
+    return sf.to_torch(graph).to(torch.float64).eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 10,000 neurons and 1,000 fan-out in (a)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-brian2", action="store_true")
+    parser.add_argument("--only-cnn", action="store_true", help="run case (c) only (the results file then holds (c) alone)")
     args = parser.parse_args()
     import spikeflow.backends as backends
 
     records = []
+    set_threads(2)
+    records += saccade_cnn_case(args.repeats)
+    if args.only_cnn:
+        print(f"wrote {write_results(__file__, records)}")
+        return
 
     # (a) ----------------------------------------------------------------------------------
     set_threads(1)
