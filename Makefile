@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m spikeflow.cli demo
+	$(PY) -m spikeflow demo
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider
