@@ -137,7 +137,7 @@ def test_streamed_chunks_equal_one_call():
 def test_demo_cnn_batch_one_equals_batch():
     """The DigitSaccades CNN: one sample at a time through the streaming simulator equals the
     batched call, spike for spike."""
-    from spikeflow.demo import saccade_cnn
+    from spikeflow.models import saccade_cnn
 
     graph = saccade_cnn(bins=6, duration_us=6e4)
     x = inputs(graph, steps=6, batch=3, analog=False) * 3.0  # event counts
