@@ -22,6 +22,7 @@ _LAZY = {
     "from_snntorch": "spikeflow.io.peers",
     "from_norse": "spikeflow.io.peers",
     "from_sinabs": "spikeflow.io.peers",
+    "from_rockpool": "spikeflow.io.peers",
     "to_torch": "spikeflow.torch.lowering",
     "to_graph": "spikeflow.torch.lowering",
     "Trainer": "spikeflow.train.trainer",

@@ -413,3 +413,69 @@ def from_sinabs(module, sample) -> Graph:
         if owner is not None and type(owner).__name__ in SINABS_NEURONS:
             ng.nodes[key] = _sinabs_neuron(owner, key)
     return _finish(ng, sample, SINABS_DT, "Sinabs", integration="exact")
+
+
+# -------------------------------------------------------------------------------------- Rockpool
+
+
+def _rockpool_lif(module, key: str, dt: float):
+    """The NIR CubaLIF that computes what Rockpool's ``LIFTorch`` computes (exact integration).
+
+    Rockpool steps ``i = beta*(i + x)``, ``v = alpha*v + i + bias``, spikes at ``v >= threshold``
+    and subtracts the threshold; with ``a = exp(-dt/tau)`` spikeflow's CubaLIF gives that with
+    ``w_in = beta/(1-beta)``, ``r = 1/(1-alpha)`` and ``v_leak = bias/(1-alpha)``.
+    """
+    import nir
+
+    kind = type(module).__name__
+    if float(_np(module.max_spikes_per_dt)) != 1.0:
+        raise GraphError(f"node {key!r}: Rockpool {kind} with max_spikes_per_dt={float(_np(module.max_spikes_per_dt)):g} emits "
+                         "several spikes per step and spikeflow's neurons at most one; build it with max_spikes_per_dt=1")
+    if float(_np(module.noise_std)) != 0.0:
+        raise GraphError(f"node {key!r}: Rockpool {kind} with noise_std > 0 is random; build it with noise_std=0")
+    if getattr(module, "_has_rec", False):
+        raise GraphError(f"node {key!r}: Rockpool {kind} with has_rec=True: Rockpool's NIR exporter drops w_rec")
+    alpha, beta = (np.exp(-dt / _np(getattr(module, k))) for k in ("tau_mem", "tau_syn"))
+    alpha, beta, bias, threshold = _full(alpha, beta, module.bias, module.threshold)
+    if beta.ndim > 1 or np.any(alpha >= 1) or np.any(beta >= 1):
+        raise GraphError(f"node {key!r}: Rockpool {kind}: one synaptic state per neuron with finite time constants is needed")
+    shape = (int(module.size_out),)
+    alpha, beta, bias, threshold = (np.broadcast_to(a, shape).copy() for a in (alpha, beta, bias, threshold))
+    return nir.CubaLIF(tau_syn=-dt / np.log(beta), tau_mem=-dt / np.log(alpha), r=1 / (1 - alpha), w_in=beta / (1 - beta),
+                       v_leak=bias / (1 - alpha), v_threshold=np.nextafter(threshold, -np.inf), v_reset=np.zeros(shape),
+                       metadata={META + "reset": "subtract"})
+
+
+def from_rockpool(module, sample=None) -> Graph:
+    """Import a live Rockpool torch model (``LinearTorch`` and ``LIFTorch`` layers) through
+    Rockpool's NIR exporter, correcting what it loses.
+
+    Rockpool's exporter writes ``r = tau_mem*exp(-dt/tau_mem)/dt`` and ``w_in = 1`` (so neither
+    gain reproduces Rockpool's update), drops the bias (``v_leak = 0``) and the subtractive reset.
+    The graph gets the layers' ``dt`` and ``integration="exact"``; see :func:`_rockpool_lif`.
+
+    Args:
+        module: e.g. ``rockpool.nn.combinators.Sequential(LinearTorch((20, 30)), LIFTorch(30, max_spikes_per_dt=1))``.
+        sample: an input ``[B, T, N]`` or ``[B, N]`` for tracing (default: zeros of the module's input size).
+
+    Raises:
+        GraphError: a layer or setting without an exact spikeflow equivalent (names it and the fix).
+    """
+    import torch
+    from rockpool.nn.modules.torch.nir import to_nir
+
+    modules = dict(module.named_modules())
+    lifs = {k: m for k, m in modules.items() if type(m).__name__ == "LIFTorch"}
+    steps = {float(m.dt) for m in lifs.values()}
+    if len(steps) > 1:
+        raise GraphError(f"Rockpool model: layers use different time steps {sorted(steps)}; spikeflow needs one dt")
+    dt = steps.pop() if steps else 1e-3
+    for key, m in modules.items():
+        kind = type(m).__name__
+        if key and kind not in ("LIFTorch", "LinearTorch") and not list(m.children()):
+            raise GraphError(f"node {key!r}: Rockpool {kind} is not imported exactly (only LinearTorch and LIFTorch are)")
+    nodes = {k: _rockpool_lif(m, k, dt) for k, m in lifs.items()}  # refuse before tracing
+    sample = torch.zeros(1, int(module.size_in)) if sample is None else sample
+    ng = to_nir(module, sample)
+    ng.nodes.update({k: v for k, v in nodes.items() if k in ng.nodes})
+    return _finish(ng, sample, dt, "Rockpool", integration="exact")
