@@ -11,7 +11,7 @@ from spikeflow.exit import policy as _exit_policy  # noqa: F401  (registers the 
 from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError
 from spikeflow.ir import Graph
 
-__version__ = "0.1.0"
+from spikeflow._version import __version__
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {

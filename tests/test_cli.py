@@ -130,16 +130,16 @@ def test_bench_runs_the_benchmark_driver(monkeypatch):
 
 
 def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
-    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.pt")]
+    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.h5")]
     assert cli.main(args + ["--epochs", "1"]) == 0
     first = capsys.readouterr().out
     assert "test accuracy" in first and (tmp_path / "digits_mlp.h5").is_file()
     graph = sf.load(tmp_path / "digits_mlp.h5")
     assert graph.nodes["affine1"].weight.shape == (16, 64)
     assert cli.main(args + ["--epochs", "2"]) == 0  # resumes after epoch 1
-    import torch
+    from spikeflow.train.loop import load_state
 
-    assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 2
+    assert load_state(tmp_path / "ck.h5", "spikeflow-checkpoint", 2)["epoch"] == 2
 
 
 def _fake_demo_result(same=True):
