@@ -233,6 +233,7 @@ def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
 
     import torch
 
+    import spikeflow as sf
     from spikeflow import demo
     from spikeflow.backends import Simulator
 
@@ -242,11 +243,12 @@ def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
     graph = trained["graph"]
     x = trained["x_test"][:, :samples].numpy().astype(np.float64)  # [T, N, 2, 34, 34] event counts
     steps = x.shape[0]
-    sim = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE, record=["lif1", "lif2"])
-    net = sf_to_torch(graph)
+    checked = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE, record=["lif1", "lif2"])
+    sim = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE)  # timed: outputs only, as torch's forward
+    net = sf.to_torch(graph, dtype=torch.float64).eval()
     xt = torch.from_numpy(x)
 
-    def numba_run(b, xs=None):
+    def numba_run(b, xs=None, sim=sim):
         sim.reset()
         return sim.step(xs if xs is not None else x[:, b : b + 1] if isinstance(b, int) else x[:, b], n_steps=steps)
 
@@ -258,7 +260,7 @@ def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
     with torch.no_grad():
         _, spikes = net.run(xt, record=["lif1", "lif2"])
     for b in range(samples):
-        for res in (numba_run(b), numba_run(b, events[b])):
+        for res in (numba_run(b, sim=checked), numba_run(b, events[b], sim=checked)):
             for name in ("lif1", "lif2"):
                 assert np.array_equal(res.spikes[name][:, 0], spikes[name][:, b].numpy()), f"{name} spikes differ, sample {b}"
     total = int(sum(spikes[k].sum() for k in spikes))
@@ -290,15 +292,6 @@ def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
         records.append(record(f"{case}, batch {batch}, binned frames", "seconds per sample", ours / samples,
                               f"torch no-grad forward, batch {batch}", theirs / samples, 1.0))
     return records
-
-
-def sf_to_torch(graph):
-    """The graph as a float64 torch module in inference mode."""
-    import torch
-
-    import spikeflow as sf
-
-    return sf.to_torch(graph).to(torch.float64).eval()
 
 
 def main() -> None:
