@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import median_time, record, set_threads, write_results  # noqa: E402
 
 DT, STEPS, TAU, RATE, W_IN, W_REC_STD = 1e-4, 10_000, 0.02, 15.0, 1.2, 0.02
+CNN_CASE = "DigitSaccades CNN (make demo)"
 
 
 # ------------------------------------------------------------------------------ (a) network
@@ -278,7 +279,7 @@ def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
                 times.append(time.perf_counter() - start)
         return statistics.median(t_ours), statistics.median(t_theirs)
 
-    case = f"DigitSaccades CNN (make demo), {samples} test digits, float64"
+    case = f"{CNN_CASE}, {samples} test digits, float64"
     records = []
     ours, theirs = alternate(lambda: [numba_run(b) for b in range(samples)], lambda: [torch_run(b) for b in range(samples)])
     records.append(record(f"{case}, batch 1, binned frames", "seconds per sample", ours / samples,
@@ -299,7 +300,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 10,000 neurons and 1,000 fan-out in (a)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-brian2", action="store_true")
-    parser.add_argument("--only-cnn", action="store_true", help="run case (c) only (the results file then holds (c) alone)")
+    parser.add_argument("--only-cnn", action="store_true", help="run case (c) only, replacing its records in the results file")
     args = parser.parse_args()
     import spikeflow.backends as backends
 
@@ -307,7 +308,13 @@ def main() -> None:
     set_threads(2)
     records += saccade_cnn_case(args.repeats)
     if args.only_cnn:
-        print(f"wrote {write_results(__file__, records)}")
+        import json
+
+        from _common import RESULTS
+
+        old = RESULTS / "simulate.json"
+        kept = [r for r in json.loads(old.read_text()) if not r["case"].startswith(CNN_CASE)] if old.exists() else []
+        print(f"wrote {write_results(__file__, kept + records)}")
         return
 
     # (a) ----------------------------------------------------------------------------------
