@@ -9,6 +9,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install --no-deps sinabs==3.1.3 rockpool==3.1.0 'pbr>=6'  # the 'interop' extra, see pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,8 +17,16 @@
 (b) A trained-MLP-like network 64-128-10 (LIF hidden, LIF output) on sparse event input (5 %
     density, 100 steps) at batch 1: numba-event (streaming Simulator, reset per sample) against the
     torch no-grad forward of ``sf.to_torch(graph)``, time per sample.
+(c) The DigitSaccades spiking CNN of ``make demo`` (trained here with the demo's seed and
+    settings), 64 test digits, float64 on both sides: numba-event (streaming Simulator, lowered
+    once, reset per sample) against the torch no-grad forward of ``sf.to_torch(graph)`` (built
+    once), seconds per sample, at batch 1 on the same binned frames, at batch 1 from the raw
+    events (numba bins them inside the timed call; torch gets the frames already binned), and at
+    batches of 16 and 64. Both sides give the same spikes (asserted on every LIF, step and sample);
+    the two are timed alternately, repeat by repeat, torch with 1 and with 2 threads (its faster
+    median counts; numba's kernel is single-threaded).
 
-Run: ``.venv/bin/python benchmarks/simulate.py [--scale 0.2] [--repeats 5] [--skip-brian2]``;
+Run: ``.venv/bin/python benchmarks/simulate.py [--scale 0.2] [--repeats 5] [--skip-brian2] [--only-cnn]``;
 ``--scale`` shrinks network (a) (neurons and fan-out) for a quick check.
 """
 
@@ -37,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import median_time, record, set_threads, write_results  # noqa: E402
 
 DT, STEPS, TAU, RATE, W_IN, W_REC_STD = 1e-4, 10_000, 0.02, 15.0, 1.2, 0.02
+CNN_CASE = "DigitSaccades CNN (make demo)"
 
 
 # ------------------------------------------------------------------------------ (a) network
@@ -217,15 +226,114 @@ def mlp(seed: int = 0):
     )
 
 
+# ---------------------------------------------------------------------------------- (c) CNN
+
+
+def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
+    """Case (c): the demo's trained DigitSaccades CNN, numba-event against the torch forward."""
+    import statistics
+
+    import torch
+
+    import spikeflow as sf
+    from spikeflow import demo
+    from spikeflow.backends import Simulator
+
+    from spikeflow.datasets import digit_saccade_frames
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # trained in a child process: training starts numba's and torch's thread pools, whose
+        # spinning threads would otherwise be timed along with the forward passes
+        code = ("import sys; from spikeflow import demo; "
+                "r = demo.train_saccade_cnn(sys.argv[1], progress=False, data_root=sys.argv[1] + '/data'); print(r['test_acc'])")
+        accuracy = float(subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, check=True).stdout.split()[-1])
+        graph = sf.load(Path(tmp) / "saccade_cnn.h5")
+        config = {"data_root": Path(tmp) / "data", "config": dict(demo.CNN_DEFAULTS)}
+        events = demo.saccade_test_events(config, samples)
+        frames = digit_saccade_frames(config["data_root"], n_bins=demo.CNN_DEFAULTS["bins"], time_major=True, progress=False)
+    x = frames["test"][0][:, :samples].astype(np.float64)  # [T, N, 2, 34, 34] event counts
+    steps = x.shape[0]
+    checked = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE, record=["lif1", "lif2"])
+    sim = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE)  # timed: outputs only, as torch's forward
+    net = sf.to_torch(graph, dtype=torch.float64).eval()
+    xt = torch.from_numpy(x)
+
+    def numba_run(b, xs=None, sim=sim):
+        sim.reset()
+        return sim.step(xs if xs is not None else x[:, b : b + 1] if isinstance(b, int) else x[:, b], n_steps=steps)
+
+    def torch_run(b):
+        with torch.no_grad():
+            return net(xt[:, b : b + 1] if isinstance(b, int) else xt[:, b])
+
+    # equal work: the same spikes on every LIF, step and sample, from frames and from raw events
+    with torch.no_grad():
+        _, spikes = net.run(xt, record=["lif1", "lif2"])
+    for b in range(samples):
+        for res in (numba_run(b, sim=checked), numba_run(b, events[b], sim=checked)):
+            for name in ("lif1", "lif2"):
+                assert np.array_equal(res.spikes[name][:, 0], spikes[name][:, b].numpy()), f"{name} spikes differ, sample {b}"
+    total = int(sum(spikes[k].sum() for k in spikes))
+    print(f"DigitSaccades CNN: test accuracy {accuracy:.3f}; {total / samples:.0f} LIF spikes per sample, identical in "
+          f"numba-event and torch")
+
+    def alternate(ours, theirs):
+        """Median seconds of numba and of torch, timed alternately (warm-up first) so that both see
+        the same load; torch runs with 1 and with 2 threads and its faster median counts (on a
+        loaded machine its 2-thread OpenMP pool can wait on a busy core)."""
+        sides = [(ours, None, []), (theirs, 1, []), (theirs, 2, [])]
+        for fn, threads, _ in sides:
+            if threads:
+                torch.set_num_threads(threads)
+            fn()
+        for _ in range(repeats):
+            for fn, threads, times in sides:
+                if threads:
+                    torch.set_num_threads(threads)
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+        torch.set_num_threads(2)
+        return statistics.median(sides[0][2]), min(statistics.median(sides[1][2]), statistics.median(sides[2][2]))
+
+    case = f"{CNN_CASE}, {samples} test digits, float64"
+    peer = "torch no-grad forward (best of 1 and 2 threads)"
+    records = []
+    ours, theirs = alternate(lambda: [numba_run(b) for b in range(samples)], lambda: [torch_run(b) for b in range(samples)])
+    records.append(record(f"{case}, batch 1, binned frames", "seconds per sample", ours / samples, f"{peer}, batch 1",
+                          theirs / samples, 3.0))
+    ours, theirs = alternate(lambda: [numba_run(b, events[b]) for b in range(samples)], lambda: [torch_run(b) for b in range(samples)])
+    records.append(record(f"{case}, batch 1, numba-event from raw events (binning timed)", "seconds per sample", ours / samples,
+                          f"{peer} on binned frames, batch 1", theirs / samples, 3.0))
+    for batch in (16, 64):
+        chunks = [slice(i, i + batch) for i in range(0, samples, batch)]
+        ours, theirs = alternate(lambda: [numba_run(c) for c in chunks], lambda: [torch_run(c) for c in chunks])
+        records.append(record(f"{case}, batch {batch}, binned frames", "seconds per sample", ours / samples,
+                              f"{peer}, batch {batch}", theirs / samples, 1.0))
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 10,000 neurons and 1,000 fan-out in (a)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-brian2", action="store_true")
+    parser.add_argument("--only-cnn", action="store_true", help="run case (c) only, replacing its records in the results file")
     args = parser.parse_args()
     import spikeflow.backends as backends
 
     records = []
+    set_threads(2)
+    records += saccade_cnn_case(args.repeats)
+    if args.only_cnn:
+        import json
+
+        from _common import RESULTS
+
+        old = RESULTS / "simulate.json"
+        kept = [r for r in json.loads(old.read_text()) if not r["case"].startswith(CNN_CASE)] if old.exists() else []
+        print(f"wrote {write_results(__file__, kept + records)}")
+        return
 
     # (a) ----------------------------------------------------------------------------------
     set_threads(1)

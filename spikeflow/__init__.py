@@ -21,6 +21,8 @@ _LAZY = {
     "to_nir": "spikeflow.io.nir_bridge",
     "from_snntorch": "spikeflow.io.peers",
     "from_norse": "spikeflow.io.peers",
+    "from_sinabs": "spikeflow.io.peers",
+    "from_rockpool": "spikeflow.io.peers",
     "to_torch": "spikeflow.torch.lowering",
     "to_graph": "spikeflow.torch.lowering",
     "Trainer": "spikeflow.train.trainer",

@@ -66,6 +66,9 @@ class Engine:
             program = lower(graph, backend=backend, dtype=dtype, event=self.event, sparse=sparse, fixed=self.fixed, keep=record)
         self.program = program
         self._table, self._slots = self._record_table(record)
+        inputs = program.ops[program.ops[:, 0] == K.OP_INPUT]
+        # only event-mode float programs (whose Input ops keep lists) read nonzero entries
+        self._reads_entries = bool(program.inputs) and bool(np.all(inputs[:, 4] >= 0)) and self.fixed is None
         self.mem: np.ndarray | None = None
         self.tcount: np.ndarray | None = None
 
@@ -121,8 +124,7 @@ class Engine:
         first = next(iter(inputs.values()))
         steps, batch = (first.steps, first.batch) if isinstance(first, SparseSteps) else first.shape[:2]
         sparse = any(isinstance(v, SparseSteps) for v in inputs.values())
-        lists = bool(p.inputs) and all(p.ops[p.ops[:, 0] == K.OP_INPUT][:, 4] >= 0)
-        if sparse and not (lists and self.fixed is None):  # only event-mode float programs read entries
+        if sparse and not self._reads_entries:
             inputs = {k: v.dense(math.prod(p.inputs[k][1])) if isinstance(v, SparseSteps) else v for k, v in inputs.items()}
             sparse = False
         if self.mem is None:

@@ -120,17 +120,15 @@ class Simulator:
                 raise DataError(f"argument 'inputs': events need sensor_size=(W, H, P) (the Input shape {shape} is not (P, H, W))")
             sensor = (shape[2], shape[1], shape[0])
         sensor = tuple(int(s) for s in sensor)
-        rows, cols = [], []
-        for b, events in enumerate(samples):
-            bins, p, y, x, (polarities, height, width) = event_bins(events, sensor, self.bin_width, self.steps_done)
+        from .engine import SparseSteps
+        from .kernels import bin_entries, event_keys
+
+        fields = [event_bins(events, sensor, self.bin_width, self.steps_done) for events in samples]
+        n = sum(f[0].size for f in fields)
+        rows, cols, end = np.empty(n, np.int64), np.empty(n, np.int64), 0
+        for b, (bins, p, y, x, (polarities, height, width)) in enumerate(fields):
             if polarities * height * width != size:
                 raise DataError(f"argument 'inputs': sensor_size {sensor} does not match the Input shape {shape}")
-            keep = bins < n_steps
-            rows.append((bins * len(samples) + b)[keep])
-            cols.append(((p * height + y) * width + x)[keep])
-        from .engine import SparseSteps
-        from .kernels import bin_entries
-
-        joined = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in (rows, cols))
-        indptr, indices, counts = bin_entries(*joined, n_steps * len(samples))
+            end = event_keys(bins, p, y, x, b, len(samples), height, width, n_steps, rows, cols, end)
+        indptr, indices, counts = bin_entries(rows[:end], cols[:end], n_steps * len(samples), size)
         return SparseSteps(n_steps, len(samples), indptr, indices, counts)

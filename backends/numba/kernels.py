@@ -219,6 +219,114 @@ def _pool_accumulate(m, o, iparams, event):
     return count
 
 
+# ------------------------------------------------- event-mode convolution and pooling (float)
+# Each listed nonzero input (ascending) is scattered to the outputs it reaches. ``%taps`` holds,
+# for each input row, the (weight offset, output offset) pairs of the kernel rows that reach it,
+# and for each input column the runs (weight offset, output offset, length) of the kernel columns
+# (``program._taps``): no division or bounds test runs per synapse, and with stride 1 a whole
+# kernel row of a dense convolution is one contiguous run. Every output still receives its terms
+# in ascending input index, as in ``_conv_accumulate``.
+
+
+@njit(cache=True)
+def _conv_event(m, o, params, iparams, lists):
+    """Raw convolution (no bias) into ``dst`` from the source's list; returns the multiply-adds
+    performed. Terms accumulate channel-last in a scratch (``wt`` is stored ``[c_in, kh, kw
+    reversed, c_out / groups]``, so a run is contiguous in both), then the sums are written
+    channel-first to ``dst``.
+
+    Event columns of the op row: 13 &list of the source, 14 collect it here (1) or kept by the
+    source (0), 15 %taps, 16 #wt, 17 @scratch, 18 source size.
+    """
+    dst, src, g = o[1], o[2], o[3]
+    c_in, h, wd, c_out, oh, ow = iparams[g], iparams[g + 1], iparams[g + 2], iparams[g + 3], iparams[g + 4], iparams[g + 5]
+    kh, kw, groups = iparams[g + 6], iparams[g + 7], iparams[g + 14]
+    cin_g, per_group = c_in // groups, c_out // groups
+    at, x = o[13], m[src : src + o[18]]
+    if o[14] != 0:
+        _collect(x, lists, at)
+    row_ptr, rows, col_ptr, cols = _tap_tables(iparams, o[15])
+    wt = params[o[16] : o[16] + c_in * kh * kw * per_group]
+    n_out = c_out * oh * ow
+    s = m[o[17] : o[17] + n_out]
+    s[:] = 0
+    count, row_start, ci, iy = 0, -wd, 0, 0
+    for q in range(lists[at]):
+        i = lists[at + 1 + q]
+        if i >= row_start + wd:  # a new input row (the list ascends): divide once per row
+            row = i // wd
+            row_start, ci = row * wd, row // h
+            iy = row - ci * h
+        xi, ix = x[i], i - row_start
+        w_in, first = ci * kh * kw * per_group, (ci // cin_g) * per_group
+        for a in range(row_ptr[iy], row_ptr[iy + 1]):
+            w_row, out_row = w_in + rows[2 * a], first + rows[2 * a + 1]
+            for b in range(col_ptr[ix], col_ptr[ix + 1]):
+                w, out, n = w_row + cols[3 * b], out_row + cols[3 * b + 1], cols[3 * b + 2]
+                _axpy(s[out : out + n], wt[w : w + n], xi)
+                count += n
+    y = m[dst : dst + n_out]
+    positions = oh * ow
+    for co in range(c_out):
+        plane = y[co * positions : (co + 1) * positions]
+        for p in range(positions):
+            plane[p] = s[p * c_out + co]
+    return count
+
+
+@njit(cache=True)
+def _axpy(y, w, x):
+    """``y += w * x`` on slices (indices from zero let LLVM vectorise the loop)."""
+    for j in range(y.size):
+        y[j] += w[j] * x
+
+
+@njit(cache=True)
+def _tap_tables(iparams, at):
+    """The four arrays of a ``%taps`` header: row pointers, row pairs, column pointers, column runs."""
+    return (iparams[iparams[at] : iparams[at + 1]], iparams[iparams[at + 1] : iparams[at + 2]],
+            iparams[iparams[at + 2] : iparams[at + 3]], iparams[iparams[at + 3] : iparams[at + 4]])
+
+
+@njit(cache=True)
+def _pool_event(m, o, iparams, lists):
+    """Window sums (averages) into ``dst`` from the source's list, then ``dst``'s own list when
+    a reader keeps one; returns the additions performed.
+
+    Event columns of the op row: 6 &list of the source, 7 collect it here (1) or kept by the
+    source (0), 8 %taps, 9 &list of the output|-1, 10 source size.
+    """
+    dst, src, g, divisor, n_out = o[1], o[2], o[3], o[4], o[5]
+    h, wd, oh, ow = iparams[g + 1], iparams[g + 2], iparams[g + 3], iparams[g + 4]
+    at, x = o[6], m[src : src + o[10]]
+    if o[7] != 0:
+        _collect(x, lists, at)
+    row_ptr, rows, col_ptr, cols = _tap_tables(iparams, o[8])
+    y = m[dst : dst + n_out]
+    y[:] = 0
+    count, row_start, iy, base = 0, -wd, 0, 0
+    for q in range(lists[at]):
+        i = lists[at + 1 + q]
+        if i >= row_start + wd:
+            row = i // wd
+            ch = row // h
+            row_start, iy, base = row * wd, row - ch * h, ch * oh * ow
+        xi, ix = x[i], i - row_start
+        for a in range(row_ptr[iy], row_ptr[iy + 1]):
+            out_row = base + rows[2 * a + 1]
+            for b in range(col_ptr[ix], col_ptr[ix + 1]):
+                out, n = out_row + cols[3 * b + 1], cols[3 * b + 2]
+                for j in range(out, out + n):
+                    y[j] += xi
+                count += n
+    if divisor > 0:
+        for k in range(n_out):
+            y[k] = y[k] / divisor
+    if o[9] >= 0:
+        _collect(y, lists, o[9])
+    return count
+
+
 # ------------------------------------------------------------------------- the interpreters
 
 
@@ -296,16 +404,20 @@ def _run(ops, params, iparams, mem, tcount, inputs, steps, sparse, in_ptr, in_id
                     if o[6] >= 0:
                         _add(m[dst : dst + size], params[o[6] : o[6] + size])
                 elif code == OP_CONV:
-                    counts[0] += _conv_accumulate(m, o, params, iparams, event)
+                    if event:
+                        counts[0] += _conv_event(m, o, params, iparams, lists)
+                    else:
+                        counts[0] += _conv_accumulate(m, o, params, iparams, event)
                     if o[5] >= 0:
-                        n_out, per = o[6], o[7]
-                        for i in range(n_out):
-                            m[dst + i] = m[dst + i] + params[o[5] + i // per]
+                        _add_channel_bias(m[dst : dst + o[6]], params[o[5] : o[5] + o[6] // o[7]], o[7])
                 elif code == OP_POOL:
-                    counts[0] += _pool_accumulate(m, o, iparams, event)
-                    if o[4] > 0:
-                        for i in range(o[5]):
-                            m[dst + i] = m[dst + i] / o[4]
+                    if event:
+                        counts[0] += _pool_event(m, o, iparams, lists)
+                    else:
+                        counts[0] += _pool_accumulate(m, o, iparams, event)
+                        if o[4] > 0:
+                            for i in range(o[5]):
+                                m[dst + i] = m[dst + i] / o[4]
                 elif code == OP_SCALE:
                     _mul(m[dst : dst + size], m[src : src + size], params[o[4] : o[4] + size])
                 elif code == OP_THRESHOLD:
@@ -349,6 +461,12 @@ def _list_size(ops):
             need = max(need, ops[k, 12] + 1 + ops[k, 2])
         if ops[k, 0] == OP_INPUT and ops[k, 4] >= 0:
             need = max(need, ops[k, 4] + 1 + ops[k, 2])
+        if ops[k, 0] == OP_CONV and ops[k, 14] != 0:
+            need = max(need, ops[k, 13] + 1 + ops[k, 18])
+        if ops[k, 0] == OP_POOL and ops[k, 7] != 0:
+            need = max(need, ops[k, 6] + 1 + ops[k, 10])
+        if ops[k, 0] == OP_POOL and ops[k, 9] >= 0:
+            need = max(need, ops[k, 9] + 1 + ops[k, 5])
     return need
 
 
@@ -362,6 +480,8 @@ def _rebuild_lists(m, ops, lists):
             _collect(m[o[1] : o[1] + o[2]], lists, o[12])
         if o[0] == OP_INPUT and o[4] >= 0:
             _collect(m[o[1] : o[1] + o[2]], lists, o[4])
+        if o[0] == OP_POOL and o[9] >= 0:
+            _collect(m[o[1] : o[1] + o[5]], lists, o[9])
 
 
 @njit(cache=True)
@@ -507,6 +627,15 @@ def _lif_uniform2(z, v, x0, g0, x1, g1, a, b, c, th, vr, sub):
         s = vi > th
         z[i] = 1.0 if s else 0.0
         v[i] = ((vi - th) if sub else vr) if s else vi
+
+
+@njit(cache=True)
+def _add_channel_bias(y, bias, per):
+    """``y[c * per + i] += bias[c]``, channel by channel (no division per element)."""
+    for c in range(bias.size):
+        b, plane = bias[c], y[c * per : (c + 1) * per]
+        for i in range(per):
+            plane[i] = plane[i] + b
 
 
 @njit(cache=True)
@@ -834,42 +963,57 @@ def _nonfinite(x):
 
 
 @njit(cache=True)
-def bin_entries(rows, cols, n_rows):
-    """CSR ``(indptr, indices, counts)`` of the pairs ``(rows[i], cols[i])``: each row's columns
-    ascending, a repeated pair counted once with its multiplicity (what ``np.unique`` of the keys
-    ``row * n_cols + col`` gives), in O(n) plus a sort of each row's few columns."""
+def event_keys(bins, p, y, x, sample, n_samples, height, width, n_steps, rows, cols, at):
+    """Write the row ``bin * n_samples + sample`` and the flat pixel ``(p * height + y) * width + x``
+    of each event in the first ``n_steps`` bins to ``rows[at:]``, ``cols[at:]``; returns the end."""
+    for i in range(bins.size):
+        if bins[i] < n_steps:
+            rows[at] = bins[i] * n_samples + sample
+            cols[at] = (p[i] * height + y[i]) * width + x[i]
+            at += 1
+    return at
+
+
+@njit(cache=True)
+def bin_entries(rows, cols, n_rows, n_cols):
+    """CSR ``(indptr, indices, counts)`` of the pairs ``(rows[i], cols[i])`` (``cols < n_cols``):
+    each row's columns ascending, a repeated pair counted once with its multiplicity (what
+    ``np.unique`` of the keys ``row * n_cols + col`` gives), in O(n + n_rows + n_cols): a stable
+    counting sort by column, then by row."""
     n = rows.size
-    start = np.zeros(n_rows + 1, dtype=np.int64)
+    by_col = np.empty(n, dtype=np.int64)
+    start = np.zeros(n_cols + 1, dtype=np.int64)
     for i in range(n):
-        start[rows[i] + 1] += 1
+        start[cols[i] + 1] += 1
+    for c in range(n_cols):
+        start[c + 1] += start[c]
+    for i in range(n):
+        c = cols[i]
+        by_col[start[c]] = i
+        start[c] += 1
+    row_start = np.zeros(n_rows + 1, dtype=np.int64)
+    for i in range(n):
+        row_start[rows[i] + 1] += 1
     for r in range(n_rows):
-        start[r + 1] += start[r]
-    fill = start[:-1].copy()
-    by_row = np.empty(n, dtype=np.int64)
-    for i in range(n):
+        row_start[r + 1] += row_start[r]
+    fill = row_start[:-1].copy()
+    ordered = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        i = by_col[k]
         r = rows[i]
-        by_row[fill[r]] = cols[i]
+        ordered[fill[r]] = cols[i]
         fill[r] += 1
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     indices = np.empty(n, dtype=np.int64)
     counts = np.empty(n, dtype=np.float64)
     m = 0
     for r in range(n_rows):
-        lo, hi = start[r], start[r + 1]
-        if hi - lo > 32:
-            by_row[lo:hi].sort()
-        else:  # insertion sort: rows hold a few events
-            for i in range(lo + 1, hi):
-                c, j = by_row[i], i - 1
-                while j >= lo and by_row[j] > c:
-                    by_row[j + 1] = by_row[j]
-                    j -= 1
-                by_row[j + 1] = c
+        lo, hi = row_start[r], row_start[r + 1]
         for i in range(lo, hi):
-            if i > lo and by_row[i] == by_row[i - 1]:
+            if i > lo and ordered[i] == ordered[i - 1]:
                 counts[m - 1] += 1.0
             else:
-                indices[m] = by_row[i]
+                indices[m] = ordered[i]
                 counts[m] = 1.0
                 m += 1
         indptr[r + 1] = m

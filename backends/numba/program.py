@@ -9,8 +9,10 @@ INPUT       @dst, size, input column, &list|-1, a DENSE op reads the list (0/1)
 COPY, ADD   @dst, @src, size                      (ADD: dst += src)
 DENSE       @dst, @src, n_out, n_in, #w, #bias|-1, layout, %indptr, %indices, -, -, weight frac
 SCALE       @dst, @src, size, #scale
-CONV        @dst, @src, %geometry, #w, #bias|-1, n_out, outputs per channel, ..., weight frac
-POOL        @dst, @src, %geometry, divisor (0: sum), n_out
+CONV        @dst, @src, %geometry, #w, #bias|-1, n_out, outputs per channel, -, -, -, -, weight frac,
+            event: &list, collect (0/1), %taps, #w channel-last, @scratch, source size
+POOL        @dst, @src, %geometry, divisor (0: sum), n_out,
+            event: &list, collect (0/1), %taps, &list of the output|-1, source size
 THRESHOLD   @dst, @src, size, #threshold
 DELAY       @dst, @src, size, %steps, @ring, ring length
 LIF (LI)    @dst, @src, size, @v, #a, #b, #c, #v_threshold, #v_reset, spiking, subtract
@@ -27,6 +29,11 @@ one pass over the neurons that the update needs anyway. In event mode a spiking 
 writes the list of its spiking neurons (``&list``: an offset into the interpreter's int64 list
 scratch) and a DENSE op whose only source it is scatters over that list (column 13: &list|-1)
 instead of scanning the spike vector. Fixed point keeps the plain ops (its sums saturate).
+
+In event mode (float) a CONV or POOL op scatters the entries of its source's list: the list the
+source keeps (an Input, a spiking LIF_FUSED, a POOL whose reader wants one) or, for any other
+source, one the op collects itself ("collect" 1, in its own list slot). ``%taps`` lists, per input
+row and per input column, the (kernel offset, output position) pairs that input reaches.
 
 ``%egru`` holds ``#w_ih, layout, %indptr, %indices, #bias_ih, #w_hh, layout, %indptr, %indices,
 #bias_hh, #threshold, #trace_decay|-1``: an EGRU's two weight matrices are stored like a DENSE
@@ -272,7 +279,7 @@ def lower(graph, *, backend: str, dtype=np.float64, event: bool = False, sparse=
         in_shape = shapes[sources[0]]
         src = _input_sum(pb, sources, out, math.prod(in_shape))
         single = lists.get(sources[0], -1) if len(sources) == 1 else -1
-        v = _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, single)
+        v = _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, single, lists.get(name, -1))
         if v is not None:
             traces[name] = (v, shape)
     spiking = {k for k in order if getattr(g.nodes[k], "spiking", False)}
@@ -313,6 +320,9 @@ def _fusions(g, shapes, keep: set, pb: ProgramBuilder):
                 folded[a] = sources[a][0]
         if pb.event and node.spiking and _readers(g, name, sources, consumers):
             lists[name] = pb.alloc_list(math.prod(shapes[name]))
+    for name, node in g.nodes.items() if pb.event else ():
+        if isinstance(node, (n.SumPool2d, n.AvgPool2d)) and _readers(g, name, sources, consumers):
+            lists[name] = pb.alloc_list(math.prod(shapes[name]))
     listened = set()
     for name in [k for k in g.inputs if not sources[k]] if pb.event else ():
         lists[name] = pb.alloc_list(math.prod(shapes[name]))
@@ -321,9 +331,13 @@ def _fusions(g, shapes, keep: set, pb: ProgramBuilder):
     return fused, folded, lists, listened
 
 
+LIST_READERS = (n.Affine, n.Linear, n.Conv1d, n.Conv2d, n.SumPool2d, n.AvgPool2d)
+"""Node types whose event-mode op scatters over its single source's list of nonzero entries."""
+
+
 def _readers(g, name, sources, consumers) -> bool:
-    """Whether a DENSE op reads only ``name`` (so it can scatter over ``name``'s list)."""
-    return any(isinstance(g.nodes[b], (n.Affine, n.Linear)) and sources[b] == [name] for b in consumers[name])
+    """Whether a DENSE, CONV or POOL op reads only ``name`` (so it can scatter over ``name``'s list)."""
+    return any(isinstance(g.nodes[b], LIST_READERS) and sources[b] == [name] for b in consumers[name])
 
 
 def _uniform_scale(node, size: int, shape) -> float | None:
@@ -340,8 +354,10 @@ def _is_uniform(values: np.ndarray) -> bool:
     return bits.size == 0 or bool(np.all(bits == bits[0]))
 
 
-def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, src_list: int = -1) -> int | None:
-    """Emit the ops of one node; return the offset of its membrane potential, if it has one."""
+def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, src_list: int = -1, own_list: int = -1) -> int | None:
+    """Emit the ops of one node; return the offset of its membrane potential, if it has one.
+    ``src_list``: the list its single source keeps, or -1; ``own_list``: the list this node keeps
+    for its readers, or -1."""
     size, n_in = math.prod(shape), math.prod(in_shape)
     coef = coefficients(node, g.dt, g.integration, where=f"node {name!r}: ")
     if isinstance(node, (n.Output, n.Flatten)):
@@ -351,12 +367,17 @@ def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, src_list:
     elif isinstance(node, n.Scale):
         pb.op(K.OP_SCALE, dst, src, size, pb.param(_full(node.scale, size, shape), "coef"))
     elif isinstance(node, (n.Conv1d, n.Conv2d)):
-        _conv(pb, node, dst, src, in_shape, shape)
+        _conv(pb, node, dst, src, in_shape, shape, src_list)
     elif isinstance(node, (n.SumPool2d, n.AvgPool2d)):
         (c, h, w), (_, oh, ow) = in_shape, shape
-        geo = pb.iparam([c, h, w, oh, ow, *node.kernel_size, *node.stride, *node.padding])
-        divisor = node.kernel_size[0] * node.kernel_size[1] if isinstance(node, n.AvgPool2d) else 0
-        pb.op(K.OP_POOL, dst, src, geo, divisor, size)
+        (kh, kw), stride, padding = node.kernel_size, node.stride, node.padding
+        geo = pb.iparam([c, h, w, oh, ow, kh, kw, *stride, *padding])
+        divisor = kh * kw if isinstance(node, n.AvgPool2d) else 0
+        event = [-1, 0, 0, -1, 0]
+        if pb.event and pb.fixed is None:
+            at, collect = (src_list, 0) if src_list >= 0 else (pb.alloc_list(n_in), 1)
+            event = [at, collect, _taps(pb, (h, w), (oh, ow), (kh, kw), stride, padding, (1, 1), (0, 0), (ow, 1), 1, weighted=False), own_list, n_in]
+        pb.op(K.OP_POOL, dst, src, geo, divisor, size, *event)
     elif isinstance(node, n.Threshold):
         pb.op(K.OP_THRESHOLD, dst, src, size, pb.param(_full(node.threshold, size, shape), "threshold"))
     elif isinstance(node, n.Delay):
@@ -388,7 +409,7 @@ def _lower_node(pb, name, node, dst, src, in_shape, shape, g, backend, src_list:
     return None
 
 
-def _conv(pb, node, dst, src, in_shape, shape) -> None:
+def _conv(pb, node, dst, src, in_shape, shape, src_list: int = -1) -> None:
     w = node.weight
     if isinstance(node, n.Conv1d):  # a 1-d convolution is a 2-d one of height 1
         w = w[:, :, None, :]
@@ -402,7 +423,51 @@ def _conv(pb, node, dst, src, in_shape, shape) -> None:
     frac = pb.fixed.weight_frac_for(w) if pb.fixed is not None else 0
     wo = pb.param(w, "weight", frac)
     b = pb.param(node.bias, "state")
-    pb.op(K.OP_CONV, dst, src, geo, wo, b, c_out * oh * ow, oh * ow, 0, 0, 0, 0, frac)
+    event = []
+    if pb.event and pb.fixed is None:
+        n_in = c_in * h * wd
+        at, collect = (src_list, 0) if src_list >= 0 else (pb.alloc_list(n_in), 1)
+        groups, (kh, kw) = node.groups, w.shape[2:]
+        per_group = c_out // groups
+        # [c_out, c_in/groups, kh, kw] -> [c_in, kh, kw reversed, c_out/groups]: the outputs one input reaches, contiguous
+        channel_last = w[..., ::-1].reshape(groups, per_group, c_in // groups, kh, kw).transpose(0, 2, 3, 4, 1)
+        taps = _taps(pb, (h, wd), (oh, ow), (kh, kw), stride, padding, dilation, (kw * per_group, per_group), (ow * c_out, c_out), per_group)
+        event = [at, collect, taps, pb.param(channel_last, "weight"), pb.alloc(c_out * oh * ow), n_in]
+    pb.op(K.OP_CONV, dst, src, geo, wo, b, c_out * oh * ow, oh * ow, 0, 0, 0, 0, frac, *event)
+
+
+def _taps(pb, size, out_size, kernel, stride, padding, dilation, weight_steps, out_steps, run: int, weighted: bool = True) -> int:
+    """Store which kernel taps reach each input row and column (``kernels._conv_event``).
+
+    Tap ``k`` of an axis reaches output position ``o`` from input ``i`` when ``o * stride -
+    padding + k * dilation == i``. Rows: pairs ``(k * weight_step, o * out_step)``. Columns, in
+    ascending ``o``: runs ``(weight offset, output offset, length)``, each tap covering ``run``
+    elements, with weights of the kernel columns stored reversed (``(K - 1 - k) * weight_step``);
+    runs contiguous in the output (and in the weights, when ``weighted``) are merged. Returns the
+    offset of the header ``[%row pointers, %row pairs, %column pointers, %column runs, end]``.
+    """
+    axes = []
+    for length, out_len, k, s, p, d in zip(size, out_size, kernel, stride, padding, dilation):
+        axes.append([[(kk, (i + p - kk * d) // s) for kk in range(k) if (i + p - kk * d) % s == 0 and 0 <= (i + p - kk * d) // s < out_len]
+                     for i in range(length)])
+    (k_w, ws_row, ws_col), (os_row, os_col) = (kernel[1], *weight_steps), out_steps
+    rows = [[(kk * ws_row, o * os_row) for kk, o in taps] for taps in axes[0]]
+    cols = []
+    for taps in axes[1]:
+        runs: list[list[int]] = []
+        for kk, o in sorted(taps, key=lambda t: t[1]):
+            w, out = (k_w - 1 - kk) * ws_col, o * os_col
+            last = runs[-1] if runs else None
+            if last and out == last[1] + last[2] and (not weighted or w == last[0] + last[2]):
+                last[2] += run
+            else:
+                runs.append([w, out, run])
+        cols.append(runs)
+    header = []
+    for table in (rows, cols):
+        header.append(pb.iparam(np.concatenate([[0], np.cumsum([len(x) for x in table])])))
+        header.append(pb.iparam(np.array([v for x in table for entry in x for v in entry], dtype=np.int64)))
+    return pb.iparam(header + [pb.iparam(np.zeros(0, np.int64))])
 
 
 # ------------------------------------------------------------------------------- helpers

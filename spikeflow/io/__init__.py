@@ -5,6 +5,6 @@ The IR itself (:mod:`spikeflow.ir`) never imports h5py, nir or a peer library; t
 
 from spikeflow.io.hdf5 import load, save
 from spikeflow.io.nir_bridge import from_nir, to_nir
-from spikeflow.io.peers import from_norse, from_snntorch
+from spikeflow.io.peers import from_norse, from_rockpool, from_sinabs, from_snntorch
 
-__all__ = ["from_nir", "from_norse", "from_snntorch", "load", "save", "to_nir"]
+__all__ = ["from_nir", "from_norse", "from_rockpool", "from_sinabs", "from_snntorch", "load", "save", "to_nir"]

@@ -34,6 +34,7 @@ import io
 import json
 import os
 import re
+import warnings
 from dataclasses import fields
 from typing import Any, Callable
 
@@ -430,6 +431,11 @@ def from_nir(source, dt: float | None = None, integration: str | None = None) ->
     Raises:
         FormatError: the file cannot be read as NIR.
         GraphError: no time step, an unsupported NIR type, or an invalid node (names it).
+
+    Warns:
+        UserWarning: for a graph spikeflow did not write, one per spiking node that cannot reach
+            its threshold within 1,000 steps at ``dt`` even under its largest possible input
+            (``spikeflow.io.reach``), with the reason and the likely ``dt``.
     """
     import nir
 
@@ -442,12 +448,19 @@ def from_nir(source, dt: float | None = None, integration: str | None = None) ->
     if not isinstance(ng, nir.NIRGraph):
         raise GraphError(f"{where}expected a NIR graph, got a single {type(ng).__name__} node")
     try:
-        return _graph_from_nir(ng, dt, integration).validate()
+        graph = _graph_from_nir(ng, dt, integration).validate()
     except SpikeflowError as err:
         raise type(err)(f"{where}{err}") from None
     except _MALFORMED as err:  # bad metadata JSON, shapes or values that the converters cannot use
         error = FormatError if where else GraphError
         raise error(f"{where}malformed NIR graph ({type(err).__name__}: {_first_line(err)})") from None
+
+    if _meta_value(dict(ng.metadata) if isinstance(ng.metadata, dict) else {}, "dt") is None:  # a foreign graph: dt was a guess
+        from spikeflow.io.reach import unreachable_thresholds
+
+        for message in unreachable_thresholds(graph):
+            warnings.warn(f"{where}{message}", UserWarning, stacklevel=2)
+    return graph
 
 
 def _first_line(err: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Live snnTorch and Norse models into spikeflow, through each peer's own NIR exporter.
+"""Live snnTorch, Norse and Sinabs models into spikeflow, through each peer's own NIR exporter.
 
 Each peer's exporter writes NIR that does not reproduce the peer's own simulation. These functions
 run the exporter, then correct every known quirk from the live module's attributes, so that the
@@ -26,6 +26,21 @@ Norse (``norse.torch.to_nir``, Norse 1.1)
       writes ``w_in = 1``: ``w_in = tau_syn / dt``.  ``IAFCell`` adds its input directly:
       ``r = 1 / dt``.  ``v_reset`` and the reset method are not exported: restored.
     * the Input node keeps the batch dimension of ``sample``: removed.
+
+Sinabs (``sinabs.to_nir``, Sinabs 3.1)
+    * time step: Sinabs counts in steps (``alpha = exp(-1/tau_mem)``): the graph gets ``dt = 1``,
+      ``integration="exact"``, so that ``a = exp(-dt/tau)`` is Sinabs's ``alpha``.
+    * reset: ``IAF``/``LIF`` subtract the threshold (``MembraneSubtract``, the default) but NIR
+      resets to ``v_reset``: the module's reset is restored.
+    * input gain: ``LIF(norm_input=False)`` and ``ExpLeak`` (whose default is ``norm_input=False``)
+      add their input unscaled, ``v = alpha*v + x``, but the exporter writes ``r = 1``, i.e.
+      ``(1-alpha)*x``: ``r = 1/(1-alpha)`` restores it.
+    * threshold: Sinabs spikes at ``v >= threshold``, spikeflow at ``v > v_threshold``:
+      ``v_threshold`` is the float64 just below Sinabs's threshold (the subtractive reset then
+      subtracts that value, one part in 2**52 less).
+    * ``MultiSpike`` (Sinabs's default ``spike_fn``: several spikes per step), ``min_v_mem``,
+      ``tau_syn``, a nonzero ``MembraneReset`` value and recurrent layers have no exact spikeflow
+      equivalent: refused, naming the fix.
 """
 
 from __future__ import annotations
@@ -72,7 +87,7 @@ def _full(*arrays) -> list[np.ndarray]:
     return [a.copy() for a in np.broadcast_arrays(*[_np(a) for a in arrays])]
 
 
-def _finish(ng, sample, dt: float, peer: str, modules: dict | None = None) -> Graph:
+def _finish(ng, sample, dt: float, peer: str, modules: dict | None = None, integration: str = "euler") -> Graph:
     """Open the Output shapes, then find the per-sample input shape: ``sample`` is [B, ...] or
     [T, B, ...], so drop one, then two leading dimensions until the graph validates."""
     import nir
@@ -94,7 +109,7 @@ def _finish(ng, sample, dt: float, peer: str, modules: dict | None = None) -> Gr
         for key in inputs:
             ng.nodes[key] = nir.Input(input_type={"input": np.array(shape[drop:])})
         try:
-            return from_nir(ng, dt=dt, integration="euler")
+            return from_nir(ng, dt=dt, integration=integration)
         except GraphError as err:
             errors.append(f"input shape {shape[drop:]}: {err}")
     raise GraphError(f"{peer} model: no per-sample input shape taken from sample {shape} fits: " + "; ".join(errors))
@@ -334,3 +349,158 @@ def from_norse(module, sample) -> Graph:
         elif ng.nodes[key] is None and key in modules:
             raise GraphError(f"node {key!r}: Norse's NIR exporter does not convert {type(modules[key]).__name__}{suggestion(modules[key])}")
     return _finish(ng, sample, dt, "Norse")
+
+
+# ---------------------------------------------------------------------------------------- Sinabs
+
+SINABS_DT = 1.0
+"""Sinabs's time constants count steps (``alpha = exp(-1/tau_mem)``): one step is one unit of time."""
+
+SINABS_NEURONS = ("IAF", "IAFSqueeze", "LIF", "LIFSqueeze", "ExpLeak", "ExpLeakSqueeze")
+
+
+def _sinabs_reset(module, key: str, threshold: np.ndarray) -> str:
+    """``"subtract"`` or ``"zero"`` from the module's ``reset_fn``; anything else is refused."""
+    from sinabs.activation import MembraneReset, MembraneSubtract
+
+    fn = module.reset_fn
+    if isinstance(fn, MembraneSubtract) and (fn.subtract_value is None or np.allclose(_np(fn.subtract_value), threshold)):
+        return "subtract"
+    if isinstance(fn, MembraneReset) and float(fn.reset_value) == 0.0:
+        return "zero"
+    raise GraphError(f"node {key!r}: Sinabs {type(module).__name__} with reset_fn={fn!r} has no spikeflow equivalent; "
+                     "use MembraneSubtract() (subtract the threshold) or MembraneReset(reset_value=0)")
+
+
+def _sinabs_neuron(module, key: str):
+    """The NIR node that computes what this Sinabs neuron layer computes (dt = 1, exact integration)."""
+    import nir
+    from sinabs.activation import SingleSpike
+
+    kind = type(module).__name__
+    spiking = not kind.startswith("ExpLeak")
+    if module.min_v_mem is not None:
+        raise GraphError(f"node {key!r}: Sinabs {kind} with min_v_mem={module.min_v_mem} clips the membrane, which spikeflow "
+                         "cannot express; build it with min_v_mem=None")
+    if getattr(module, "tau_syn", None) is not None or getattr(module, "alpha_syn", None) is not None:
+        raise GraphError(f"node {key!r}: Sinabs {kind} with tau_syn (a synaptic current) is not imported exactly; "
+                         "build it without tau_syn")
+    if spiking and module.spike_fn is not SingleSpike:
+        name = getattr(module.spike_fn, "__name__", type(module.spike_fn).__name__)
+        raise GraphError(f"node {key!r}: Sinabs {kind} with spike_fn={name} emits several spikes per step and spikeflow's "
+                         "neurons at most one; build it with spike_fn=sinabs.activation.SingleSpike")
+    if kind.startswith("IAF"):
+        threshold = _np(module.spike_threshold)
+        return nir.IF(r=np.ones_like(threshold), v_threshold=np.nextafter(threshold, -np.inf), v_reset=np.zeros_like(threshold),
+                      metadata={META + "reset": _sinabs_reset(module, key, threshold)})
+    alpha = _np(module.alpha_mem_calculated)
+    tau = -SINABS_DT / np.log(alpha) if module.train_alphas else _np(module.tau_mem)
+    r = np.ones_like(alpha) if module.norm_input else 1.0 / (1.0 - alpha)
+    tau, r = _full(tau, r)
+    if not spiking:
+        return nir.LI(tau=tau, r=r, v_leak=np.zeros_like(tau))
+    threshold, tau, r = _full(module.spike_threshold, tau, r)
+    return nir.LIF(tau=tau, r=r, v_leak=np.zeros_like(tau), v_threshold=np.nextafter(threshold, -np.inf),
+                   v_reset=np.zeros_like(tau), metadata={META + "reset": _sinabs_reset(module, key, threshold)})
+
+
+def from_sinabs(module, sample) -> Graph:
+    """Import a live Sinabs model through ``sinabs.to_nir``, correcting what the exporter loses.
+
+    Args:
+        module: the model, e.g. ``nn.Sequential(nn.Conv2d(...), sinabs.layers.IAFSqueeze(batch_size=1,
+            spike_fn=SingleSpike), ...)``; neuron layers must use ``spike_fn=SingleSpike``.
+        sample: one input batch in the layout the model takes (``[B, T, ...]`` for ``IAF``/``LIF``,
+            ``[B*T, ...]`` for the ``Squeeze`` layers); tracing runs the model once and its state is
+            reset afterwards.
+
+    Returns:
+        A validated graph with ``dt=1`` (one step), ``integration="exact"``, whose spikes equal
+        Sinabs's for the same input (time-major ``[T, B, ...]`` in spikeflow).
+
+    Raises:
+        GraphError: a layer or setting without an exact spikeflow equivalent (names it and the fix).
+    """
+    import sinabs
+
+    modules = dict(module.named_modules())
+    for key, m in modules.items():  # refuse before tracing, naming the layer
+        if type(m).__name__ in SINABS_NEURONS:
+            _sinabs_neuron(m, key)
+    try:
+        ng = sinabs.to_nir(module, sample)
+    except (NotImplementedError, AttributeError) as err:  # AttributeError: e.g. LIF(train_alphas=True) has no tau_mem
+        raise GraphError(f"Sinabs model: Sinabs's NIR exporter fails on this model ({type(err).__name__}: {err})") from None
+    finally:
+        sinabs.reset_states(module)
+    for key in list(ng.nodes):
+        owner = modules.get(key)
+        if owner is not None and type(owner).__name__ in SINABS_NEURONS:
+            ng.nodes[key] = _sinabs_neuron(owner, key)
+    return _finish(ng, sample, SINABS_DT, "Sinabs", integration="exact")
+
+
+# -------------------------------------------------------------------------------------- Rockpool
+
+
+def _rockpool_lif(module, key: str, dt: float):
+    """The NIR CubaLIF that computes what Rockpool's ``LIFTorch`` computes (exact integration).
+
+    Rockpool steps ``i = beta*(i + x)``, ``v = alpha*v + i + bias``, spikes at ``v >= threshold``
+    and subtracts the threshold; with ``a = exp(-dt/tau)`` spikeflow's CubaLIF gives that with
+    ``w_in = beta/(1-beta)``, ``r = 1/(1-alpha)`` and ``v_leak = bias/(1-alpha)``.
+    """
+    import nir
+
+    kind = type(module).__name__
+    if float(_np(module.max_spikes_per_dt)) != 1.0:
+        raise GraphError(f"node {key!r}: Rockpool {kind} with max_spikes_per_dt={float(_np(module.max_spikes_per_dt)):g} emits "
+                         "several spikes per step and spikeflow's neurons at most one; build it with max_spikes_per_dt=1")
+    if float(_np(module.noise_std)) != 0.0:
+        raise GraphError(f"node {key!r}: Rockpool {kind} with noise_std > 0 is random; build it with noise_std=0")
+    if getattr(module, "_has_rec", False):
+        raise GraphError(f"node {key!r}: Rockpool {kind} with has_rec=True: Rockpool's NIR exporter drops w_rec")
+    alpha, beta = (np.exp(-dt / _np(getattr(module, k))) for k in ("tau_mem", "tau_syn"))
+    alpha, beta, bias, threshold = _full(alpha, beta, module.bias, module.threshold)
+    if beta.ndim > 1 or np.any(alpha >= 1) or np.any(beta >= 1):
+        raise GraphError(f"node {key!r}: Rockpool {kind}: one synaptic state per neuron with finite time constants is needed")
+    shape = (int(module.size_out),)
+    alpha, beta, bias, threshold = (np.broadcast_to(a, shape).copy() for a in (alpha, beta, bias, threshold))
+    return nir.CubaLIF(tau_syn=-dt / np.log(beta), tau_mem=-dt / np.log(alpha), r=1 / (1 - alpha), w_in=beta / (1 - beta),
+                       v_leak=bias / (1 - alpha), v_threshold=np.nextafter(threshold, -np.inf), v_reset=np.zeros(shape),
+                       metadata={META + "reset": "subtract"})
+
+
+def from_rockpool(module, sample=None) -> Graph:
+    """Import a live Rockpool torch model (``LinearTorch`` and ``LIFTorch`` layers) through
+    Rockpool's NIR exporter, correcting what it loses.
+
+    Rockpool's exporter writes ``r = tau_mem*exp(-dt/tau_mem)/dt`` and ``w_in = 1`` (so neither
+    gain reproduces Rockpool's update), drops the bias (``v_leak = 0``) and the subtractive reset.
+    The graph gets the layers' ``dt`` and ``integration="exact"``; see :func:`_rockpool_lif`.
+
+    Args:
+        module: e.g. ``rockpool.nn.combinators.Sequential(LinearTorch((20, 30)), LIFTorch(30, max_spikes_per_dt=1))``.
+        sample: an input ``[B, T, N]`` or ``[B, N]`` for tracing (default: zeros of the module's input size).
+
+    Raises:
+        GraphError: a layer or setting without an exact spikeflow equivalent (names it and the fix).
+    """
+    import torch
+    from rockpool.nn.modules.torch.nir import to_nir
+
+    modules = dict(module.named_modules())
+    lifs = {k: m for k, m in modules.items() if type(m).__name__ == "LIFTorch"}
+    steps = {float(m.dt) for m in lifs.values()}
+    if len(steps) > 1:
+        raise GraphError(f"Rockpool model: layers use different time steps {sorted(steps)}; spikeflow needs one dt")
+    dt = steps.pop() if steps else 1e-3
+    for key, m in modules.items():
+        kind = type(m).__name__
+        if key and kind not in ("LIFTorch", "LinearTorch") and not list(m.children()):
+            raise GraphError(f"node {key!r}: Rockpool {kind} is not imported exactly (only LinearTorch and LIFTorch are)")
+    nodes = {k: _rockpool_lif(m, k, dt) for k, m in lifs.items()}  # refuse before tracing
+    sample = torch.zeros(1, int(module.size_in)) if sample is None else sample
+    ng = to_nir(module, sample)
+    ng.nodes.update({k: v for k, v in nodes.items() if k in ng.nodes})
+    return _finish(ng, sample, dt, "Rockpool", integration="exact")

@@ -82,12 +82,12 @@ def test_stream_rejects_a_changed_batch_size():
 @given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(1, 60), st.integers(0, 400))
 def test_event_binning_kernel_equals_unique_of_the_keys(seed, n_rows, n_cols, n_events):
     """The per-step entries of streamed events: columns ascending per row, repeats counted, as
-    np.unique of ``row * n_cols + col`` gives them (rows may hold more than 32 events)."""
+    np.unique of ``row * n_cols + col`` gives them."""
     from spikeflow.backends.numba.kernels import bin_entries
 
     rng = np.random.default_rng(seed)
     rows, cols = rng.integers(0, n_rows, n_events), rng.integers(0, n_cols, n_events)
-    indptr, indices, counts = bin_entries(rows, cols, n_rows)
+    indptr, indices, counts = bin_entries(rows, cols, n_rows, n_cols)
     keys, want = np.unique(rows * n_cols + cols, return_counts=True)
     assert np.array_equal(indices, keys % n_cols) and np.array_equal(counts, want)
     assert np.array_equal(indptr, np.concatenate([[0], np.cumsum(np.bincount(keys // n_cols, minlength=n_rows))]))
