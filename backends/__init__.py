@@ -45,6 +45,7 @@ register_backend("numba-clock", ".numba.clock")
 register_backend("numba-event", ".numba.event")
 register_backend("torch", ".torch_backend")
 register_backend("brian2", ".brian2_backend")
+register_target("rram-lsm", ".rram")
 
 
 def _module(name: str):

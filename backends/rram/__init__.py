@@ -1,0 +1,14 @@
+"""The rram-lsm target: a resistive-memory crossbar running matrices, with digital LIF periphery.
+
+``export(graph, path, device=..., **crossbar options)`` maps every Affine/Linear matrix onto tiles of
+RRAM cells through the device model (:mod:`.device`, :mod:`.crossbar`, :mod:`.export`);
+``load_export(path)`` returns the program whose ``run(x)`` is the crossbar reference simulation
+(:mod:`.executor`). Register: ``register_target("rram-lsm", ".rram")``.
+"""
+
+from .crossbar import ENERGY_PJ, Crossbar
+from .device import Chip, Device
+from .executor import RramProgram, load_export
+from .export import export
+
+__all__ = ["ENERGY_PJ", "Chip", "Crossbar", "Device", "RramProgram", "export", "load_export"]
