@@ -36,7 +36,7 @@ from .device import ENCODINGS, Device
 #: Node types the crossbar target runs: matrices on the array, the LIF family in digital periphery.
 MATRIX_NODES = (n.Affine, n.Linear)
 NEURON_NODES = (n.LIF, n.LI, n.IF, n.I, n.CubaLIF, n.CubaLI)
-PLAIN_NODES = (n.Input, n.Output, n.Flatten, n.Scale)
+PLAIN_NODES = (n.Input, n.Output, n.Flatten, n.Scale, n.Threshold)
 
 #: Energy constants (pJ) used by the report; order-of-magnitude figures for a 40 nm macro, see docs/rram.md.
 ENERGY_PJ = {

@@ -50,6 +50,7 @@ class Device:
         g_pristine: conductance of an unformed cell (µS; ~10 MΩ).
         g_breakdown: median conductance of a broken-down cell (µS; below 20 kΩ means above 50).
         g_breakdown_spread: lognormal σ of broken-down conductances.
+        g_breakdown_min: broken-down cells conduct at least this (µS; 20 kΩ).
         v_breakdown, v_breakdown_std: breakdown voltage (V), normally distributed across cells.
     """
 
@@ -69,6 +70,7 @@ class Device:
     g_pristine: float = 0.1
     g_breakdown: float = 80.0
     g_breakdown_spread: float = 0.25
+    g_breakdown_min: float = 50.0
     v_breakdown: float = 3.0
     v_breakdown_std: float = 0.3
 
@@ -147,7 +149,7 @@ class Device:
         rng = np.random.default_rng(seed)
         v_pulse = self.breakdown_voltage_for(density)
         broken = rng.normal(self.v_breakdown, self.v_breakdown_std, size=shape) < v_pulse
-        g_on = self.g_breakdown * np.exp(self.g_breakdown_spread * rng.standard_normal(shape))
+        g_on = np.maximum(self.g_breakdown * np.exp(self.g_breakdown_spread * rng.standard_normal(shape)), self.g_breakdown_min)
         return np.where(broken, g_on, self.g_pristine)
 
     def random_weights(self, shape, density: float, seed=None) -> np.ndarray:

@@ -30,7 +30,7 @@ from .crossbar import ENERGY_PJ, Crossbar, effective_levels
 from .device import Chip, Device
 from .export import NEURON_ROLES, TARGET, VERSION
 
-_KINDS = ("Input", "Output", "Flatten", "Scale", "Affine", "Linear", "LIF", "CUBA", "IF")
+_KINDS = ("Input", "Output", "Flatten", "Scale", "Threshold", "Affine", "Linear", "LIF", "CUBA", "IF")
 
 
 def _shift(x: np.ndarray, frac: int) -> np.ndarray:
@@ -91,6 +91,8 @@ class RramProgram:
                             want["bias"] = (size,)
                     elif kind == "Scale":
                         want = {"scale": (size,)}
+                    elif kind == "Threshold":
+                        want = {"threshold": (size,)}
                     elif kind in NEURON_ROLES:
                         want = {k: (size,) for k, _ in NEURON_ROLES[kind]}
                         if op["spiking"]:
@@ -201,6 +203,8 @@ class RramProgram:
                     counts["synaptic_events"] += int(active.sum()) * op["size"]
                 elif kind == "Scale":
                     out[name][:] = self._sat(_shift(xin * par["scale"], fx.coef_frac), lo, hi, counts)
+                elif kind == "Threshold":
+                    out[name][:] = np.where(xin > par["threshold"], np.int64(1) << fx.state_frac, 0)
                 else:
                     self._neuron(op, par, xin, out[name], state[name], fx, lo, hi, counts)
                     counts["neuron_updates"] += op["size"] * batch

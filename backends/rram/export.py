@@ -77,7 +77,7 @@ def quantise_graph(flat: Graph, crossbar: Crossbar, device: Device):
     rename = {k: k.replace(".", "__") for k in flat.nodes}
     if len(set(rename.values())) != len(rename):
         raise BackendError("node names collide after replacing '.' of nested graphs by '__'; rename the nested nodes")
-    thresholds = [np.asarray(node.v_threshold) for node in flat.nodes.values() if getattr(node, "spiking", False) and hasattr(node, "v_threshold")]
+    thresholds = [np.asarray(getattr(node, "v_threshold", getattr(node, "threshold", 0.0))) for node in flat.nodes.values() if node.spiking]
     fixed = crossbar.precision(device, thresholds)
     nodes: dict[str, n.Node] = {}
     tiles: dict[str, list[TileMap]] = {}
@@ -182,6 +182,9 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
                 arrays[f"{name}/bias"] = fixed.quantise_role(t.bias, "state")[0]
         elif isinstance(node, n.Scale):
             arrays[f"{name}/scale"] = fixed.quantise_role(np.broadcast_to(np.asarray(node.scale, np.float64), shapes[name]).reshape(-1), "coef")[0]
+        elif isinstance(node, n.Threshold):
+            op.update(spiking=True)
+            arrays[f"{name}/threshold"] = fixed.quantise_role(np.broadcast_to(np.asarray(node.threshold, np.float64), shapes[name]).reshape(-1), "threshold")[0]
         elif isinstance(node, NEURON_NODES):
             coef = {k: np.broadcast_to(np.asarray(v, np.float64), shapes[name]).reshape(-1)
                     for k, v in coefficients(node, hw.dt, hw.integration, where=f"node {name!r}: ").items()}
