@@ -7,6 +7,7 @@ from importlib import import_module
 from typing import Any
 
 from spikeflow import ir
+from spikeflow.exit import policy as _exit_policy  # noqa: F401  (registers the graph's exit-policy check)
 from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError
 from spikeflow.ir import Graph
 
@@ -14,12 +15,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {
-    "save": "spikeflow.ir.hdf5",
-    "load": "spikeflow.ir.hdf5",
-    "from_nir": "spikeflow.ir.nir_bridge",
-    "to_nir": "spikeflow.ir.nir_bridge",
-    "from_snntorch": "spikeflow.ir.peers",
-    "from_norse": "spikeflow.ir.peers",
+    "save": "spikeflow.io.hdf5",
+    "load": "spikeflow.io.hdf5",
+    "from_nir": "spikeflow.io.nir_bridge",
+    "to_nir": "spikeflow.io.nir_bridge",
+    "from_snntorch": "spikeflow.io.peers",
+    "from_norse": "spikeflow.io.peers",
     "to_torch": "spikeflow.torch.lowering",
     "to_graph": "spikeflow.torch.lowering",
     "Trainer": "spikeflow.train.trainer",
@@ -36,7 +37,9 @@ _SUBMODULES = {
     "plots": "spikeflow.plots",
     "cli": "spikeflow.cli",
     "exit": "spikeflow.exit",
-    "convert": "spikeflow.train.convert",
+    "continual": "spikeflow.continual",
+    "models": "spikeflow.models",
+    "convert": "spikeflow.convert",
 }
 
 

@@ -8,8 +8,8 @@ import pytest
 import spikeflow as sf
 from spikeflow.errors import DataError, GraphError, SpikeflowError
 from spikeflow.ir import nodes as n
-from spikeflow.ir.exit_policy import ExitPolicy, check_exit_policy, clear_exit_policy, get_exit_policy, set_exit_policy
-from spikeflow.train import early_exit as ee
+from spikeflow.exit.policy import ExitPolicy, check_exit_policy, clear_exit_policy, get_exit_policy, set_exit_policy
+from spikeflow.exit import calibration as ee
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

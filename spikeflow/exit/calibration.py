@@ -1,7 +1,7 @@
 """Dynamic-confidence early exit: calibration on a validation split, curves, torch inference.
 
 :func:`calibrate` runs the network over the whole validation set once, decodes the confidence of
-the accumulated output after every step (:mod:`spikeflow.ir.exit_policy`), and sweeps the
+the accumulated output after every step (:mod:`spikeflow.exit.policy`), and sweeps the
 threshold: each threshold gives a validation accuracy and a mean number of steps. It returns the
 Pareto front of those points, the chosen threshold (the fewest mean steps whose accuracy is within
 ``max_accuracy_drop`` of running every sample to ``T_max``), the fixed-``T`` curve, and the
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from spikeflow.errors import DataError, GraphError
-from spikeflow.ir.exit_policy import ExitPolicy
+from spikeflow.exit.policy import ExitPolicy
 
 MERGE_TOL = 1e-9
 """Confidences closer than this are one level: thresholds sit halfway between distinct levels, so
@@ -45,7 +45,7 @@ a last-bit difference between backends can never move a sample across the chosen
 
 def decode(outputs, policy: ExitPolicy) -> tuple[np.ndarray, np.ndarray]:
     """Confidence ``[T, N]`` and prediction ``[T, N]`` after every step of ``outputs[T, N, C]``."""
-    from spikeflow.backends.early_exit import trajectories
+    from spikeflow.exit.runners import trajectories
 
     y = _as_array(outputs, "outputs")
     if y.ndim != 3 or y.shape[2] < 2:
@@ -116,7 +116,7 @@ class CalibrationResult:
 
     def apply(self, graph) -> ExitPolicy:
         """Attach the chosen policy to ``graph``."""
-        from spikeflow.ir.exit_policy import set_exit_policy
+        from spikeflow.exit.policy import set_exit_policy
 
         return set_exit_policy(graph, self.policy)
 
@@ -332,14 +332,14 @@ def _graph_of(graph_or_module):
 
 
 def _policy_for(graph_or_module, policy: ExitPolicy | None, need_threshold: bool = False) -> ExitPolicy:
-    from spikeflow.ir.exit_policy import get_exit_policy
+    from spikeflow.exit.policy import get_exit_policy
 
     graph = _graph_of(graph_or_module)
     if policy is not None:
         if not isinstance(policy, ExitPolicy):
             raise GraphError(f"argument 'policy': expected an ExitPolicy, got {type(policy).__name__}")
         if graph is not None:
-            from spikeflow.backends.early_exit import resolve_policy
+            from spikeflow.exit.runners import resolve_policy
 
             resolve_policy(graph, policy)
         return policy
@@ -427,7 +427,7 @@ class TorchExitRunner:
                  chunk: int | None = None, max_chunk: int = 6, chunk_cost: float = 64.0):
         import torch
 
-        from spikeflow.backends.early_exit import resolve_policy
+        from spikeflow.exit.runners import resolve_policy
         from spikeflow.backends.torch_backend import dense_counts
         from spikeflow.ir import Graph
         from spikeflow.torch.lowering import GraphModule, to_torch
@@ -460,7 +460,7 @@ class TorchExitRunner:
         """
         import torch
 
-        from spikeflow.backends.early_exit import ExitResult, finish_stats
+        from spikeflow.exit.runners import ExitResult, finish_stats
 
         net = self.net
         x = inputs if isinstance(inputs, dict) else {net.inputs[0]: inputs}
@@ -521,7 +521,7 @@ class TorchExitRunner:
         """Exits of every sample, at most ``size`` in flight (continuous batching)."""
         import torch
 
-        from spikeflow.backends.early_exit import trajectories
+        from spikeflow.exit.runners import trajectories
 
         net, pol = self.net, self.policy
         steps, total = next(iter(x.values())).shape[:2]

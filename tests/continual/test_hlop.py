@@ -7,8 +7,8 @@ from torch import nn
 
 import spikeflow as sf
 from spikeflow.errors import DataError, GraphError, SpikeflowError
-from spikeflow.train.continual import ContinualTrainer, ExactProjection, Task
-from spikeflow.train.hlop import (
+from spikeflow.continual.trainer import ContinualTrainer, ExactProjection, Task
+from spikeflow.continual.hlop import (
     HLOP, Subspace, activity_vectors, layer_activity, orthonormal_rows, principal_cosines, record_inputs,
     resolve_layers, top_subspace,
 )

@@ -11,7 +11,7 @@ matrix ``R`` (``R[i, j]`` = accuracy on task ``j`` after training task ``i``), f
 * :class:`FineTuning`: plain sequential training (the forgetting baseline);
 * :class:`EWC`: elastic weight consolidation, a quadratic penalty weighted by the diagonal Fisher;
 * :class:`ExactProjection`: orthogonal gradient projection on exact SVD subspaces (GPM-style);
-* :class:`~spikeflow.train.hlop.HLOP`: the same projection on subspaces learned by Hebbian neurons;
+* :class:`~spikeflow.continual.hlop.HLOP`: the same projection on subspaces learned by Hebbian neurons;
 * :class:`Multitask`: joint training on every task seen so far (the upper bound).
 
 Tasks hold in-memory ``(x, y)`` data: dense samples ``[N, ...]`` turned into spikes by
@@ -36,10 +36,8 @@ from tqdm.auto import tqdm
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.ir import nodes
-from spikeflow.ir.graph import Graph
 from spikeflow.plots import new_figure, save_png
-from spikeflow.train.hlop import HLOP, OrthogonalProjection, top_subspace
+from spikeflow.continual.hlop import HLOP, OrthogonalProjection, top_subspace
 from spikeflow.train.losses import get_loss
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
@@ -369,7 +367,7 @@ def get_strategy(strategy: str | Any) -> Any:
         return STRATEGIES[strategy]()
     missing = [h for h in _HOOKS if not callable(getattr(strategy, h, None))]
     if missing:
-        raise DataError(f"strategy {type(strategy).__name__}: missing hook {missing[0]!r} (subclass spikeflow.train.continual.Strategy)")
+        raise DataError(f"strategy {type(strategy).__name__}: missing hook {missing[0]!r} (subclass spikeflow.continual.trainer.Strategy)")
     return strategy
 
 
@@ -437,7 +435,7 @@ class ContinualTrainer:
         data, shape = [], None
         for i, task in enumerate(tasks):
             if not isinstance(task, Task):
-                raise DataError(f"task {i}: expected a spikeflow.train.continual.Task, got {type(task).__name__}")
+                raise DataError(f"task {i}: expected a spikeflow.continual.trainer.Task, got {type(task).__name__}")
             tr = _pair(task.train, f"task {i} ({task.name!r}) train")
             te = _pair(task.test, f"task {i} ({task.name!r}) test")
             for part, (x, _) in (("train", tr), ("test", te)):
@@ -601,7 +599,7 @@ class ContinualTrainer:
         """Write :meth:`state_dict` to an HDF5 file atomically (no pickle); return the path."""
         import h5py
 
-        from spikeflow.ir.hdf5 import write_header, write_tree
+        from spikeflow.io.hdf5 import write_header, write_tree
 
         with atomic_path(path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as f:
@@ -618,7 +616,7 @@ class ContinualTrainer:
         """
         import h5py
 
-        from spikeflow.ir.hdf5 import check_header, read_tree
+        from spikeflow.io.hdf5 import check_header, read_tree
 
         path = Path(path)
         try:
@@ -659,24 +657,6 @@ class ContinualTrainer:
         self.task_index = int(progress["task_index"])
         self.matrix = matrix
         self.history = {k: np.asarray(progress[k]).tolist() for k in ("loss", "train_acc")}
-
-
-# ------------------------------------------------------------------------------ networks
-
-
-def spiking_mlp(n_in: int, hidden: int, n_out: int = 10, seed: int = 0) -> Graph:
-    """``n_in`` inputs -> ``hidden`` LIF -> ``n_out`` leaky integrators, torch's default init."""
-    rng = np.random.default_rng(seed)
-    b1, b2 = 1 / np.sqrt(n_in), 1 / np.sqrt(hidden)
-    return Graph.sequential(
-        nodes.Input(shape=(n_in,)),
-        nodes.Affine(weight=rng.uniform(-b1, b1, (hidden, n_in)), bias=rng.uniform(-b1, b1, hidden)),
-        # r = tau/dt: each input adds its full weight to the membrane in one step
-        nodes.LIF(tau=np.full(hidden, 10e-3), v_threshold=np.ones(hidden), r=np.full(hidden, 10.0)),
-        nodes.Affine(weight=rng.uniform(-b2, b2, (n_out, hidden)), bias=rng.uniform(-b2, b2, n_out)),
-        nodes.LI(tau=np.full(n_out, 20e-3), r=np.full(n_out, 20.0)),
-        dt=1e-3,
-    )
 
 
 # --------------------------------------------------------------------------------- pictures

@@ -6,14 +6,14 @@ Example:
     1
 """
 
-from spikeflow.ir.exit_policy import (
+from spikeflow.exit.policy import (
     ExitPolicy,
     check_exit_policy,
     clear_exit_policy,
     get_exit_policy,
     set_exit_policy,
 )
-from spikeflow.train.early_exit import (
+from spikeflow.exit.calibration import (
     CalibrationResult,
     TorchExitRunner,
     calibrate,
@@ -26,15 +26,15 @@ from spikeflow.train.early_exit import (
 
 
 def simulate(graph, inputs, backend: str = "numba-event", **options):
-    """Early-exit inference; see :func:`spikeflow.backends.early_exit.simulate_exit`."""
-    from spikeflow.backends.early_exit import simulate_exit
+    """Early-exit inference; see :func:`spikeflow.exit.runners.simulate_exit`."""
+    from spikeflow.exit.runners import simulate_exit
 
     return simulate_exit(graph, inputs, backend=backend, **options)
 
 
 def ExitSimulator(graph, backend: str = "numba-event", **options):  # noqa: N802 (a class, loaded lazily)
-    """A reusable numba early-exit runner; see :class:`spikeflow.backends.early_exit.ExitSimulator`."""
-    from spikeflow.backends.early_exit import ExitSimulator as _ExitSimulator
+    """A reusable numba early-exit runner; see :class:`spikeflow.exit.runners.ExitSimulator`."""
+    from spikeflow.exit.runners import ExitSimulator as _ExitSimulator
 
     return _ExitSimulator(graph, backend, **options)
 

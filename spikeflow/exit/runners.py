@@ -2,7 +2,7 @@
 
 Each sample is stepped on its own by the numba interpreter (``kernels.exit_drive`` calls
 ``kernels._run_float`` one step at a time, from compiled code, so no Python runs between steps or
-samples); after every step the decoder of :mod:`spikeflow.ir.exit_policy` updates the accumulated
+samples); after every step the decoder of :mod:`spikeflow.exit.policy` updates the accumulated
 output and the sample stops as soon as the policy says so. The steps it skips are never simulated,
 so ``stats`` counts only the work done. A batch-1 call costs little besides those steps: the
 program and one sample's scratch are made once per :class:`ExitSimulator`, and a float64 array
@@ -14,7 +14,7 @@ runner and the calibration reuse, so every backend decides on bit-identical numb
 
 Example:
     >>> import numpy as np, spikeflow as sf
-    >>> from spikeflow.ir.exit_policy import set_exit_policy
+    >>> from spikeflow.exit.policy import set_exit_policy
     >>> g = sf.Graph.sequential(sf.ir.Linear(weight=np.eye(3)), sf.ir.IF(v_threshold=0.5, r=1e3))
     >>> _ = set_exit_policy(g, threshold=0.8)
     >>> res = simulate_exit(g, np.tile([1.0, 0.0, 0.0], (10, 2, 1)), backend="numba-event")
@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from spikeflow.backends.inputs import prepare_inputs
+from spikeflow.backends.numba import kernels as K
 from spikeflow.errors import BackendError, DataError, GraphError
-from spikeflow.ir.exit_policy import ExitPolicy, check_exit_policy, get_exit_policy
-
-from .inputs import prepare_inputs
-from .numba import kernels as K
+from spikeflow.exit.policy import ExitPolicy, check_exit_policy, get_exit_policy
 
 BACKENDS = ("numba-event", "numba-clock", "torch")
 
@@ -109,14 +108,14 @@ class ExitSimulator:
     Args:
         graph: the network; its exit policy is used unless ``policy`` is given.
         backend: "numba-event" (default) or "numba-clock".
-        policy: an :class:`~spikeflow.ir.exit_policy.ExitPolicy` overriding the graph's.
+        policy: an :class:`~spikeflow.exit.policy.ExitPolicy` overriding the graph's.
         precision: "float64" or "float32" (fixed point has no early exit yet).
         sparse: weight storage, as for :func:`spikeflow.simulate`.
     """
 
     def __init__(self, graph, backend: str = "numba-event", *, policy: ExitPolicy | None = None, precision: str = "float64",
                  sparse="auto"):
-        from .numba.engine import Engine
+        from spikeflow.backends.numba.engine import Engine
 
         if backend not in ("numba-event", "numba-clock"):
             raise BackendError(f"argument 'backend': ExitSimulator runs 'numba-event' or 'numba-clock', got {backend!r}")
@@ -210,7 +209,7 @@ def simulate_exit(graph, inputs, backend: str = "numba-event", *, policy: ExitPo
         raise BackendError(f"argument 'backend': early exit runs on {BACKENDS}, got {backend!r}")
     prepare = {k: options.pop(k) for k in ("bin_width", "sensor_size") if k in options}
     if backend == "torch":
-        from spikeflow.train.early_exit import TorchExitRunner
+        from spikeflow.exit.calibration import TorchExitRunner
 
         graph.validate()
         flat = graph.flatten()
