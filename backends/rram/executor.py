@@ -117,7 +117,7 @@ class RramProgram:
     def graph(self):
         """The hardware graph (loaded on first use from ``graph.h5``)."""
         if self._graph is None:
-            from spikeflow.ir.hdf5 import load
+            from spikeflow.io.hdf5 import load
 
             self._graph = load(self.path / "graph.h5")
         return self._graph

@@ -201,7 +201,7 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
         "precision": report["precision"], "crossbar": crossbar.to_dict(), "device": dev.to_dict(),
         "device_ideal": dev.ideal, "seed": int(seed), "report": report,
     }
-    from spikeflow.ir.hdf5 import save
+    from spikeflow.io.hdf5 import save
 
     with writing(path, target=TARGET, version=VERSION, meta={"tiles": report["tiles"], "cells": report["cells"]}) as tmp:
         (tmp / "program.json").write_text(json.dumps(program, indent=1, sort_keys=True))
