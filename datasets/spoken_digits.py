@@ -75,7 +75,7 @@ def synthesise(word: str, voice: str, speed: int, pitch: int) -> tuple[np.ndarra
     except (subprocess.SubprocessError, OSError, wave.Error, EOFError) as exc:
         raise DataError(f"SpokenDigits: espeak-ng failed for voice {voice!r}, word {word!r} ({exc})") from None
     if width != 2 or not frames:
-        raise DataError(f"SpokenDigits: espeak-ng gave {width}-byte samples ({len(frames)} bytes) for voice {voice!r}; expected 16-bit audio")
+        raise DataError(f"SpokenDigits: espeak-ng produced no 16-bit audio for voice {voice!r}, word {word!r} ({width}-byte samples, {len(frames)} bytes)")
     return np.frombuffer(frames, dtype="<i2").astype(np.float64) / 32768.0, rate
 
 
