@@ -16,7 +16,7 @@ Example:
     >>> import numpy as np
     >>> dev = Device.preset("ideal")
     >>> chip = dev.program(np.array([[3, -2], [0, 1]]), seed=0)
-    >>> (chip.read_levels(age_s=1e5) == [[3, -2], [0, 1]]).all()
+    >>> bool((chip.read_levels(age_s=1e5) == [[3, -2], [0, 1]]).all())
     True
 """
 

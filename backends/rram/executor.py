@@ -61,6 +61,8 @@ class RramProgram:
             self.crossbar = Crossbar(**prog["crossbar"])
             self.device = Device(**prog["device"])
             self.report = dict(prog["report"])
+            self.plan = list(prog["plan"])
+            """The programming plan: one entry per tile (node, rows, outputs, ADC shift, cells)."""
             self.seed = int(prog["seed"])
         except FormatError:
             raise

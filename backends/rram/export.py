@@ -163,6 +163,7 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
     flat = check(graph)
     hw, fixed, tiles = quantise_graph(flat, crossbar, dev)
     report = plan(hw, tiles, crossbar, dev, fixed)
+    arrays_plan = report.pop("arrays")
     rng = np.random.default_rng(seed)
     chips = {t.name: dev.program(t.levels, crossbar.encoding, rng) for parts in tiles.values() for t in parts}
     shapes = hw.shapes()
@@ -199,7 +200,7 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
     program = {
         "ops": ops, "inputs": hw.inputs, "outputs": hw.outputs, "dt": hw.dt,
         "precision": report["precision"], "crossbar": crossbar.to_dict(), "device": dev.to_dict(),
-        "device_ideal": dev.ideal, "seed": int(seed), "report": report,
+        "device_ideal": dev.ideal, "seed": int(seed), "report": report, "plan": arrays_plan,
     }
     from spikeflow.io.hdf5 import save
 

@@ -211,3 +211,24 @@ def test_export_round_trip_keeps_the_sampled_chip(tmp_path):
     x = _spikes((15, 2, 12))
     assert np.array_equal(pa.run(x).output, pb.run(x).output)
     assert Crossbar(**pa.crossbar.to_dict()) == pa.crossbar
+
+
+def test_programming_plan_lists_every_tile(tmp_path):
+    sf.export(_recurrent(n_in=12, n_h=9), target="rram-lsm", path=tmp_path / "e", tile_rows=5, tile_cols=8)
+    prog = sf.load_export(tmp_path / "e")
+    assert len(prog.plan) == prog.report["tiles"] == 15
+    assert sum(a["cells"] for a in prog.plan) == prog.report["cells"]
+    assert {(a["tile_node"], tuple(a["outputs"])) for a in prog.plan if a["node"] == "w_in"} == {
+        (f"w_in__rows{k}", o) for k in range(3) for o in ((0, 4), (4, 8), (8, 9))}
+
+
+def test_cli_exports_to_the_rram_target(tmp_path, capsys):
+    from spikeflow import cli
+    from spikeflow.models.lsm import reservoir
+
+    g = reservoir(16, 12, seed=0)
+    sf.save(g, tmp_path / "g.h5")
+    assert cli.main(["export", str(tmp_path / "g.h5"), "--target", "rram-lsm", "--out", str(tmp_path / "e")]) == 0
+    assert "'tiles': 2" in capsys.readouterr().out
+    x = _spikes((10, 1, 16))
+    assert sf.load_export(tmp_path / "e").run(x, record=["lif"]).spikes["lif"].shape == (10, 1, 12)
