@@ -232,3 +232,11 @@ def test_cli_exports_to_the_rram_target(tmp_path, capsys):
     assert "'tiles': 2" in capsys.readouterr().out
     x = _spikes((10, 1, 16))
     assert sf.load_export(tmp_path / "e").run(x, record=["lif"]).spikes["lif"].shape == (10, 1, 12)
+
+
+@pytest.mark.parametrize("module", ["spikeflow.backends.rram.device", "spikeflow.models.lsm", "spikeflow.models.readout"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS).failed == 0
