@@ -132,9 +132,10 @@ def _normalise(z: np.ndarray) -> np.ndarray:
     return z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
 
 
-def train_contrastive(xa, ya, xb, yb, *, dim: int = 64, hidden: int | None = 128, epochs: int = 200, lr: float = 2e-3,
+def train_contrastive(xa, ya, xb, yb, *, dim: int = 64, hidden: int | None = None, epochs: int = 200, lr: float = 2e-3,
                       weight_decay: float = 1e-4, temperature: float = 0.1, pairs: int = 256, seed: int = 0) -> ContrastivePair:
-    """CLIP-style training of two projection heads on class-matched pairs.
+    """CLIP-style training of two projection heads (linear, as in the paper, or with a ``hidden``
+    ReLU layer) on class-matched pairs.
 
     Each step draws ``pairs`` (a, b) samples of the same class; the symmetric cross-entropy of the
     ``pairs x pairs`` cosine-similarity matrix (divided by ``temperature``) has every same-class
