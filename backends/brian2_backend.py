@@ -34,6 +34,10 @@ from spikeflow.errors import BackendError, DataError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.discretise import coefficients
 
+from .capabilities import Capabilities
+
+CAPABILITIES = Capabilities(engine="brian2", precisions=("float64",))
+
 NEURONS = (n.LIF, n.CubaLIF, n.LI, n.CubaLI, n.IF, n.I)
 SYNAPSES = (n.Affine, n.Linear)
 TARGETS = ("auto", "numpy", "cython", "cpp_standalone")

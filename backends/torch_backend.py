@@ -15,6 +15,10 @@ from spikeflow.errors import BackendError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.egru import EGRU
 
+from .capabilities import Capabilities
+
+CAPABILITIES = Capabilities(engine="torch", precisions=("float64", "float32"), early_exit=True)
+
 
 def is_available() -> bool:
     """True when torch is installed and spikeflow's torch lowering is present."""
@@ -62,7 +66,7 @@ def run(graph, inputs, *, record=(), precision="float64", device: str = "cpu"):
 
         raise DataError(f"argument 'record': unknown node {unknown[0]!r}; nodes are {sorted(flat.nodes)}")
     dtype = torch.float64 if precision == "float64" else torch.float32
-    net = to_torch(graph).to(device=device, dtype=dtype)
+    net = to_torch(graph, dtype=dtype).to(device=device)
     net.eval()
     x = {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in inputs.items()}
     with torch.no_grad():

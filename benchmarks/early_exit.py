@@ -78,9 +78,9 @@ def torch_batch64(graph, x, labels, batch=64):
     import torch
 
     import spikeflow as sf
-    from spikeflow.exit.calibration import TorchExitRunner
+    from spikeflow.exit.runners import TorchExitRunner
 
-    net = sf.to_torch(graph).eval()
+    net = sf.to_torch(graph, dtype=torch.float64).eval()
     runner = TorchExitRunner(graph)
     t_max = runner.policy.steps_for(x.shape[0])
     xt = torch.as_tensor(x)

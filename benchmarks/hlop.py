@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import spikeflow as sf  # noqa: E402
-from spikeflow.continual.trainer import ContinualTrainer, ExactProjection, permuted_digits  # noqa: E402
+from spikeflow.continual import ContinualTrainer, ExactProjection, permuted_digits  # noqa: E402
 from spikeflow.models import spiking_mlp  # noqa: E402
 from spikeflow.continual.hlop import HLOP  # noqa: E402
 from spikeflow.train.trainer import RateEncoder  # noqa: E402

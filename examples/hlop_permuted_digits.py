@@ -22,7 +22,7 @@ import torch
 
 import spikeflow as sf
 from spikeflow._atomic import atomic_path
-from spikeflow.continual.trainer import (
+from spikeflow.continual import (
     EWC, ContinualTrainer, ExactProjection, Multitask, permuted_digits, plot_accuracy_matrix, plot_task_curves,
 )
 from spikeflow.continual.hlop import HLOP

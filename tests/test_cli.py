@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import spikeflow as sf
-from spikeflow import cli
+from spikeflow import cli, demo
+from spikeflow.cli import bench
 
 SUBCOMMANDS = ("demo", "train", "simulate", "export", "convert", "info", "bench")
 
@@ -28,10 +29,24 @@ def test_help_lists_every_subcommand(capsys):
         assert name in text
 
 
-def test_module_runs_as_a_script():
-    done = subprocess.run([sys.executable, "-m", "spikeflow.cli", "--help"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("module", ["spikeflow.cli", "spikeflow"])
+def test_module_runs_as_a_script(module):
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert all(name in done.stdout for name in SUBCOMMANDS)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"spikeflow {sf.__version__}"
+
+
+def test_every_command_is_its_own_module():
+    assert tuple(cli.COMMANDS) == SUBCOMMANDS
+    for name in SUBCOMMANDS:
+        module = __import__(f"spikeflow.cli.{name}", fromlist=["run"])
+        assert callable(module.run) and callable(module.add_arguments) and module.HELP
 
 
 def test_info_on_hdf5_and_nir_files(tmp_path, capsys):
@@ -84,7 +99,20 @@ def test_simulate_runs_a_graph_file_and_writes_results(tmp_path, capsys):
     (tmp_path / "bad.npy").write_bytes(b"garbage")
     assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "bad.npy")]) == 1
     assert "bad.npy" in capsys.readouterr().err
-    assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"]) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # choices come from the registry
+        cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"])
+    assert exit_info.value.code == 2 and "numba-event" in capsys.readouterr().err
+
+
+def test_info_without_a_file_lists_the_registry_and_the_zoo(capsys):
+    from spikeflow.backends import backend_names
+    from spikeflow.models import MODELS
+
+    assert cli.main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in backend_names()) and all(name in text for name in MODELS)
+    assert "early exit" in text and "precisions" in text
 
 
 def test_export_to_an_unknown_target_is_a_clear_error(tmp_path, capsys):
@@ -96,22 +124,22 @@ def test_export_to_an_unknown_target_is_a_clear_error(tmp_path, capsys):
 
 def test_bench_runs_the_benchmark_driver(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
+    monkeypatch.setattr(bench.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
     assert cli.main(["bench"]) == 0
     assert calls and calls[0][0] == sys.executable and calls[0][1].endswith("benchmarks/run_all.py")
 
 
 def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
-    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.pt")]
+    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.h5")]
     assert cli.main(args + ["--epochs", "1"]) == 0
     first = capsys.readouterr().out
     assert "test accuracy" in first and (tmp_path / "digits_mlp.h5").is_file()
     graph = sf.load(tmp_path / "digits_mlp.h5")
     assert graph.nodes["affine1"].weight.shape == (16, 64)
     assert cli.main(args + ["--epochs", "2"]) == 0  # resumes after epoch 1
-    import torch
+    from spikeflow.train.loop import load_state
 
-    assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 2
+    assert load_state(tmp_path / "ck.h5", "spikeflow-checkpoint", 2)["epoch"] == 2
 
 
 def _fake_demo_result(same=True):
@@ -121,8 +149,8 @@ def _fake_demo_result(same=True):
 
 def test_demo_passes_its_options_to_run_demo(monkeypatch, tmp_path, capsys):
     calls = []
-    monkeypatch.setattr(cli.demo, "run_demo", lambda out, **kw: calls.append((out, kw)) or _fake_demo_result())
-    monkeypatch.setattr(cli.demo, "summary", lambda result: "SUMMARY")
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: calls.append((out, kw)) or _fake_demo_result())
+    monkeypatch.setattr(demo, "summary", lambda result: "SUMMARY")
     argv = ["demo", "--out", str(tmp_path), "--epochs", "2", "--cnn-epochs", "3", "--bins", "6", "--subset", "50",
             "--data", str(tmp_path / "d"), "--seed", "4", "--no-progress"]
     assert cli.main(argv) == 0
@@ -136,8 +164,8 @@ def test_demo_passes_its_options_to_run_demo(monkeypatch, tmp_path, capsys):
 
 
 def test_demo_fails_when_a_reloaded_file_disagrees(monkeypatch, capsys):
-    monkeypatch.setattr(cli.demo, "run_demo", lambda out, **kw: _fake_demo_result(same=False))
-    monkeypatch.setattr(cli.demo, "summary", lambda result: "")
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: _fake_demo_result(same=False))
+    monkeypatch.setattr(demo, "summary", lambda result: "")
     assert cli.main(["demo"]) == 1
     assert "does not reproduce" in capsys.readouterr().err
 

@@ -374,7 +374,7 @@ def _is_norm(module: nn.Module) -> bool:
 class OrthogonalProjection(ABC):
     """Protect layers by projecting their weight updates orthogonally to learned input subspaces.
 
-    A continual-learning strategy (see :class:`spikeflow.continual.trainer.Strategy` for the hooks).
+    A continual-learning strategy (see :class:`spikeflow.continual.Strategy` for the hooks).
     Subclasses decide how a task's subspace is learned (:meth:`learn`).
 
     Args:

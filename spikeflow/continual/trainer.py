@@ -1,31 +1,24 @@
-"""Continual learning: train one network on a sequence of tasks and measure what it forgets.
+"""The continual trainer: one network trained on a sequence of tasks, with a strategy.
 
-:class:`ContinualTrainer` trains tasks one after another with a *strategy* and records the accuracy
-matrix ``R`` (``R[i, j]`` = accuracy on task ``j`` after training task ``i``), from which
-
-.. math:: \\mathrm{ACC} = \\frac{1}{n}\\sum_j R_{n-1, j}, \\qquad
-          \\mathrm{BWT} = \\frac{1}{n-1}\\sum_{j<n-1} (R_{n-1, j} - R_{j, j})
-
-(backward transfer: negative means forgetting). Strategies, all with the same API:
-
-* :class:`FineTuning`: plain sequential training (the forgetting baseline);
-* :class:`EWC`: elastic weight consolidation, a quadratic penalty weighted by the diagonal Fisher;
-* :class:`ExactProjection`: orthogonal gradient projection on exact SVD subspaces (GPM-style);
-* :class:`~spikeflow.continual.hlop.HLOP`: the same projection on subspaces learned by Hebbian neurons;
-* :class:`Multitask`: joint training on every task seen so far (the upper bound).
+:class:`ContinualTrainer` trains tasks one after another with a *strategy*
+(:mod:`spikeflow.continual.strategies`, all with the same hooks) and records the accuracy matrix
+``R`` (``R[i, j]`` = accuracy on task ``j`` after training task ``i``; see
+:mod:`spikeflow.continual.metrics`).
 
 Tasks hold in-memory ``(x, y)`` data: dense samples ``[N, ...]`` turned into spikes by
 ``encoder(x, generator) -> [T, B, ...]`` (e.g. :class:`spikeflow.train.trainer.RateEncoder`), or
 spikes ``[N, T, ...]`` without an encoder. Runs are seeded and deterministic; the trainer writes a
 checkpoint (HDF5, atomically) after every task, and a run resumed from it in a new process ends
 with the same accuracy matrix as an uninterrupted one.
+
+The optimisation step (with the strategy's hooks), the dtype/encoding/optimiser setup and the
+checkpoint file are :mod:`spikeflow.train.loop`'s, shared with :class:`spikeflow.train.Trainer`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,344 +27,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from spikeflow._atomic import atomic_path
+from spikeflow.continual.metrics import ContinualResult
+from spikeflow.continual.strategies import get_strategy
+from spikeflow.continual.tasks import Task, _pair
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.plots import new_figure, save_png
-from spikeflow.continual.hlop import HLOP, OrthogonalProjection, top_subspace
-from spikeflow.train.losses import get_loss
+from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, save_state
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
-CHECKPOINT_VERSION = 1
-
-
-# ------------------------------------------------------------------------------------ tasks
-
-
-@dataclass
-class Task:
-    """One task: training and test data, each ``(x, y)`` (``x`` batch-first, ``y`` integer labels)."""
-
-    name: str
-    train: tuple[Any, Any]
-    test: tuple[Any, Any]
-
-
-def permuted_tasks(train: tuple[Any, Any], test: tuple[Any, Any], n_tasks: int, seed: int = 0) -> list[Task]:
-    """Permuted-input tasks: task 0 is the data as is, task ``i`` applies one fixed random
-    permutation of the features (pixels) to every training and test sample.
-
-    Args:
-        train, test: ``(x [N, D...], y [N])``; features are everything after the batch dimension.
-        n_tasks: number of tasks.
-        seed: seeds the permutations.
-    """
-    x_tr, x_te = np.asarray(train[0]), np.asarray(test[0])
-    if x_tr.shape[1:] != x_te.shape[1:]:
-        raise DataError(f"permuted_tasks: train samples have shape {x_tr.shape[1:]}, test samples {x_te.shape[1:]}")
-    size = int(np.prod(x_tr.shape[1:]))
-    rng = np.random.default_rng(seed)
-    tasks = []
-    for i in range(n_tasks):
-        perm = np.arange(size) if i == 0 else rng.permutation(size)
-        permute = lambda x: x.reshape(len(x), size)[:, perm].reshape(x.shape)  # noqa: E731
-        tasks.append(Task(f"task {i + 1}", (permute(x_tr), np.asarray(train[1])), (permute(x_te), np.asarray(test[1]))))
-    return tasks
-
-
-def permuted_digits(n_tasks: int = 10, size: int = 28, seed: int = 0, test_fraction: float = 0.2,
-                    limit: int | None = None) -> list[Task]:
-    """Permuted handwritten digits: scikit-learn's 8x8 ``load_digits`` scaled to ``[0, 1]``,
-    upsampled (bilinear) to ``size x size`` and flattened, one fixed pixel permutation per task.
-
-    Upsampling to 28x28 gives MNIST's geometry: each task's images fill a small subspace of a
-    large input space, as in permuted MNIST, so the tasks' input subspaces barely overlap.
-
-    Args:
-        n_tasks: number of tasks (task 1 is unpermuted).
-        size: image side after upsampling (8 keeps the original images).
-        seed: seeds the stratified train/test split and the permutations.
-        test_fraction: share of the 1797 images held out for testing.
-        limit: keep only this many training images (for fast tests).
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    if size < 8:
-        raise DataError(f"permuted_digits: size must be >= 8 (the images are 8x8), got {size}")
-    digits = load_digits()
-    x = torch.as_tensor(digits.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    if size != 8:
-        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
-    x = x.reshape(len(x), -1).numpy()
-    y = digits.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
-    if limit is not None:
-        x_tr, y_tr = x_tr[:limit], y_tr[:limit]
-    return permuted_tasks((x_tr, y_tr), (x_te, y_te), n_tasks, seed)
-
-
-def _pair(data: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise DataError(f"{where}: expected (x, y) arrays, got {type(data).__name__}")
-    x, y = torch.as_tensor(np.asarray(data[0])), torch.as_tensor(np.asarray(data[1]))
-    if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
-        raise DataError(f"{where}: expected {x.shape[0]} integer labels, got labels of shape {tuple(y.shape)} and dtype {y.dtype}")
-    if x.shape[0] == 0:
-        raise DataError(f"{where}: no samples")
-    if x.is_floating_point() and not torch.isfinite(x).all():
-        raise DataError(f"{where}: x contains NaN or inf")
-    return x, y.long()
-
-
-# ------------------------------------------------------------------------------- metrics
-
-
-def average_accuracy(matrix: np.ndarray) -> float:
-    """ACC: mean accuracy over all tasks after the last one (last row of the accuracy matrix)."""
-    matrix = _check_matrix(matrix)
-    return float(matrix[-1].mean())
-
-
-def backward_transfer(matrix: np.ndarray) -> float:
-    """BWT: mean change of each earlier task's accuracy from right after it was learned to the end."""
-    matrix = _check_matrix(matrix)
-    n = matrix.shape[0]
-    if n < 2:
-        return 0.0
-    return float(np.mean([matrix[-1, j] - matrix[j, j] for j in range(n - 1)]))
-
-
-def _check_matrix(matrix) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.size == 0:
-        raise DataError(f"accuracy matrix: expected a square [tasks, tasks] array, got shape {matrix.shape}")
-    if np.isnan(matrix[-1]).any() or np.isnan(np.diag(matrix)).any():
-        raise DataError("accuracy matrix: the sequence is not finished (NaN in the last row or the diagonal)")
-    return matrix
-
-
-@dataclass
-class ContinualResult:
-    """What :meth:`ContinualTrainer.fit` returns.
-
-    Attributes:
-        matrix: ``[n, n]`` accuracies; row ``i`` after training task ``i`` (NaN: not reached).
-        names: task names.
-        strategy: the strategy's name.
-        history: per task, per epoch: training loss and accuracy.
-        task_seconds: wall time of each task's training (epochs plus the strategy's end-of-task work)
-            in this process (NaN for tasks trained before a resume).
-    """
-
-    matrix: np.ndarray
-    names: list[str]
-    strategy: str
-    history: dict[str, list[list[float]]] = field(default_factory=dict)
-    task_seconds: list[float] = field(default_factory=list)
-
-    @property
-    def finished(self) -> bool:
-        return not np.isnan(self.matrix[-1]).any()
-
-    @property
-    def acc(self) -> float:
-        """ACC (fraction, 0..1)."""
-        return average_accuracy(self.matrix)
-
-    @property
-    def bwt(self) -> float:
-        """BWT (fraction, -1..1)."""
-        return backward_transfer(self.matrix)
-
-
-# ----------------------------------------------------------------------------- strategies
-
-
-class Strategy:
-    """Base of the continual-learning strategies: every hook does nothing.
-
-    The trainer calls, per task ``t``: ``begin_task(t, trainer)``; per epoch ``begin_epoch(epoch, trainer)``
-    after ``model.train()``; per batch ``forward(model, x)`` (the training forward pass),
-    ``penalty(model)`` (added to the loss), ``before_step()``
-    (after backward) and ``after_step()`` (after the optimiser step); ``end_task(t, trainer)``.
-    ``training_tasks(t)`` says which tasks' data task ``t`` trains on. ``attach(model, seed)`` runs
-    once; ``state_dict``/``load_state_dict`` carry the strategy across a checkpoint.
-    """
-
-    name = "strategy"
-
-    def attach(self, model: nn.Module, seed: int) -> None:
-        self.model = model
-
-    def begin_task(self, task: int, trainer: ContinualTrainer) -> None:
-        pass
-
-    def begin_epoch(self, epoch: int, trainer: ContinualTrainer) -> None:
-        pass
-
-    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return model(x)
-
-    def training_tasks(self, task: int) -> list[int]:
-        return [task]
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        return None
-
-    def before_step(self) -> None:
-        pass
-
-    def after_step(self) -> None:
-        pass
-
-    def end_task(self, task: int, trainer: ContinualTrainer) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
-
-
-class FineTuning(Strategy):
-    """Plain sequential training: each task starts from the previous task's weights."""
-
-    name = "finetune"
-
-
-class Multitask(Strategy):
-    """Joint training: task ``t`` trains on the union of tasks ``0..t`` (the upper bound)."""
-
-    name = "multitask"
-
-    def training_tasks(self, task: int) -> list[int]:
-        return list(range(task + 1))
-
-
-class EWC(Strategy):
-    """Elastic weight consolidation (Kirkpatrick et al. 2017), online form.
-
-    After each task the diagonal empirical Fisher ``F`` (squared gradients of the loss on the task's
-    training batches) is added to a running sum and the weights are stored as the anchor ``θ*``:
-
-    .. math:: L = L_{task} + \\frac{\\lambda}{2} \\sum_i F_i (\\theta_i - \\theta^*_i)^2
-
-    Args:
-        lam: ``λ``, the penalty strength.
-        fisher_batches: training batches used for the Fisher estimate (None: all).
-    """
-
-    name = "ewc"
-
-    def __init__(self, lam: float = 1000.0, fisher_batches: int | None = None):
-        if lam < 0:
-            raise DataError(f"EWC: lam must be >= 0, got {lam}")
-        self.lam, self.fisher_batches = float(lam), fisher_batches
-        self.fisher: dict[str, torch.Tensor] = {}
-        self.anchor: dict[str, torch.Tensor] = {}
-
-    def attach(self, model: nn.Module, seed: int) -> None:
-        self.params = {k: p for k, p in model.named_parameters() if p.requires_grad}
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        if not self.fisher:
-            return None
-        total = sum((self.fisher[k] * (p - self.anchor[k]).pow(2)).sum() for k, p in self.params.items())
-        return 0.5 * self.lam * total
-
-    def end_task(self, task: int, trainer: ContinualTrainer) -> None:
-        fisher = {k: torch.zeros_like(p) for k, p in self.params.items()}
-        seen = 0
-        trainer.model.eval()
-        for i, (x, target) in enumerate(trainer.batches(task, shuffle=False, desc=f"task {task + 1} fisher")):
-            if self.fisher_batches is not None and i >= self.fisher_batches:
-                break
-            trainer.model.zero_grad(set_to_none=True)
-            trainer.loss(trainer.model(x), target).backward()
-            for k, p in self.params.items():
-                if p.grad is not None:
-                    fisher[k] += p.grad.detach().pow(2) * target.shape[0]
-            seen += target.shape[0]
-        trainer.model.zero_grad(set_to_none=True)
-        for k in fisher:
-            fisher[k] /= max(seen, 1)
-            self.fisher[k] = self.fisher[k] + fisher[k] if k in self.fisher else fisher[k]
-            self.anchor[k] = self.params[k].detach().clone()
-
-    def state_dict(self) -> dict[str, Any]:
-        names = list(self.fisher)
-        return {
-            "names": names,
-            "fisher": {str(i): self.fisher[k].cpu().numpy() for i, k in enumerate(names)},
-            "anchor": {str(i): self.anchor[k].cpu().numpy() for i, k in enumerate(names)},
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        names = list(state.get("names", []))
-        unknown = [k for k in names if k not in self.params]
-        if unknown:
-            raise DataError(f"EWC checkpoint: parameter {unknown[0]!r} is not a trainable parameter of this model")
-        like = {k: self.params[k] for k in names}
-        self.fisher = {k: torch.as_tensor(state["fisher"][str(i)]).to(like[k]) for i, k in enumerate(names)}
-        self.anchor = {k: torch.as_tensor(state["anchor"][str(i)]).to(like[k]) for i, k in enumerate(names)}
-
-
-class ExactProjection(OrthogonalProjection):
-    """Orthogonal gradient projection on exact subspaces (the non-Hebbian reference, GPM-style).
-
-    The protected layers' activity vectors over the task's last training epoch are collected; at
-    the end of the task the part already explained by the frozen basis is removed and the top
-    ``k`` right singular vectors of the residual (an SVD) join the basis. Same projection as
-    :class:`HLOP`.
-
-    Args:
-        subspace: new directions per task: one int for every layer, or ``{layer: int}``.
-        layers: names of the layers to protect (default: every Linear and Conv2d layer).
-    """
-
-    name = "exact"
-
-    def begin_task(self, task: int, trainer: ContinualTrainer) -> None:
-        super().begin_task(task, trainer)
-        self._rows: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
-
-    def observe(self, activity: Mapping[str, torch.Tensor]) -> None:
-        for name, vectors in activity.items():
-            self._rows[name].append(vectors)
-
-    def finish(self) -> None:
-        for name, sub in self.subspaces.items():
-            sub.new = top_subspace(torch.cat(self._rows[name]), sub.new.shape[0], against=sub.frozen)
-        self._rows = {}
-
-
-STRATEGIES: dict[str, Callable[[], Any]] = {
-    "finetune": FineTuning,
-    "ewc": EWC,
-    "exact": ExactProjection,
-    "hlop": HLOP,
-    "multitask": Multitask,
-}
-"""Strategies by name, with default settings."""
-
-_HOOKS = ("attach", "begin_task", "begin_epoch", "forward", "training_tasks", "penalty", "before_step", "after_step", "end_task",
-          "state_dict", "load_state_dict")
-
-
-def get_strategy(strategy: str | Any) -> Any:
-    """A strategy object from a name in :data:`STRATEGIES`, or an object with the hooks (as is)."""
-    if isinstance(strategy, str):
-        if strategy not in STRATEGIES:
-            raise DataError(f"unknown continual-learning strategy {strategy!r}; known: {sorted(STRATEGIES)}")
-        return STRATEGIES[strategy]()
-    missing = [h for h in _HOOKS if not callable(getattr(strategy, h, None))]
-    if missing:
-        raise DataError(f"strategy {type(strategy).__name__}: missing hook {missing[0]!r} (subclass spikeflow.continual.trainer.Strategy)")
-    return strategy
-
-
-# ------------------------------------------------------------------------------- the trainer
+CHECKPOINT_VERSION = 2
+"""Version 2: the state file of :func:`spikeflow.train.loop.save_state` (version 1: the graph walker's tree)."""
 
 
 class ContinualTrainer:
@@ -381,8 +45,8 @@ class ContinualTrainer:
         model: ``nn.Module`` mapping ``[T, B, ...]`` to ``[T, B, C]`` (e.g. ``sf.to_torch(graph)``).
         strategy: a name from :data:`STRATEGIES` or a strategy object (e.g. ``HLOP(subspace=8)``).
         loss: a name from :data:`spikeflow.train.losses.LOSSES` or a callable with ``scores``.
-        optimizer: ``"sgd"`` (with ``momentum``), ``"adam"``, or ``(params, lr) -> Optimizer``; a fresh
-            optimiser is made for every task.
+        optimizer: ``"sgd"`` (with ``momentum``), ``"adam"``, ``"adamw"``, or ``(params, lr) -> Optimizer``;
+            a fresh optimiser is made for every task.
         lr: learning rate.
         momentum: SGD momentum.
         epochs: epochs per task.
@@ -401,10 +65,11 @@ class ContinualTrainer:
             raise DataError(f"ContinualTrainer: model must be an nn.Module, got {type(model).__name__}")
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise DataError(f"ContinualTrainer: need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-        if isinstance(optimizer, str) and optimizer not in ("sgd", "adam"):
-            raise DataError(f"ContinualTrainer: unknown optimizer {optimizer!r}; known: ['adam', 'sgd']")
-        self.model, self.loss = model, get_loss(loss)
+        if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
+            raise DataError(f"ContinualTrainer: unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZERS)}")
         self.strategy = get_strategy(strategy)
+        self.loop = TrainingLoop(model, loss, encoder=encoder, hooks=self.strategy, progress=progress)
+        self.model, self.loss = self.loop.model, self.loop.loss
         self.optimizer, self.lr, self.momentum = optimizer, float(lr), float(momentum)
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
         self.encoder, self.progress = encoder, progress
@@ -421,21 +86,13 @@ class ContinualTrainer:
 
     # ---------------------------------------------------------------------------- data
 
-    def _dtype(self) -> torch.dtype:
-        p = next(self.model.parameters(), None)
-        return p.dtype if p is not None and p.is_floating_point() else torch.float32
-
-    def _time_major(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = self.encoder(x, generator) if self.encoder is not None else x.transpose(0, 1)
-        return x.to(self._dtype())
-
     def _set_tasks(self, tasks: Sequence[Task]) -> None:
         if not tasks:
             raise DataError("fit: no tasks given")
         data, shape = [], None
         for i, task in enumerate(tasks):
             if not isinstance(task, Task):
-                raise DataError(f"task {i}: expected a spikeflow.continual.trainer.Task, got {type(task).__name__}")
+                raise DataError(f"task {i}: expected a spikeflow.continual.Task, got {type(task).__name__}")
             tr = _pair(task.train, f"task {i} ({task.name!r}) train")
             te = _pair(task.test, f"task {i} ({task.name!r}) test")
             for part, (x, _) in (("train", tr), ("test", te)):
@@ -460,7 +117,7 @@ class ContinualTrainer:
             expected = tuple(self.model.shapes[self.model.inputs[0]])
         if expected is None:
             return
-        found = tuple(self._time_major(x[:1], torch.Generator().manual_seed(0)).shape[2:])
+        found = tuple(self.loop.time_major(x[:1], torch.Generator().manual_seed(0)).shape[2:])
         if found != expected:
             raise DataError(f"tasks: encoded samples have shape {found}, but the model's input expects {expected}")
 
@@ -469,20 +126,24 @@ class ContinualTrainer:
 
         Shuffling and encoding draw from the trainer's seeded generator, so the sequence repeats.
         """
+        for x, y in tqdm(self._raw_batches(tasks, shuffle), desc=desc, disable=not self.progress, leave=False):
+            yield self.loop.time_major(x, self._rng), y
+
+    def _raw_batches(self, tasks: int | Sequence[int], shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batch-first ``(x, y)`` batches of some tasks' training data, in the trainer's seeded order."""
         ids = [tasks] if isinstance(tasks, int) else list(tasks)
         x = torch.cat([self._data[i][0] for i in ids])
         y = torch.cat([self._data[i][1] for i in ids])
         order = torch.randperm(x.shape[0], generator=self._rng) if shuffle else torch.arange(x.shape[0])
-        chunks = order.split(self.batch_size)
-        for idx in tqdm(chunks, desc=desc, disable=not self.progress, leave=False):
-            yield self._time_major(x[idx], self._rng), y[idx]
+        for idx in order.split(self.batch_size):
+            yield x[idx], y[idx]
 
     def _test_batches(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
         # the test spikes of each task are drawn once, from their own seed: every evaluation, in
         # every process, sees the same input
         if task not in self._test:
             x, y = self._test_raw[task]
-            self._test[task] = (self._time_major(x, torch.Generator().manual_seed(self.seed + 1_000_003 * (task + 1))), y)
+            self._test[task] = (self.loop.time_major(x, torch.Generator().manual_seed(self.seed + 1_000_003 * (task + 1))), y)
         return self._test[task]
 
     # ------------------------------------------------------------------------- running
@@ -493,47 +154,21 @@ class ContinualTrainer:
         self.model.eval()
         x, y = self._test_batches(task)
         correct = 0
-        scores = getattr(self.loss, "scores", lambda out: out.sum(0))
         for start in range(0, y.shape[0], max(self.batch_size, 256)):
             out = self.model(x[:, start:start + max(self.batch_size, 256)])
-            correct += int((scores(out).argmax(-1) == y[start:start + out.shape[1]]).sum())
+            correct += int((self.loop.scores(out).argmax(-1) == y[start:start + out.shape[1]]).sum())
         return correct / y.shape[0]
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            raise DataError("ContinualTrainer: the model has no trainable parameters")
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
-        return self.optimizer(params, lr=self.lr)
-
     def _train_task(self, t: int) -> None:
-        opt = self._make_optimizer()
-        scores = getattr(self.loss, "scores", lambda out: out.sum(0))
+        self.loop.optimizer = make_optimizer(self.model, self.optimizer, self.lr, self.momentum)
         losses, accs = [], []
         for epoch in range(self.epochs):
             self.model.train()
             self.strategy.begin_epoch(epoch, self)
-            total, correct, seen = 0.0, 0, 0
             ids = self.strategy.training_tasks(t)
-            for x, target in self.batches(ids, shuffle=True, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}"):
-                out = self.strategy.forward(self.model, x)
-                loss = self.loss(out, target)
-                extra = self.strategy.penalty(self.model)
-                if extra is not None:
-                    loss = loss + extra
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.strategy.before_step()
-                opt.step()
-                self.strategy.after_step()
-                total += float(loss.detach()) * target.shape[0]
-                correct += int((scores(out.detach()).argmax(-1) == target).sum())
-                seen += target.shape[0]
-            losses.append(total / seen)
-            accs.append(correct / seen)
+            loss, acc = self.loop.epoch(self._raw_batches(ids, shuffle=True), self._rng, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}")
+            losses.append(loss)
+            accs.append(acc)
         self.history["loss"].append(losses)
         self.history["train_acc"].append(accs)
 
@@ -596,16 +231,8 @@ class ContinualTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` to an HDF5 file atomically (no pickle); return the path."""
-        import h5py
-
-        from spikeflow.io.hdf5 import write_header, write_tree
-
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w", track_order=True) as f:
-                write_header(f, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-                write_tree(f, self.state_dict())
-        return Path(path)
+        """Write :meth:`state_dict` atomically (HDF5, :func:`spikeflow.train.loop.save_state`); return the path."""
+        return save_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, self.state_dict())
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (call after the tasks are set,
@@ -614,21 +241,8 @@ class ContinualTrainer:
         Raises:
             FormatError: not such a checkpoint, or one that does not fit this model or strategy.
         """
-        import h5py
-
-        from spikeflow.io.hdf5 import check_header, read_tree
-
         path = Path(path)
-        try:
-            with h5py.File(path, "r") as f:
-                check_header(f, path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-                state = read_tree(f)
-        except FileNotFoundError:
-            raise FormatError(f"{path}: no such file") from None
-        except SpikeflowError:
-            raise
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-            raise FormatError(f"{path}: not a readable continual-learning checkpoint (truncated or not HDF5?): {err}") from None
+        state = load_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, what="continual-learning checkpoint")
         try:
             self._restore(state)
         except SpikeflowError as err:
@@ -659,69 +273,3 @@ class ContinualTrainer:
         self.history = {k: np.asarray(progress[k]).tolist() for k in ("loss", "train_acc")}
 
 
-# --------------------------------------------------------------------------------- pictures
-
-
-def plot_accuracy_matrix(matrices: np.ndarray | Mapping[str, np.ndarray], path: str | Path, title: str | None = None) -> Path:
-    """Heat map of one accuracy matrix, or of several side by side (``{method: matrix}``), as PNG.
-
-    Cells show accuracy in percent; rows are "after training task i", columns "tested on task j".
-    """
-    panels = dict(matrices) if isinstance(matrices, Mapping) else {"": matrices}
-    if not panels:
-        raise DataError("plot_accuracy_matrix: no matrix given")
-    arrays = {}
-    for name, m in panels.items():
-        m = np.asarray(m, dtype=np.float64)
-        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.size == 0:
-            raise DataError(f"plot_accuracy_matrix {name!r}: expected a square matrix, got shape {m.shape}")
-        arrays[name] = m
-    fig = new_figure(0.6 + 3.2 * len(arrays) + 0.6, 3.4)
-    axes = fig.subplots(1, len(arrays), squeeze=False)[0]
-    image = None
-    for ax, (name, m) in zip(axes, arrays.items()):
-        image = ax.imshow(100 * m, vmin=0, vmax=100, cmap="viridis")
-        if m.shape[0] <= 12:
-            for i in range(m.shape[0]):
-                for j in range(m.shape[1]):
-                    if not np.isnan(m[i, j]):
-                        ax.text(j, i, f"{100 * m[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                                color="black" if m[i, j] > 0.6 else "white")
-        ticks = np.arange(m.shape[0])
-        ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
-        ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
-        ax.set_xlabel("tested on task")
-        ax.set_ylabel("after training task")
-        if name:
-            ax.set_title(name)
-    fig.colorbar(image, ax=list(axes), label="accuracy (%)", shrink=0.8)
-    if title:
-        fig.suptitle(title)
-    return save_png(fig, path)
-
-
-def plot_task_curves(matrix: np.ndarray, path: str | Path, names: Sequence[str] | None = None, title: str | None = None) -> Path:
-    """Accuracy on each task (one line per task) against the number of tasks trained, as PNG.
-
-    A line starts when its task is learned; a falling line is forgetting.
-    """
-    m = np.asarray(matrix, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.size == 0:
-        raise DataError(f"plot_task_curves: expected a square accuracy matrix, got shape {m.shape}")
-    if names is not None and len(names) != m.shape[1]:
-        raise DataError(f"plot_task_curves: {len(names)} names for {m.shape[1]} tasks")
-    fig = new_figure(6.5, 3.8)
-    ax = fig.subplots()
-    after = np.arange(1, m.shape[0] + 1)
-    for j in range(m.shape[1]):
-        ax.plot(after[j:], 100 * m[j:, j], marker="o", ms=3, lw=1.2, label=names[j] if names is not None else f"task {j + 1}")
-    mean = [np.nanmean(m[i, : i + 1]) for i in range(m.shape[0])]
-    ax.plot(after, 100 * np.asarray(mean), color="black", lw=2.2, ls="--", label="mean of learned")
-    ax.set_xlabel("tasks trained")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 101)
-    ax.set_xticks(after)
-    ax.legend(fontsize=6, ncol=2)
-    if title:
-        ax.set_title(title)
-    return save_png(fig, path)

@@ -1,4 +1,10 @@
-"""Dynamic-confidence early exit, the public namespace: ``sf.exit.calibrate(...)`` and friends.
+"""Dynamic-confidence early exit (Li et al., ICCV 2023), in one package.
+
+* :mod:`spikeflow.exit.policy`: the rule, stored in the graph's metadata (``set_exit_policy``);
+* :mod:`spikeflow.exit.calibration`: the threshold chosen on a validation accuracy/latency front;
+* :mod:`spikeflow.exit.runners`: inference that stops each sample early, on numba-event,
+  numba-clock (per sample, compiled) and torch (batch compaction), with one entry point
+  :func:`simulate`.
 
 Example:
     >>> import spikeflow as sf
@@ -6,16 +12,8 @@ Example:
     1
 """
 
-from spikeflow.exit.policy import (
-    ExitPolicy,
-    check_exit_policy,
-    clear_exit_policy,
-    get_exit_policy,
-    set_exit_policy,
-)
 from spikeflow.exit.calibration import (
     CalibrationResult,
-    TorchExitRunner,
     calibrate,
     calibrate_outputs,
     evaluate,
@@ -23,6 +21,15 @@ from spikeflow.exit.calibration import (
     plot_exit_histogram,
     plot_latency_accuracy,
 )
+from spikeflow.exit.policy import (
+    ExitPolicy,
+    check_exit_policy,
+    clear_exit_policy,
+    get_exit_policy,
+    set_exit_policy,
+)
+
+_RUNNERS = ("ExitResult", "ExitSimulator", "TorchExitRunner", "simulate_exit")  # loaded lazily: they import numba
 
 
 def simulate(graph, inputs, backend: str = "numba-event", **options):
@@ -32,15 +39,16 @@ def simulate(graph, inputs, backend: str = "numba-event", **options):
     return simulate_exit(graph, inputs, backend=backend, **options)
 
 
-def ExitSimulator(graph, backend: str = "numba-event", **options):  # noqa: N802 (a class, loaded lazily)
-    """A reusable numba early-exit runner; see :class:`spikeflow.exit.runners.ExitSimulator`."""
-    from spikeflow.exit.runners import ExitSimulator as _ExitSimulator
+def __getattr__(name: str):
+    if name in _RUNNERS:
+        from spikeflow.exit import runners
 
-    return _ExitSimulator(graph, backend, **options)
+        return getattr(runners, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "CalibrationResult", "ExitPolicy", "ExitSimulator", "TorchExitRunner", "calibrate", "calibrate_outputs",
+    "CalibrationResult", "ExitPolicy", "ExitResult", "ExitSimulator", "TorchExitRunner", "calibrate", "calibrate_outputs",
     "check_exit_policy", "clear_exit_policy", "evaluate", "evaluate_outputs", "get_exit_policy", "plot_exit_histogram",
-    "plot_latency_accuracy", "set_exit_policy", "simulate",
+    "plot_latency_accuracy", "set_exit_policy", "simulate", "simulate_exit",
 ]

@@ -12,7 +12,7 @@ import torch
 
 import spikeflow as sf
 from spikeflow.errors import DataError, FormatError
-from spikeflow.continual.trainer import (
+from spikeflow.continual import (
     EWC, ContinualTrainer, ExactProjection, Multitask, Task, average_accuracy, backward_transfer, get_strategy,
     permuted_digits, permuted_tasks, plot_accuracy_matrix, plot_task_curves,
 )
