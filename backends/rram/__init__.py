@@ -6,9 +6,13 @@ RRAM cells through the device model (:mod:`.device`, :mod:`.crossbar`, :mod:`.ex
 (:mod:`.executor`). Register: ``register_target("rram-lsm", ".rram")``.
 """
 
+from ..capabilities import Capabilities
 from .crossbar import ENERGY_PJ, Crossbar
 from .device import Chip, Device
 from .executor import RramProgram, load_export
 from .export import export
 
-__all__ = ["ENERGY_PJ", "Chip", "Crossbar", "Device", "RramProgram", "export", "load_export"]
+#: A hardware target whose reference executor runs the numba fixed-point format (``prog.precision``).
+CAPABILITIES = Capabilities(kind="target", engine="rram-lsm", precisions=("fixed",))
+
+__all__ = ["CAPABILITIES", "ENERGY_PJ", "Chip", "Crossbar", "Device", "RramProgram", "export", "load_export"]
