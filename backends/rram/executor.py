@@ -169,7 +169,7 @@ class RramProgram:
                     gp, gm = self.chip(op["name"]).conductances(age_s)
                     sigma2[op["name"]] = ((self.device.read_noise / self.device.step) ** 2 * (gp**2 + gm**2)).T
         weights_t = {k: np.ascontiguousarray(v.T) for k, v in reads.items()}
-        codes = {k: np.clip(np.floor(v.reshape(steps, batch, -1) * 2.0**fx.state_frac + 0.5), -dac, dac - 1).astype(np.int64)
+        codes = {k: np.clip(np.floor(v.reshape(steps, batch, math.prod(shapes[k])) * 2.0**fx.state_frac + 0.5), -dac, dac - 1).astype(np.int64)
                  for k, v in xs.items()}
         out = {op["name"]: np.zeros((batch, op["size"]), np.int64) for op in ops}
         state = {op["name"]: [np.zeros((batch, op["size"]), np.int64) for _ in range(2)] for op in ops if op["kind"] in NEURON_ROLES}
@@ -220,8 +220,7 @@ class RramProgram:
         spiking = {op["name"] for op in ops if op.get("spiking")}
 
         def stack(values, name):
-            arr = np.stack(values) if values else np.zeros((0, batch, op["size"]), np.int64)
-            return arr.reshape((steps, batch) + shape[name])
+            return np.stack(values).reshape((steps, batch) + shape[name]) if values else np.zeros((0, batch) + shape[name], np.int64)
 
         deq = 2.0 ** -fx.state_frac
         result = SimulationResult(outputs={k: stack(v, k) * deq for k, v in outs.items()}, backend=TARGET)
