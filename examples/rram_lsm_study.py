@@ -167,7 +167,7 @@ def picture(r: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.set_title("DigitSaccades LSM on the RRAM crossbar")
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
