@@ -12,7 +12,8 @@
    fixed-point simulator running ``prog.graph`` at ``prog.precision``: the same spikes (asserted),
    test-set samples per second, median of 5 runs.
 
-Run: ``python benchmarks/rram_lsm.py``.
+Run: ``python benchmarks/rram_lsm.py [--threads 2]``. On a loaded machine the linear probe's tiny
+torch ops suffer most from 2 spinning threads; ``--threads 1`` shows both sides on one core.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def bptt(d, target: float):
     return reached, times, accs
 
 
-def main() -> None:
-    set_threads(2)
+def main(threads: int = 2) -> None:
+    set_threads(threads)
     d = data()
     (xtr, ytr), (xte, yte) = d["train"], d["test"]
     g = reservoir(xtr.shape[2], 200, seed=0)
@@ -108,4 +109,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads of both sides")
+    main(parser.parse_args().threads)
