@@ -11,7 +11,7 @@ from spikeflow.exit import policy as _exit_policy  # noqa: F401  (registers the 
 from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError
 from spikeflow.ir import Graph
 
-__version__ = "0.1.0"
+from spikeflow._version import __version__
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {
@@ -54,7 +54,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))
+    # only the public API (no helpers such as import_module or the lazy tables)
+    return sorted(set(__all__) | set(_SUBMODULES) | {"__version__"})
 
 
 __all__ = [
