@@ -13,7 +13,7 @@ Example:
 from importlib import import_module
 from typing import Any
 
-from spikeflow.datasets.events import EVENT_DTYPE, EventCollate, check_events, make_events, sort_events, to_frames
+from spikeflow.datasets.events import EVENT_DTYPE, EventCollate, bin_events, check_events, make_events, sort_events, to_frames
 
 # public name -> module of this package that defines it (imported lazily)
 _LAZY = {
@@ -77,4 +77,4 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["DATASETS", "EVENT_DTYPE", "EventCollate", "check_events", "dataset", "make_events", "sort_events", "to_frames", *_LAZY]
+__all__ = ["DATASETS", "EVENT_DTYPE", "EventCollate", "bin_events", "check_events", "dataset", "make_events", "sort_events", "to_frames", *_LAZY]
