@@ -2,9 +2,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# espeak-ng (Debian package) synthesises the SpokenDigits data set; installed where we are root.
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq espeak-ng; \
+	  else \
+	    echo "note: espeak-ng is missing; SpokenDigits needs it (install the Debian package 'espeak-ng' as root)"; \
+	  fi; }
 
 demo: $(STAMP)
 	$(PY) -m spikeflow demo

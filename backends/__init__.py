@@ -51,6 +51,7 @@ register_backend("numba-event", ".numba.event")
 register_backend("torch", ".torch_backend")
 register_backend("brian2", ".brian2_backend")
 register_target("spinnaker2", ".spinnaker2")
+register_target("rram-lsm", ".rram")
 
 
 def _import(module: str):

@@ -27,6 +27,7 @@ _LAZY = {
     "SACCADE_PATH": "emulator",
     "DigitSaccades": "digits",
     "digit_saccade_frames": "digits",
+    "SpokenDigits": "spoken_digits",
     "NMNIST": "tonic_sets",
     "DVSGesture": "tonic_sets",
     "SHD": "tonic_sets",

@@ -12,6 +12,7 @@ Example:
 
 from spikeflow.errors import GraphError
 from spikeflow.models.cnn import saccade_cnn
+from spikeflow.models.lsm import reservoir
 from spikeflow.models.mlp import digits_mlp, spiking_mlp
 
 # name -> builder(**options) -> Graph
@@ -19,6 +20,7 @@ MODELS = {
     "digits-mlp": digits_mlp,
     "saccade-cnn": saccade_cnn,
     "mlp": spiking_mlp,
+    "lsm-reservoir": reservoir,
 }
 
 
@@ -29,4 +31,4 @@ def build(name: str, **options):
     return MODELS[name](**options)
 
 
-__all__ = ["MODELS", "build", "digits_mlp", "saccade_cnn", "spiking_mlp"]
+__all__ = ["MODELS", "build", "digits_mlp", "reservoir", "saccade_cnn", "spiking_mlp"]

@@ -1,0 +1,201 @@
+"""Readouts of a fixed reservoir: features, a linear probe, a small MLP, and a CLIP-style pair of
+projection heads evaluated zero-shot on held-out classes.
+
+Only these small digital parts are trained (the paper's point: no backpropagation through time).
+Features come from recorded reservoir spikes ``[T, B, N]``: spike counts per neuron and per time
+window, and the final value of an exponential trace. Training is minibatch Adam in torch on
+standardised features.
+
+Example:
+    >>> import numpy as np
+    >>> spikes = (np.random.default_rng(0).random((20, 8, 5)) < 0.3).astype(float)
+    >>> features(spikes, windows=2).shape
+    (8, 15)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikeflow.errors import DataError
+
+
+def features(spikes: np.ndarray, windows: int = 1, trace_decay: float | None = 0.9) -> np.ndarray:
+    """``[B, F]`` float32 features of spikes ``[T, B, N]``: counts in ``windows`` equal time windows
+    (``windows * N``), then (unless ``trace_decay`` is None) the final trace ``sum_t d^(T-1-t) z_t``."""
+    z = np.asarray(spikes, dtype=np.float32)
+    if z.ndim != 3:
+        raise DataError(f"features: expected spikes [T, B, N], got shape {z.shape}")
+    steps = z.shape[0]
+    if not 1 <= windows <= steps:
+        raise DataError(f"features: windows must be in [1, {steps}], got {windows}")
+    edges = np.linspace(0, steps, windows + 1).astype(int)
+    parts = [z[a:b].sum(0) for a, b in zip(edges[:-1], edges[1:])]
+    if trace_decay is not None:
+        weights = (trace_decay ** np.arange(steps - 1, -1, -1)).astype(np.float32)
+        parts.append(np.einsum("t,tbn->bn", weights, z))
+    return np.concatenate(parts, axis=1)
+
+
+@dataclass
+class Readout:
+    """A trained readout: standardisation, a torch module, its training time and loss history."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    module: object
+    train_seconds: float
+    history: list = field(default_factory=list)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.module(torch.as_tensor((x - self.mean) / self.std, dtype=torch.get_default_dtype())).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(1)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(self.predict(x) == np.asarray(y)))
+
+
+def _standardise(x: np.ndarray):
+    mean = x.mean(0, keepdims=True)
+    std = x.std(0, keepdims=True) + 1e-3
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _check(x, y):
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
+    if x.ndim != 2 or y.shape != (len(x),):
+        raise DataError(f"readout: expected features [N, F] and labels [N], got {x.shape} and {y.shape}")
+    return x, y
+
+
+def train_readout(x, y, *, hidden: int | None = None, n_classes: int | None = None, epochs: int = 60, lr: float = 3e-3,
+                  weight_decay: float = 1e-4, batch: int = 128, dropout: float = 0.0, seed: int = 0) -> Readout:
+    """Train a linear probe (``hidden=None``) or a one-hidden-layer MLP on features ``x`` ``[N, F]``."""
+    import torch
+
+    x, y = _check(x, y)
+    mean, std = _standardise(x)
+    n_classes = int(y.max()) + 1 if n_classes is None else n_classes
+    torch.manual_seed(seed)
+    f = x.shape[1]
+    if hidden is None:
+        module = torch.nn.Linear(f, n_classes)
+    else:
+        module = torch.nn.Sequential(torch.nn.Linear(f, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, n_classes))
+    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    xt = torch.as_tensor((x - mean) / std, dtype=torch.get_default_dtype())
+    yt = torch.as_tensor(y)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    start = time.perf_counter()
+    module.train()
+    for _ in range(epochs):
+        total = 0.0
+        for idx in torch.randperm(len(xt), generator=gen).split(batch):
+            loss = torch.nn.functional.cross_entropy(module(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        history.append(total / len(xt))
+    module.eval()
+    return Readout(mean, std, module, time.perf_counter() - start, history)
+
+
+# ------------------------------------------------------------------------------ zero-shot
+
+
+@dataclass
+class ContrastivePair:
+    """Two projection heads (modality a, modality b) into one normalised space of ``dim``."""
+
+    readout_a: Readout
+    readout_b: Readout
+    temperature: float
+
+    def embed_a(self, x: np.ndarray) -> np.ndarray:
+        return _normalise(self.readout_a.logits(x))
+
+    def embed_b(self, x: np.ndarray) -> np.ndarray:
+        return _normalise(self.readout_b.logits(x))
+
+
+def _normalise(z: np.ndarray) -> np.ndarray:
+    return z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)
+
+
+def train_contrastive(xa, ya, xb, yb, *, dim: int = 64, hidden: int | None = None, epochs: int = 200, lr: float = 2e-3,
+                      weight_decay: float = 1e-4, temperature: float = 0.1, pairs: int = 256, seed: int = 0) -> ContrastivePair:
+    """CLIP-style training of two projection heads (linear, as in the paper, or with a ``hidden``
+    ReLU layer) on class-matched pairs.
+
+    Each step draws ``pairs`` (a, b) samples of the same class; the symmetric cross-entropy of the
+    ``pairs x pairs`` cosine-similarity matrix (divided by ``temperature``) has every same-class
+    entry as a positive (soft targets), since a batch repeats classes.
+    """
+    import torch
+
+    xa, ya = _check(xa, ya)
+    xb, yb = _check(xb, yb)
+    classes = np.intersect1d(np.unique(ya), np.unique(yb))
+    if len(classes) < 2:
+        raise DataError(f"train_contrastive: need at least 2 classes present in both modalities, got {classes.tolist()}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    def head(f):
+        if hidden is None:
+            return torch.nn.Linear(f, dim)
+        return torch.nn.Sequential(torch.nn.Linear(f, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, dim))
+
+    (ma, sa), (mb, sb) = _standardise(xa), _standardise(xb)
+    ha, hb = head(xa.shape[1]), head(xb.shape[1])
+    ta = torch.as_tensor((xa - ma) / sa, dtype=torch.get_default_dtype())
+    tb = torch.as_tensor((xb - mb) / sb, dtype=torch.get_default_dtype())
+    by_class_a = {c: np.flatnonzero(ya == c) for c in classes}
+    by_class_b = {c: np.flatnonzero(yb == c) for c in classes}
+    opt = torch.optim.Adam([*ha.parameters(), *hb.parameters()], lr=lr, weight_decay=weight_decay)
+    history = []
+    start = time.perf_counter()
+    for _ in range(epochs):
+        cls = rng.choice(classes, pairs)
+        ia = np.array([rng.choice(by_class_a[c]) for c in cls])
+        ib = np.array([rng.choice(by_class_b[c]) for c in cls])
+        za = torch.nn.functional.normalize(ha(ta[ia]), dim=1)
+        zb = torch.nn.functional.normalize(hb(tb[ib]), dim=1)
+        logits = za @ zb.T / temperature
+        same = torch.as_tensor(cls[:, None] == cls[None, :], dtype=logits.dtype)
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (torch.sum(-target * torch.log_softmax(logits, 1), 1).mean() + torch.sum(-target * torch.log_softmax(logits.T, 1), 1).mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(float(loss.detach()))
+    seconds = time.perf_counter() - start
+    ha.eval(), hb.eval()
+    return ContrastivePair(Readout(ma, sa, ha, seconds, history), Readout(mb, sb, hb, seconds, history), temperature)
+
+
+def retrieval_accuracy(pair: ContrastivePair, x_query, y_query, x_gallery, y_gallery, classes=None) -> float:
+    """Query (modality a) -> gallery (modality b) zero-shot retrieval: each query is assigned the
+    class whose mean gallery embedding (a class prototype) is most similar; accuracy over
+    ``classes`` (default: those in the gallery), so chance is ``1 / len(classes)``."""
+    x_query, y_query = _check(x_query, y_query)
+    x_gallery, y_gallery = _check(x_gallery, y_gallery)
+    classes = np.unique(y_gallery) if classes is None else np.asarray(classes)
+    keep = np.isin(y_query, classes)
+    if not keep.any():
+        raise DataError(f"retrieval_accuracy: no query belongs to the classes {classes.tolist()}")
+    zb = pair.embed_b(x_gallery)
+    protos = _normalise(np.stack([zb[y_gallery == c].mean(0) for c in classes]))
+    za = pair.embed_a(x_query[keep])
+    pred = classes[np.argmax(za @ protos.T, axis=1)]
+    return float(np.mean(pred == y_query[keep]))
