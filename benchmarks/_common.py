@@ -19,16 +19,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def set_threads(n: int = 2) -> None:
-    """Pin torch (and numba, when loaded) to ``n`` threads so that peers run on equal terms."""
-    import torch
+    """Pin torch and numba to ``n`` threads so that peers run on equal terms."""
+    import spikeflow as sf
 
-    torch.set_num_threads(n)
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+    sf.set_threads(n)
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:

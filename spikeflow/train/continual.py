@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from spikeflow._progress import progress_bar
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError, SpikeflowError
@@ -476,7 +476,7 @@ class ContinualTrainer:
         y = torch.cat([self._data[i][1] for i in ids])
         order = torch.randperm(x.shape[0], generator=self._rng) if shuffle else torch.arange(x.shape[0])
         chunks = order.split(self.batch_size)
-        for idx in tqdm(chunks, desc=desc, disable=not self.progress, leave=False):
+        for idx in progress_bar(chunks, desc=desc, enabled=self.progress, leave=False):
             yield self._time_major(x[idx], self._rng), y[idx]
 
     def _test_batches(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -562,7 +562,7 @@ class ContinualTrainer:
         seconds = [float("nan")] * n
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._torch_rng)
-            bar = tqdm(range(self.task_index, end), desc=self.strategy.name, disable=not self.progress)
+            bar = progress_bar(range(self.task_index, end), desc=f"continual ({self.strategy.name}): tasks", enabled=self.progress)
             for t in bar:
                 start = time.perf_counter()
                 self.strategy.begin_task(t, self)

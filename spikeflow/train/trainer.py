@@ -30,6 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
+from spikeflow._progress import progress_bar
+
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError
 from spikeflow.train.losses import get_loss
@@ -140,7 +142,8 @@ class Trainer:
         checkpoint: file written atomically after every epoch; ``fit(resume=True)`` continues from it.
         device: torch device for the model and batches.
         encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
-        progress: show a tqdm bar per epoch.
+        progress: report progress: a bar per epoch on a terminal, and one line per epoch (also in
+            logs, where the bar is off).
     """
 
     def __init__(
@@ -249,9 +252,10 @@ class Trainer:
                 self.history["val_acc"].append(val["acc"])
                 self._torch_rng = torch.get_rng_state()
                 self.epoch += 1
-                if self.progress and val_data is not None:
+                if self.progress:  # one line per epoch, also in logs where the bar is off
                     tqdm.write(f"epoch {self.epoch}/{self.epochs}: loss {self.history['loss'][-1]:.4f}, "
-                               f"train acc {self.history['train_acc'][-1]:.3f}, val acc {val['acc']:.3f}")
+                               f"train acc {self.history['train_acc'][-1]:.3f}"
+                               + (f", val acc {val['acc']:.3f}" if val_data is not None else ""))
                 if self.checkpoint is not None:
                     self.save_checkpoint(self.checkpoint)
         return self.history
@@ -260,7 +264,7 @@ class Trainer:
         self.model.train()
         batches, count = _batches(data, self.batch_size, True, self._shuffle_rng, need_labels=True)
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, total=count, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
+        bar = progress_bar(batches, total=count, desc=f"train: epoch {self.epoch + 1}/{self.epochs}", enabled=self.progress, leave=False)
         for x, target in bar:
             x, target = self._time_major(x, self._shuffle_rng), target.to(self.device)
             y, record = self._forward(x)
