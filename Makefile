@@ -23,7 +23,7 @@ $(BENCH_STAMP): $(STAMP)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m spikeflow.cli demo
+	$(PY) -m spikeflow demo
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider

@@ -62,7 +62,7 @@ def run(graph, inputs, *, record=(), precision="float64", device: str = "cpu"):
 
         raise DataError(f"argument 'record': unknown node {unknown[0]!r}; nodes are {sorted(flat.nodes)}")
     dtype = torch.float64 if precision == "float64" else torch.float32
-    net = to_torch(graph).to(device=device, dtype=dtype)
+    net = to_torch(graph, dtype=dtype).to(device=device)
     net.eval()
     x = {k: torch.from_numpy(v).to(device=device, dtype=dtype) for k, v in inputs.items()}
     with torch.no_grad():

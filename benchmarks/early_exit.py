@@ -49,7 +49,7 @@ def numba_batch1(graph, x, labels):
     import dataclasses
 
     from spikeflow.backends import Simulator
-    from spikeflow.backends.early_exit import ExitSimulator
+    from spikeflow.exit.runners import ExitSimulator
 
     exit_sim = ExitSimulator(graph, "numba-event")
     t_max = exit_sim.policy.steps_for(x.shape[0])
@@ -78,9 +78,9 @@ def torch_batch64(graph, x, labels, batch=64):
     import torch
 
     import spikeflow as sf
-    from spikeflow.train.early_exit import TorchExitRunner
+    from spikeflow.exit.runners import TorchExitRunner
 
-    net = sf.to_torch(graph).eval()
+    net = sf.to_torch(graph, dtype=torch.float64).eval()
     runner = TorchExitRunner(graph)
     t_max = runner.policy.steps_for(x.shape[0])
     xt = torch.as_tensor(x)

@@ -23,8 +23,9 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import spikeflow as sf  # noqa: E402
-from spikeflow.train.continual import ContinualTrainer, ExactProjection, permuted_digits, spiking_mlp  # noqa: E402
-from spikeflow.train.hlop import HLOP  # noqa: E402
+from spikeflow.continual import ContinualTrainer, ExactProjection, permuted_digits  # noqa: E402
+from spikeflow.models import spiking_mlp  # noqa: E402
+from spikeflow.continual.hlop import HLOP  # noqa: E402
 from spikeflow.train.trainer import RateEncoder  # noqa: E402
 
 SIZE, HIDDEN, STEPS, EPOCHS, REPEATS = 28, 256, 8, 3, 5

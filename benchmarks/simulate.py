@@ -322,7 +322,7 @@ def main() -> None:
         sim.reset()
         return sim.step(x)
 
-    net = sf.to_torch(g).double().eval()
+    net = sf.to_torch(g, dtype=torch.float64).eval()
     xt = torch.from_numpy(x)
 
     def torch_b():

@@ -4,13 +4,17 @@ Cases (time-major, T=100, batch 64, float32, 2 threads, median of 5 after one wa
 contestants taking turns in every repeat so that a shared machine's slow moments hit each alike):
 
 * ``Linear(700,256)-LIF-Linear(256,20)-LIF`` on 5% Bernoulli input spikes (target: 3x the faster peer);
-* ``Linear(1000,1000)-LIF-Linear(1000,1000)-LIF`` on 20% input spikes (target: 2x).
+* ``Linear(1000,1000)-LIF-Linear(1000,1000)-LIF`` on 20% input spikes (target: 2x);
+* the same 1000-1000-1000 snnTorch model imported through NIR, ``sf.to_torch(sf.from_snntorch(model,
+  sample))`` with nothing else called (PyTorch's default dtype, float32), against that snnTorch
+  model (target: 2x). snnTorch's default ``reset_delay=True`` becomes a recurrent reset term in the
+  imported graph (see ``docs/conventions.md``), so this graph does a little more work per step.
 
 All run the same weights and inputs and the same loss (cross-entropy on output spike counts).
 Peer versions are read from the installed packages.
 The neuron is the same ODE everywhere: a leaky integrator without synaptic current, beta = 0.95.
 
-* spikeflow: ``sf.to_torch(graph).float()``: GEMMs batched over time (sparse inputs go through a
+* spikeflow: ``sf.to_torch(graph)`` (float32 by default): GEMMs batched over time (sparse inputs go through a
   sparse kernel) and the fused numba LIF scan; ``r = tau/dt`` so the input gain is 1, as in snnTorch.
 * snnTorch: ``snn.Leaky(beta=0.95)`` stepped module by module in a loop over time, the documented way.
 * Norse: ``LIFBoxCell`` lifted over time with ``norse.torch.Lift``, the Linear layers applied to the
@@ -41,9 +45,11 @@ from torch import nn  # noqa: E402
 T, B = 100, 64
 DT, TAU, THRESHOLD = 1e-3, 20e-3, 1.0
 BETA = 1 - DT / TAU
+# case, layer sizes, input spike density, target ratio, how spikeflow gets the network, peers timed
 CASES = [
-    ("mlp 700-256-20, 5% input spikes", (700, 256, 20), 0.05, 3.0),
-    ("mlp 1000-1000-1000, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0),
+    ("mlp 700-256-20, 5% input spikes", (700, 256, 20), 0.05, 3.0, "graph", ("snntorch", "norse", "spikingjelly")),
+    ("mlp 1000-1000-1000, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "graph", ("snntorch", "norse", "spikingjelly")),
+    ("mlp 1000-1000-1000 from snnTorch via NIR, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "nir", ("snntorch",)),
 ]
 
 
@@ -73,7 +79,24 @@ def spikeflow_step(weights):
     layers = []
     for w, b in weights:
         layers += [n.Affine(weight=w.double().numpy(), bias=b.double().numpy()), n.LIF(tau=TAU, v_threshold=THRESHOLD, r=TAU / DT, reset="subtract")]
-    net = sf.to_torch(sf.Graph.sequential(n.Input(shape=(weights[0][0].shape[1],)), *layers, dt=DT)).float()
+    net = sf.to_torch(sf.Graph.sequential(n.Input(shape=(weights[0][0].shape[1],)), *layers, dt=DT))
+    return _train_step(net)
+
+
+def spikeflow_nir_step(weights):
+    """The snnTorch model of :func:`snntorch_step`, imported through NIR, then ``sf.to_torch`` with its defaults."""
+    import snntorch as snn
+
+    import spikeflow as sf
+
+    modules = []
+    for lay in _linears(weights):
+        modules += [lay, snn.Leaky(beta=BETA, threshold=THRESHOLD, init_hidden=True)]
+    graph = sf.from_snntorch(nn.Sequential(*modules), torch.zeros(B, weights[0][0].shape[1]))
+    return _train_step(sf.to_torch(graph))
+
+
+def _train_step(net):
     loss_fn = nn.CrossEntropyLoss()
 
     def step(x, labels):
@@ -154,18 +177,26 @@ def spikingjelly_step(weights):
     return step
 
 
-def peers() -> dict:
-    """Each installed peer by its label (package version read from the installed package)."""
+# key -> (package, label after the installed version, step factory)
+PEERS = {
+    "snntorch": ("snntorch", "Leaky", snntorch_step),
+    "norse": ("norse", "LIFBoxCell (Lift)", norse_step),
+    "spikingjelly": ("spikingjelly", "LIFNode (multi-step)", spikingjelly_step),
+}
+OURS = {"graph": spikeflow_step, "nir": spikeflow_nir_step}
+
+
+def peers(keys) -> dict:
+    """The installed peers among ``keys``, by label (package version read from the installed package)."""
     from importlib.util import find_spec
 
-    found = {
-        f"snntorch {version('snntorch')} Leaky": snntorch_step,
-        f"norse {version('norse')} LIFBoxCell (Lift)": norse_step,
-    }
-    if find_spec("spikingjelly") is not None:
-        found[f"spikingjelly {version('spikingjelly')} LIFNode (multi-step)"] = spikingjelly_step
-    else:
-        print("spikingjelly is not installed: `make bench` installs it (pip install --no-deps spikingjelly loguru)")
+    found = {}
+    for key in keys:
+        package, label, make = PEERS[key]
+        if find_spec(package) is None:
+            print(f"{package} is not installed: skipped (`make bench` installs it)")
+            continue
+        found[f"{package} {version(package)} {label}"] = make
     return found
 
 
@@ -173,9 +204,9 @@ def main() -> list[dict]:
     set_threads(2)
     torch.manual_seed(0)
     records = []
-    for case, sizes, density, target in CASES:
+    for case, sizes, density, target, source, peer_keys in CASES:
         x, labels, weights = make_data(sizes, density)
-        contestants = {"spikeflow": spikeflow_step(weights), **{name: make(weights) for name, make in peers().items()}}
+        contestants = {"spikeflow": OURS[source](weights), **{name: make(weights) for name, make in peers(peer_keys).items()}}
         for name, fn in contestants.items():
             out = fn(x, labels)
             print(f"{case}: {name} output spike rate {float(out.mean()):.3f}", flush=True)

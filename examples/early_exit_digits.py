@@ -5,7 +5,7 @@
    The directly trained network sees the raw per-bin event frames; the converted one sees the
    time-averaged frame at every step (direct encoding, as in QCFS and Dynamic Confidence).
 2. Trains a spiking MLP directly (surrogate gradients, spike-count loss), and a QCFS ANN on the
-   time-averaged frames that :func:`spikeflow.train.convert.ann_to_snn` turns into IF neurons.
+   time-averaged frames that :func:`spikeflow.convert.ann_to_snn` turns into IF neurons.
 3. Calibrates the exit threshold of each on the validation split only (``sf.exit.calibrate``),
    then reports test accuracy and mean steps with and without early exit, checks that
    numba-event, numba-clock and torch take identical exits, and draws the pictures.
@@ -28,9 +28,9 @@ import torch
 import spikeflow as sf
 import spikeflow.exit  # noqa: F401  (sf.exit)
 from spikeflow._atomic import atomic_path
-from spikeflow.ir.exit_policy import ExitPolicy
-from spikeflow.train import early_exit as ee
-from spikeflow.train.convert import QCFS, ann_to_snn
+from spikeflow.exit.policy import ExitPolicy
+from spikeflow.exit import calibration as ee
+from spikeflow.convert import QCFS, ann_to_snn
 
 T_MAX = 16
 N_VAL = 287

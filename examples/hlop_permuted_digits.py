@@ -22,11 +22,11 @@ import torch
 
 import spikeflow as sf
 from spikeflow._atomic import atomic_path
-from spikeflow.train.continual import (
-    spiking_mlp,
+from spikeflow.continual import (
     EWC, ContinualTrainer, ExactProjection, Multitask, permuted_digits, plot_accuracy_matrix, plot_task_curves,
 )
-from spikeflow.train.hlop import HLOP
+from spikeflow.continual.hlop import HLOP
+from spikeflow.models import spiking_mlp
 from spikeflow.train.trainer import RateEncoder
 
 CONFIG = {

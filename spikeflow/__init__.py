@@ -11,6 +11,7 @@ from spikeflow import _threads
 _threads.configure()  # before numba or torch load their OpenMP runtimes (see spikeflow/_threads.py)
 
 from spikeflow import ir  # noqa: E402
+from spikeflow.exit import policy as _exit_policy  # noqa: F401, E402  (registers the graph's exit-policy check)
 from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError  # noqa: E402
 from spikeflow.ir import Graph  # noqa: E402
 
@@ -18,12 +19,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {
-    "save": "spikeflow.ir.hdf5",
-    "load": "spikeflow.ir.hdf5",
-    "from_nir": "spikeflow.ir.nir_bridge",
-    "to_nir": "spikeflow.ir.nir_bridge",
-    "from_snntorch": "spikeflow.ir.peers",
-    "from_norse": "spikeflow.ir.peers",
+    "save": "spikeflow.io.hdf5",
+    "load": "spikeflow.io.hdf5",
+    "from_nir": "spikeflow.io.nir_bridge",
+    "to_nir": "spikeflow.io.nir_bridge",
+    "from_snntorch": "spikeflow.io.peers",
+    "from_norse": "spikeflow.io.peers",
     "to_torch": "spikeflow.torch.lowering",
     "to_graph": "spikeflow.torch.lowering",
     "Trainer": "spikeflow.train.trainer",
@@ -41,7 +42,9 @@ _SUBMODULES = {
     "plots": "spikeflow.plots",
     "cli": "spikeflow.cli",
     "exit": "spikeflow.exit",
-    "convert": "spikeflow.train.convert",
+    "continual": "spikeflow.continual",
+    "models": "spikeflow.models",
+    "convert": "spikeflow.convert",
 }
 
 

@@ -13,7 +13,6 @@ Heavy packages (torch, numba, matplotlib, tonic) load inside the functions that 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import numpy as np
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, SpikeflowError
+from spikeflow.models import digits_mlp, saccade_cnn
+from spikeflow.models.cnn import saccade_duration_us as _duration_us
 
 # hyper-parameters of the digits MLP (64 -> hidden LIF -> 10 LI), chosen to train in seconds
 DIGITS_DEFAULTS = {
@@ -58,34 +59,6 @@ def digits_split(seed: int = 0) -> dict[str, np.ndarray]:
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=0.1, stratify=y_rest, random_state=seed)
     return {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val, "x_test": x_test, "y_test": y_test}
-
-
-def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-    # torch.nn.Linear / Conv2d's default: kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    bound = 1.0 / math.sqrt(fan_in)
-    return rng.uniform(-bound, bound, shape)
-
-
-def digits_mlp(hidden: int = 128, tau: float = 10e-3, tau_out: float = 20e-3, dt: float = 1e-3, seed: int = 0):
-    """The demo network as an IR graph: 64 inputs -> ``hidden`` LIF -> 10 leaky integrators.
-
-    ``r = tau / dt`` makes each input add its full weight to the membrane in one Euler step
-    (``v <- (1 - dt/tau) v + W x``), the convention of snnTorch's ``Leaky``.
-    """
-    import spikeflow as sf
-
-    rng = np.random.default_rng(seed)
-    w1, b1 = _uniform(rng, (hidden, 64), 64), _uniform(rng, (hidden,), 64)
-    w2, b2 = _uniform(rng, (10, hidden), hidden), _uniform(rng, (10,), hidden)
-    return sf.Graph.sequential(
-        sf.ir.Input(shape=(64,)),
-        sf.ir.Affine(weight=w1, bias=b1),
-        sf.ir.LIF(tau=np.full(hidden, tau), v_threshold=np.ones(hidden), r=np.full(hidden, tau / dt)),
-        sf.ir.Affine(weight=w2, bias=b2),
-        sf.ir.LI(tau=np.full(10, tau_out), r=np.full(10, tau_out / dt)),
-        dt=dt,
-        metadata={"model": "digits-mlp", "input": "rate-coded sklearn digits, 8x8 scaled to [0, 1]"},
-    )
 
 
 def _encoder(steps: int):
@@ -199,55 +172,6 @@ def _mlp_plots(result: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------ stage 2: DigitSaccades CNN
-
-
-def saccade_cnn(bins: int = 8, channels: tuple[int, int] = (8, 16), tau_steps: float = 5.0, tau_out_steps: float = 20.0,
-                seed: int = 0, duration_us: float | None = None):
-    """The spiking CNN as an IR graph, for ``[T, B, 2, 34, 34]`` event-count frames.
-
-    2x2 sum pooling (34 -> 17) -> 3x3 conv -> LIF -> 2x2 sum pool (-> 8) -> 3x3 conv -> LIF ->
-    2x2 sum pool (-> 4) -> flatten -> affine -> 10 leaky integrators. One time step is one bin
-    of the recording (``dt = duration / bins``), so the graph also runs on raw events binned at
-    ``dt``; time constants are given in steps. The first pooling makes the input 4x smaller
-    before any synapse, which keeps training and simulation cheap.
-    """
-    import spikeflow as sf
-
-    if bins < 1 or len(channels) != 2 or min(channels) < 1:
-        raise DataError(f"saccade_cnn: need bins >= 1 and two positive channel counts, got bins={bins}, channels={channels}")
-    rng = np.random.default_rng(seed)
-    duration_us = _duration_us() if duration_us is None else float(duration_us)
-    dt = duration_us * 1e-6 / bins
-    c1, c2 = (int(c) for c in channels)
-
-    def conv(c_in, c_out):
-        return sf.ir.Conv2d(weight=_uniform(rng, (c_out, c_in, 3, 3), 9 * c_in), bias=np.zeros(c_out), padding=(1, 1))
-
-    def lif(shape, tau):  # r = tau/dt: one step adds the whole input (see digits_mlp)
-        return sf.ir.LIF(tau=np.full(shape, tau), v_threshold=np.ones(shape), r=np.full(shape, tau / dt))
-
-    def pool():
-        return sf.ir.SumPool2d(kernel_size=(2, 2), stride=(2, 2))
-
-    tau, tau_out, n_flat = tau_steps * dt, tau_out_steps * dt, c2 * 4 * 4
-    layers = {
-        "input": sf.ir.Input(shape=(2, 34, 34)), "pool0": pool(),
-        "conv1": conv(2, c1), "lif1": lif((c1, 17, 17), tau), "pool1": pool(),
-        "conv2": conv(c1, c2), "lif2": lif((c2, 8, 8), tau), "pool2": pool(), "flatten": sf.ir.Flatten(),
-        "fc": sf.ir.Affine(weight=_uniform(rng, (10, n_flat), n_flat), bias=np.zeros(10)),
-        "readout": sf.ir.LI(tau=np.full(10, tau_out), r=np.full(10, tau_out / dt)),
-        "output": sf.ir.Output(shape=(10,)),
-    }
-    names = list(layers)
-    meta = {"model": "digit-saccades-cnn", "input": f"DigitSaccades event counts in {bins} bins of {duration_us / bins:g} us, [2, 34, 34]"}
-    return sf.Graph(layers, list(zip(names, names[1:])), dt=dt, metadata=meta).validate()
-
-
-def _duration_us() -> float:
-    """Length of every DigitSaccades recording (three saccades) in µs."""
-    from spikeflow.datasets.digits import DigitSaccades
-
-    return float(DigitSaccades.duration_us)
 
 
 def saccade_data(root: str | Path, bins: int, subset: int | None = None, val_fraction: float = 0.1, seed: int = 0,
@@ -427,7 +351,7 @@ def _batch1(graph, backend: str, x: np.ndarray, events, sensor_size) -> tuple[fl
     if backend == "torch":
         import torch
 
-        net = sf.to_torch(graph).eval()
+        net = sf.to_torch(graph, dtype=torch.float64).eval()
         xt = torch.from_numpy(x)
         for i in range(x.shape[1]):
             start = time.perf_counter()

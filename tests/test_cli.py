@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import spikeflow as sf
-from spikeflow import cli
+from spikeflow import cli, demo
+from spikeflow.cli import bench
 
 SUBCOMMANDS = ("demo", "train", "simulate", "export", "convert", "info", "bench")
 
@@ -28,10 +29,24 @@ def test_help_lists_every_subcommand(capsys):
         assert name in text
 
 
-def test_module_runs_as_a_script():
-    done = subprocess.run([sys.executable, "-m", "spikeflow.cli", "--help"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("module", ["spikeflow.cli", "spikeflow"])
+def test_module_runs_as_a_script(module):
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert all(name in done.stdout for name in SUBCOMMANDS)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"spikeflow {sf.__version__}"
+
+
+def test_every_command_is_its_own_module():
+    assert tuple(cli.COMMANDS) == SUBCOMMANDS
+    for name in SUBCOMMANDS:
+        module = __import__(f"spikeflow.cli.{name}", fromlist=["run"])
+        assert callable(module.run) and callable(module.add_arguments) and module.HELP
 
 
 def test_info_on_hdf5_and_nir_files(tmp_path, capsys):
@@ -96,7 +111,7 @@ def test_export_to_an_unknown_target_is_a_clear_error(tmp_path, capsys):
 
 def test_bench_runs_the_benchmark_driver(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
+    monkeypatch.setattr(bench.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
     assert cli.main(["bench"]) == 0
     assert calls and calls[0][0] == sys.executable and calls[0][1].endswith("benchmarks/run_all.py")
 
@@ -121,8 +136,8 @@ def _fake_demo_result(same=True):
 
 def test_demo_passes_its_options_to_run_demo(monkeypatch, tmp_path, capsys):
     calls = []
-    monkeypatch.setattr(cli.demo, "run_demo", lambda out, **kw: calls.append((out, kw)) or _fake_demo_result())
-    monkeypatch.setattr(cli.demo, "summary", lambda result: "SUMMARY")
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: calls.append((out, kw)) or _fake_demo_result())
+    monkeypatch.setattr(demo, "summary", lambda result: "SUMMARY")
     argv = ["demo", "--out", str(tmp_path), "--epochs", "2", "--cnn-epochs", "3", "--bins", "6", "--subset", "50",
             "--data", str(tmp_path / "d"), "--seed", "4", "--no-progress"]
     assert cli.main(argv) == 0
@@ -136,8 +151,8 @@ def test_demo_passes_its_options_to_run_demo(monkeypatch, tmp_path, capsys):
 
 
 def test_demo_fails_when_a_reloaded_file_disagrees(monkeypatch, capsys):
-    monkeypatch.setattr(cli.demo, "run_demo", lambda out, **kw: _fake_demo_result(same=False))
-    monkeypatch.setattr(cli.demo, "summary", lambda result: "")
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: _fake_demo_result(same=False))
+    monkeypatch.setattr(demo, "summary", lambda result: "")
     assert cli.main(["demo"]) == 1
     assert "does not reproduce" in capsys.readouterr().err
 

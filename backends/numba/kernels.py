@@ -740,7 +740,7 @@ def _spike_fixed(m, params, dst, v, size, thr, vr, spiking, sub, one, lo, hi, co
 
 
 # ------------------------------------------------------------------------- early exit
-# Used by ``backends/early_exit.py``; here so that numba's per-file cache sees every change to the
+# Used by ``spikeflow/exit/runners.py``; here so that numba's per-file cache sees every change to the
 # interpreter the driver calls. ``confidence`` is the one decoder of every backend (the torch
 # runner and the calibration call it too), so exits are bit-identical across backends.
 

@@ -1,8 +1,7 @@
-"""The backend-neutral spiking graph IR: nodes, graphs, discretisation, files."""
+"""The backend-neutral spiking graph IR: nodes, graphs, discretisation (file I/O lives in spikeflow.io)."""
 
 from spikeflow.ir.discretise import INTEGRATIONS, coefficients
 from spikeflow.ir.egru import EGRU
-from spikeflow.ir.exit_policy import ExitPolicy, get_exit_policy, set_exit_policy
 from spikeflow.ir.graph import Graph
 from spikeflow.ir.nodes import (
     IF,
@@ -31,5 +30,4 @@ __all__ = [
     "INTEGRATIONS", "NODE_TYPES", "Graph", "Node", "coefficients",
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "Flatten", "SumPool2d",
     "AvgPool2d", "Delay", "Threshold", "I", "IF", "LI", "LIF", "CubaLI", "CubaLIF", "EGRU",
-    "ExitPolicy", "get_exit_policy", "set_exit_policy",
 ]

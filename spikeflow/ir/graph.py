@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from spikeflow.errors import GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.discretise import INTEGRATIONS, coefficients
-from spikeflow.ir.exit_policy import check_exit_policy
+
+# Checks of ``graph.metadata`` entries that other packages own, by key: ``check(graph)`` raises
+# GraphError. The IR stores metadata as plain JSON and knows none of them (spikeflow.exit registers
+# the exit policy's check), so it imports nothing above itself.
+METADATA_CHECKS: dict[str, Callable[["Graph"], Any]] = {}
+
+
+def register_metadata_check(key: str, check: Callable[["Graph"], Any]) -> None:
+    """Have :meth:`Graph.validate` call ``check(graph)`` whenever ``graph.metadata`` holds ``key``."""
+    METADATA_CHECKS[key] = check
 
 
 class Graph:
@@ -127,7 +136,9 @@ class Graph:
         for name, node in flat.nodes.items():
             coefficients(node, flat.dt, flat.integration, where=f"node {name!r}: ")
         flat._infer_shapes()
-        check_exit_policy(self)
+        for key, check in METADATA_CHECKS.items():
+            if key in self.metadata:
+                check(self)
         return self
 
     def _check_edges(self) -> None:

@@ -21,10 +21,10 @@ Example:
     >>> import numpy as np, torch, spikeflow as sf
     >>> g = sf.Graph.sequential(sf.ir.Input(shape=(3,)), sf.ir.Linear(weight=np.ones((2, 3))),
     ...                         sf.ir.LIF(tau=0.01, v_threshold=1.0), dt=1e-3)
-    >>> net = sf.to_torch(g)
+    >>> net = sf.to_torch(g)                         # float32, PyTorch's default dtype
     >>> net(torch.ones(4, 1, 3) * 10).shape
     torch.Size([4, 1, 2])
-    >>> sf.to_graph(net) == g
+    >>> sf.to_graph(sf.to_torch(g, dtype=torch.float64)) == g   # float64: the values round-trip exactly
     True
 """
 
@@ -210,7 +210,8 @@ class GraphModule(nn.Module):
     """A graph as an ``nn.Module``: ``net(x[T, B, ...]) -> y[T, B, ...]`` with a fresh state per call.
 
     A graph with several Input (Output) nodes takes (returns) a dict by node name. All values are
-    computed in the module's dtype (float64 after :func:`to_torch`; call ``.float()`` to train faster).
+    computed in the module's dtype (:func:`to_torch`'s ``dtype``: PyTorch's default, float32, unless
+    float64 is asked for); inputs of another dtype are cast to it once per call.
     """
 
     def __init__(self, graph: Graph, ctx: _Context):
@@ -548,7 +549,7 @@ def to_torch(
     train_threshold: bool = False,
     surrogate: Any = "atan",
     detach_reset: bool = True,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     fused: bool | None = None,
 ) -> GraphModule:
     """Lower ``graph`` to a :class:`GraphModule`.
@@ -559,7 +560,10 @@ def to_torch(
         train_threshold: make the thresholds trainable parameters.
         surrogate: surrogate gradient of every spiking node (a name or a Surrogate).
         detach_reset: treat the reset as a constant in the backward pass (snnTorch's default).
-        dtype: parameter dtype; float64 keeps the graph's values exact (``.float()`` to train faster).
+        dtype: parameter and compute dtype; None (default): ``torch.get_default_dtype()``, float32
+            unless changed, as for any PyTorch module. ``torch.float64`` keeps the graph's values
+            exact (the equivalence tests and the early-exit runners ask for it). Inputs of another
+            dtype are cast to this one once, at the start of each call.
         fused: force (True) or forbid (False) the fused numba scans; None picks them on CPU.
 
     Raises:
@@ -567,6 +571,7 @@ def to_torch(
     """
     if not isinstance(graph, Graph):
         raise GraphError(f"to_torch: expected a spikeflow Graph, got {type(graph).__name__}")
+    dtype = torch.get_default_dtype() if dtype is None else dtype
     ctx = _Context(graph.dt, graph.integration, train_tau, train_threshold, surrogate, detach_reset, dtype, fused)
     return GraphModule(graph, ctx)
 

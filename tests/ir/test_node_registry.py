@@ -13,7 +13,7 @@ import pytest
 
 import spikeflow as sf
 import spikeflow.ir
-from spikeflow.ir import nir_bridge
+from spikeflow.io import nir_bridge
 from spikeflow.ir import nodes as n
 from spikeflow.ir.nodes import NODE_TYPES
 

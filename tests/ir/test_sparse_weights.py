@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 import spikeflow as sf
-from spikeflow.ir import nir_bridge
+from spikeflow.io import nir_bridge
 from spikeflow.ir import nodes as n
 from tests.reference.graph_sim import simulate as reference
 

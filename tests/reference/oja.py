@@ -1,4 +1,4 @@
-"""Loop-by-loop NumPy reference of the Oja subspace update of :class:`spikeflow.train.hlop.Subspace`."""
+"""Loop-by-loop NumPy reference of the Oja subspace update of :class:`spikeflow.continual.hlop.Subspace`."""
 
 import numpy as np
 

@@ -141,7 +141,7 @@ CHUNK_GRAPHS = {**GRAPHS, "egru_single": egru_graphs.single, "egru_loop": _egru_
 @pytest.mark.parametrize("name", sorted(CHUNK_GRAPHS))
 def test_graph_chunks_equal_one_call_bit_for_bit(name, limit):
     graph = CHUNK_GRAPHS[name](1)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     net.sparse_limit = limit  # fixed dense (0) or sparse (1) products: same rounding in every chunk
     x = _as_torch(random_inputs(graph, seed=5, T=12, B=3))
     with torch.no_grad():
@@ -154,7 +154,7 @@ def test_graph_chunks_equal_one_call_bit_for_bit(name, limit):
 
 def test_recurrent_state_carries_delays_and_loops():
     graph = GRAPHS["recurrent"](0)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     state = net.initial_state(2)
     assert set(state.nodes) == {"lif", "delay", "if_self", "li"} and state.carried == {}
     assert state.nodes["delay"].shape == (2, 2, 6)  # max delay 2 steps
@@ -167,7 +167,7 @@ def test_recurrent_state_carries_delays_and_loops():
 @pytest.mark.parametrize("name", ["feed_forward", "recurrent", "conv_stack", "egru_loop"])
 def test_select_keeps_a_subset_exactly(name):
     graph = CHUNK_GRAPHS[name](2)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     net.sparse_limit = 0.0
     x = _as_torch(random_inputs(graph, seed=7, T=10, B=5))
     keep = [4, 1, 3]
@@ -185,7 +185,7 @@ def test_join_admits_fresh_samples_next_to_running_ones(name):
     """Continuous batching: samples 0-1 run 4 steps, then samples 2-3 join from rest; each sample's
     outputs equal those of running it alone from its own start."""
     graph = CHUNK_GRAPHS[name](2)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     net.sparse_limit = 0.0
     x = _as_torch(random_inputs(graph, seed=8, T=10, B=4))
     with torch.no_grad():
@@ -206,7 +206,7 @@ def test_gradients_flow_across_chunks():
     x = torch.as_tensor(random_inputs(graph, seed=3, T=12, B=2))
     grads = []
     for sizes in ([12], [5, 7]):
-        net = sf.to_torch(graph, train_tau=True)
+        net = sf.to_torch(graph, train_tau=True, dtype=torch.float64)
         net.sparse_limit = 0.0
         y, _ = _run_chunked(net, x, sizes, 2)
         (y * torch.linspace(-1, 1, y.shape[-1], dtype=torch.float64)).sum().backward()
@@ -218,7 +218,7 @@ def test_gradients_flow_across_chunks():
 
 def test_chunk_api_errors():
     graph = GRAPHS["feed_forward"](0)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     x = torch.as_tensor(random_inputs(graph, seed=0, T=3, B=2))
     with pytest.raises(DataError, match="batch size"):
         net.initial_state(0)
@@ -239,7 +239,7 @@ def test_odd_row_counts_round_like_a_large_gemm():
     """float64 dense layers: a row's value must not depend on how many rows share the product."""
     rng = np.random.default_rng(0)
     graph = sf.Graph.sequential(n.Input(shape=(300,)), n.Linear(weight=rng.normal(size=(64, 300))), dt=1e-3)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     net.sparse_limit = 0.0
     x = torch.from_numpy(rng.normal(size=(1, 37, 300)))
     with torch.no_grad():

@@ -230,7 +230,7 @@ def test_egru_from_node_rejects_mismatched_stack():
 
 
 def test_to_nir_refuses_egru_naming_the_node():
-    pytest.importorskip("spikeflow.ir.nir_bridge")
+    pytest.importorskip("spikeflow.io.nir_bridge")
     g = sf.Graph({"x": n.Input(shape=(5,)), "rnn": node(), "y": n.Output(shape=(7,))}, [("x", "rnn"), ("rnn", "y")])
     with pytest.raises(sf.SpikeflowError, match="'rnn'"):
         sf.to_nir(g)

@@ -19,7 +19,7 @@ def test_float64_equals_numpy_reference(kind, seed):
     x = sparse_inputs(graph, seed)
     ref = reference(graph, x)
     with torch.no_grad():
-        y, got = sf.to_torch(graph).run(torch.tensor(x), record=tuple(ref))
+        y, got = sf.to_torch(graph, dtype=torch.float64).run(torch.tensor(x), record=tuple(ref))
     for name, expected in ref.items():
         np.testing.assert_allclose(got[name].numpy(), expected, rtol=1e-12, atol=1e-12, err_msg=name)
     for name in egru_names(graph):
@@ -36,14 +36,14 @@ def test_float64_events_equal_numba_event_bit_for_bit(kind):
     names = egru_names(graph)
     res = sf.simulate(graph, x, backend="numba-event", record=names)
     with torch.no_grad():
-        _, got = sf.to_torch(graph).run(torch.tensor(x), record=names)
+        _, got = sf.to_torch(graph, dtype=torch.float64).run(torch.tensor(x), record=names)
     for name in names:
         assert np.array_equal(got[name].numpy(), res.traces[name]), name
 
 
 def test_the_rule_builds_a_time_major_egru_module():
     graph = GRAPHS["stacked"](0)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     layers = [net.layers[k] for k in egru_names(graph)]
     assert all(isinstance(layer, EGRU) and layer.num_layers == 1 and not layer.batch_first for layer in layers)
     assert layers[1].trace_decay == 0.6 and layers[0].weight_hh_l0.dtype == torch.float64
@@ -57,7 +57,7 @@ def test_the_rule_builds_a_time_major_egru_module():
 @pytest.mark.parametrize("kind", ["stacked", "loop"])
 def test_fresh_state_every_call(kind):
     graph = GRAPHS[kind](1)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     x = torch.tensor(sparse_inputs(graph, 1))
     names = egru_names(graph)
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_fresh_state_every_call(kind):
 @pytest.mark.parametrize("kind", sorted(GRAPHS))
 def test_to_graph_round_trip_is_exact(kind, tmp_path):
     graph = GRAPHS[kind](0)
-    back = sf.to_graph(sf.to_torch(graph))
+    back = sf.to_graph(sf.to_torch(graph, dtype=torch.float64))
     assert back == graph
     sf.save(back, tmp_path / "g.h5")
     assert sf.load(tmp_path / "g.h5") == graph
@@ -79,7 +79,7 @@ def test_to_graph_round_trip_is_exact(kind, tmp_path):
 
 def test_trained_parameters_reach_the_graph():
     graph = GRAPHS["single"](0)
-    net = sf.to_torch(graph, train_threshold=True)
+    net = sf.to_torch(graph, train_threshold=True, dtype=torch.float64)
     layer = net.layers["egru1"]
     assert isinstance(layer.threshold_l0, torch.nn.Parameter)
     x = torch.tensor(sparse_inputs(graph, 0))
@@ -103,7 +103,7 @@ def test_to_graph_of_an_egru_module_is_one_node_per_layer():
     x = torch.tensor(sparse_inputs(graph, 2))
     with torch.no_grad():
         want, _ = module(x)
-    assert torch.equal(sf.to_torch(graph)(x), want)
+    assert torch.equal(sf.to_torch(graph, dtype=torch.float64)(x), want)
     assert np.array_equal(sf.simulate(graph, x.numpy(), backend="numba-event").output, want.numpy())
 
 
@@ -118,7 +118,7 @@ def test_a_multi_layer_module_is_not_one_node():
 def test_float32_module_runs_close_to_float64():
     graph = GRAPHS["conv"](1)
     x = torch.tensor(sparse_inputs(graph, 1))
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     with torch.no_grad():
         y64 = net(x)
         y32 = net.float()(x.float())
@@ -129,7 +129,7 @@ def test_float32_module_runs_close_to_float64():
 def test_bad_input_names_the_problem():
     graph = GRAPHS["single"](0)
     with pytest.raises(sf.DataError, match="input"):
-        sf.to_torch(graph)(torch.zeros(4, 2, 6, dtype=torch.float64))
+        sf.to_torch(graph, dtype=torch.float64)(torch.zeros(4, 2, 6, dtype=torch.float64))
 
 
 def test_to_nir_raises_naming_the_egru_node():

@@ -34,7 +34,7 @@ def test_float64_spikes_equal_reference_simulator(kind, seed):
     graph = GRAPHS[kind](seed)
     x = random_inputs(graph, seed)
     ref = simulate(graph, x)
-    _, got = sf.to_torch(graph).double().run(_tensors(x), record=tuple(ref))
+    _, got = sf.to_torch(graph, dtype=torch.float64).double().run(_tensors(x), record=tuple(ref))
     _assert_matches_reference(graph, got, ref)
 
 
@@ -51,9 +51,9 @@ def test_nested_graph_equals_its_flat_twin_and_the_reference(seed):
     nested, flat = GRAPHS["nested"](seed), nested_flat(seed)
     x = random_inputs(flat, seed)
     ref = simulate(flat, x)
-    _, got = sf.to_torch(flat).run(_tensors(x), record=tuple(ref))
+    _, got = sf.to_torch(flat, dtype=torch.float64).run(_tensors(x), record=tuple(ref))
     _assert_matches_reference(flat, got, ref)
-    y, rec = sf.to_torch(nested).run(_tensors(x), record=("rnn.lif",))
+    y, rec = sf.to_torch(nested, dtype=torch.float64).run(_tensors(x), record=("rnn.lif",))
     assert torch.equal(y, got["output"])
     assert torch.equal(rec["rnn.lif"], got["rnn_lif"])
 
@@ -62,14 +62,14 @@ def test_nested_graph_equals_its_flat_twin_and_the_reference(seed):
 def test_fused_and_loop_paths_agree_inside_graphs(fused):
     graph = GRAPHS["feed_forward"](0)
     x = torch.tensor(random_inputs(graph, 0))
-    y = sf.to_torch(graph, fused=fused)(x)
-    assert torch.equal(y, sf.to_torch(graph, fused=not fused)(x))
+    y = sf.to_torch(graph, fused=fused, dtype=torch.float64)(x)
+    assert torch.equal(y, sf.to_torch(graph, fused=not fused, dtype=torch.float64)(x))
 
 
 def test_two_ports_take_and_return_dicts():
     graph = GRAPHS["two_ports"](0)
     x = random_inputs(graph, 0)
-    y = sf.to_torch(graph)(_tensors(x))
+    y = sf.to_torch(graph, dtype=torch.float64)(_tensors(x))
     assert sorted(y) == ["membrane", "spikes"]
     assert y["spikes"].shape == (12, 2, 5)
 
@@ -77,13 +77,13 @@ def test_two_ports_take_and_return_dicts():
 @pytest.mark.parametrize("kind", sorted(GRAPHS))
 def test_round_trip_to_graph_is_exact(kind):
     graph = GRAPHS[kind](0)
-    assert sf.to_graph(sf.to_torch(graph)) == graph
-    assert sf.to_graph(sf.to_torch(graph, train_tau=True, train_threshold=True)) == graph
+    assert sf.to_graph(sf.to_torch(graph, dtype=torch.float64)) == graph
+    assert sf.to_graph(sf.to_torch(graph, train_tau=True, train_threshold=True, dtype=torch.float64)) == graph
 
 
 def test_float32_module_keeps_neuron_constants_exact():
     graph = GRAPHS["feed_forward"](1)
-    back = sf.to_graph(sf.to_torch(graph).float())
+    back = sf.to_graph(sf.to_torch(graph, dtype=torch.float64).float())
     for name, node in graph.nodes.items():
         if node.stateful:
             assert back.nodes[name] == node
@@ -92,7 +92,7 @@ def test_float32_module_keeps_neuron_constants_exact():
 
 def test_training_changes_weights_tau_and_threshold_and_to_graph_sees_it():
     graph = GRAPHS["recurrent"](0)
-    net = sf.to_torch(graph, train_tau=True, train_threshold=True).float()
+    net = sf.to_torch(graph, train_tau=True, train_threshold=True, dtype=torch.float64).float()
     names = dict(net.named_parameters())
     assert "layers.lif.tau" in names and "layers.lif.v_threshold" in names and "layers.if_self.v_threshold" in names
     x = torch.tensor(random_inputs(graph, 0), dtype=torch.float32)
@@ -109,7 +109,7 @@ def test_training_changes_weights_tau_and_threshold_and_to_graph_sees_it():
 def test_run_records_named_nodes():
     graph = GRAPHS["recurrent"](0)
     x = torch.tensor(random_inputs(graph, 0))
-    y, rec = sf.to_torch(graph).run(x, record=["lif", "delay"])
+    y, rec = sf.to_torch(graph, dtype=torch.float64).run(x, record=["lif", "delay"])
     assert rec["lif"].shape == (12, 2, 6) and set(rec["lif"].unique().tolist()) <= {0.0, 1.0}
     assert y.shape == (12, 2, 3)
 
@@ -139,7 +139,7 @@ def test_sequential_mlp_to_graph_and_back():
     assert [type(v).__name__ for v in graph.nodes.values()] == ["Input", "Affine", "LIF", "Linear", "CubaLIF", "Affine", "LI", "Output"]
     x = torch.rand(15, 3, 6, dtype=torch.float64) * 3
     expected = _run_sequential(seq, x)
-    assert torch.equal(sf.to_torch(graph)(x), expected)
+    assert torch.equal(sf.to_torch(graph, dtype=torch.float64)(x), expected)
 
 
 def test_sequential_conv_stack_to_graph_needs_sample():
@@ -158,8 +158,8 @@ def test_sequential_conv_stack_to_graph_needs_sample():
     assert graph.nodes["flatten7"].start_dim == 0 and graph.nodes["flatten7"].end_dim == -1
     expected = _run_sequential(seq, x)
     assert expected.abs().sum() > 0
-    assert torch.equal(sf.to_torch(graph)(x), expected)
-    assert sf.to_graph(sf.to_torch(graph)) == graph
+    assert torch.equal(sf.to_torch(graph, dtype=torch.float64)(x), expected)
+    assert sf.to_graph(sf.to_torch(graph, dtype=torch.float64)) == graph
 
 
 def test_recurrent_layer_maps_to_a_recurrent_subgraph():
@@ -176,7 +176,7 @@ def test_recurrent_layer_maps_to_a_recurrent_subgraph():
     assert graph.flatten().delayed_edges() == [("recurrent2.recurrent", "recurrent2.lif")]
     x = torch.rand(20, 3, 4, dtype=torch.float64) * 4
     expected = _run_sequential(seq, x)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     y, rec = net.run(x, record=("recurrent2.lif",))
     assert 0 < rec["recurrent2.lif"].mean() < 1
     torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
@@ -188,17 +188,17 @@ def test_recurrent_layer_maps_to_a_recurrent_subgraph():
 def test_unsupported_node_names_node_type_and_backend(monkeypatch):
     monkeypatch.delitem(lowering.LOWERING, n.Scale)
     with pytest.raises(sf.BackendError) as err:
-        sf.to_torch(GRAPHS["feed_forward"](0))
+        sf.to_torch(GRAPHS["feed_forward"](0), dtype=torch.float64)
     assert all(word in str(err.value) for word in ("'scale6'", "Scale", "torch"))
 
 
 def test_bad_inputs_raise_data_errors():
-    net = sf.to_torch(GRAPHS["feed_forward"](0))
+    net = sf.to_torch(GRAPHS["feed_forward"](0), dtype=torch.float64)
     with pytest.raises(sf.DataError, match=r"input 'input'.*\(6,\).*\(4, 2, 5\)"):
         net(torch.zeros(4, 2, 5))
     with pytest.raises(sf.DataError, match="record"):
         net.run(torch.zeros(4, 2, 6), record=("nope",))
-    two = sf.to_torch(GRAPHS["two_ports"](0))
+    two = sf.to_torch(GRAPHS["two_ports"](0), dtype=torch.float64)
     with pytest.raises(sf.DataError, match="dict"):
         two(torch.zeros(4, 2, 4))
     with pytest.raises(sf.DataError, match=r"\['a', 'b'\]"):
@@ -218,3 +218,32 @@ def test_to_graph_errors_name_the_layer():
         sf.to_graph(nn.Sequential(nn.Linear(3, 2), nn.Linear(3, 2)))
     with pytest.raises(sf.BackendError, match="padding"):
         sf.to_graph(nn.Sequential(nn.Conv2d(1, 1, 3, padding="same")), torch.zeros(1, 1, 1, 5, 5))
+
+
+# ------------------------------------------------------------------------------- dtypes
+
+
+def test_default_dtype_is_torchs_and_float64_is_on_request():
+    graph = GRAPHS["feed_forward"](0)
+    assert all(p.dtype == torch.float32 for p in sf.to_torch(graph).parameters())
+    assert all(p.dtype == torch.float64 for p in sf.to_torch(graph, dtype=torch.float64).parameters())
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert all(p.dtype == torch.float64 for p in sf.to_torch(graph).parameters())
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def test_inputs_of_another_dtype_are_cast_once_to_the_modules():
+    graph = GRAPHS["feed_forward"](0)
+    x = random_inputs(graph, 0)
+    net32, net64 = sf.to_torch(graph), sf.to_torch(graph, dtype=torch.float64)
+    y32 = net32(torch.tensor(x))  # float64 input into a float32 module
+    assert y32.dtype == torch.float32 and torch.equal(y32, net32(torch.tensor(x).float()))
+    assert net64(torch.tensor(x).float()).dtype == torch.float64
+    # float32 is float64 rounded: the membranes agree to float32 precision
+    _, rec32 = net32.run(torch.tensor(x), record=tuple(graph.flatten().nodes))
+    _, rec64 = net64.run(torch.tensor(x), record=tuple(graph.flatten().nodes))
+    name = next(k for k, node in graph.flatten().nodes.items() if not node.spiking and k != "input")
+    np.testing.assert_allclose(rec32[name].detach().numpy(), rec64[name].detach().numpy(), rtol=1e-3, atol=1e-3)

@@ -24,7 +24,7 @@ def test_cnn_graph_shapes_time_step_and_unit_input_gain():
     for name in ("lif1", "lif2", "readout"):
         node = graph.nodes[name]
         np.testing.assert_allclose(graph.dt / node.tau * node.r, 1.0)
-    net = sf.to_torch(graph)
+    net = sf.to_torch(graph, dtype=torch.float64)
     assert net(torch.zeros(10, 3, 2, 34, 34)).shape == (10, 3, 10)
     # seeded: the same seed gives the same weights, another seed others
     assert demo.saccade_cnn(bins=10, channels=(3, 5), seed=1) == graph

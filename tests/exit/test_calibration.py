@@ -4,12 +4,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import spikeflow as sf
 from spikeflow.errors import DataError, GraphError, SpikeflowError
 from spikeflow.ir import nodes as n
-from spikeflow.ir.exit_policy import ExitPolicy, check_exit_policy, clear_exit_policy, get_exit_policy, set_exit_policy
-from spikeflow.train import early_exit as ee
+from spikeflow.exit.policy import ExitPolicy, check_exit_policy, clear_exit_policy, get_exit_policy, set_exit_policy
+from spikeflow.exit import calibration as ee
+from spikeflow.exit.runners import TorchExitRunner
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -200,7 +202,6 @@ def test_calibration_input_errors():
 
 
 def test_calibrate_a_graph_on_validation_data_and_reject_empty_sets():
-    torch = pytest.importorskip("torch")
     import spikeflow.exit as sfexit
 
     g = _graph()
@@ -210,7 +211,7 @@ def test_calibrate_a_graph_on_validation_data_and_reject_empty_sets():
     res = sfexit.calibrate(g, (x, y), max_accuracy_drop=0.05, progress=False)
     res.apply(g)
     assert get_exit_policy(g).threshold == res.threshold
-    direct = ee.calibrate_outputs(sf.to_torch(g)(torch.as_tensor(x).transpose(0, 1)).detach().numpy(), y, 0.05)
+    direct = ee.calibrate_outputs(sf.to_torch(g, dtype=torch.float64)(torch.as_tensor(x).transpose(0, 1)).detach().numpy(), y, 0.05)
     assert direct.threshold == res.threshold
     with pytest.raises(DataError, match="empty"):
         sfexit.calibrate(g, (x[:0], y[:0]), progress=False)
@@ -223,21 +224,20 @@ def test_calibrate_a_graph_on_validation_data_and_reject_empty_sets():
 
 def test_torch_runner_compacts_the_batch_and_matches_offline_exits():
     """With every sample in one batch, and with at most 7 in flight (continuous batching)."""
-    torch = pytest.importorskip("torch")
     g = _graph(seed=2)
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 1, (14, 30, 6))
-    y = sf.to_torch(g)(torch.as_tensor(x)).detach().numpy()
+    y = sf.to_torch(g, dtype=torch.float64)(torch.as_tensor(x)).detach().numpy()
     pol = set_exit_policy(g, threshold=float(np.median(ee.decode(y, ExitPolicy("output", 1.0))[0])), min_steps=2)
     offline = ee.evaluate_outputs(y, np.zeros(30, dtype=np.int64), pol)
     for batch_size, chunk in ((None, 1), (7, 1), (None, 4), (7, 5)):
-        res = ee.TorchExitRunner(g, chunk=chunk).run(x, batch_size=batch_size)
+        res = TorchExitRunner(g, chunk=chunk).run(x, batch_size=batch_size)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         assert res.stats["steps"] == offline["exit_steps"].sum() < 14 * 30
     assert 1 < res.stats["mean_steps"] < 14 and res.stats["saved"] > 0
     with pytest.raises(DataError, match="batch_size"):
-        ee.TorchExitRunner(g).run(x, batch_size=0)
+        TorchExitRunner(g).run(x, batch_size=0)
 
 
 def test_pictures_are_png(tmp_path):
@@ -254,7 +254,6 @@ def test_pictures_are_png(tmp_path):
 
 
 def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)
     g = sf.Graph(
         {"input": n.Input(shape=(5,)), "w": n.Linear(weight=rng.normal(0.4, 1.0, (8, 5))), "lif": n.LIF(tau=0.01, v_threshold=0.4),
@@ -263,13 +262,13 @@ def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
         [("input", "w"), ("w", "lif"), ("lif", "rec"), ("rec", "delay"), ("delay", "lif"), ("lif", "out"), ("out", "output")], dt=1e-3,
     )
     x = rng.uniform(0, 1, (15, 23, 5))
-    net = sf.to_torch(g)
+    net = sf.to_torch(g, dtype=torch.float64)
     y = net(torch.as_tensor(x)).detach().numpy()
     pol = set_exit_policy(g, threshold=float(np.quantile(ee.decode(y, ExitPolicy("output", 1.0))[0], 0.6)), min_steps=3)
     offline = ee.evaluate_outputs(y, np.zeros(23, dtype=np.int64), pol)
     assert len(set(offline["exit_steps"].tolist())) > 2
     for kw in ({}, {"max_chunk": 6, "chunk_cost": 1000.0}, {"chunk_cost": 0.0}, {"chunk": 3}, {"max_chunk": 2}):
-        runner = ee.TorchExitRunner(net, policy=pol, **kw)
+        runner = TorchExitRunner(net, policy=pol, **kw)
         res = runner.run(x, batch_size=10)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
@@ -280,19 +279,18 @@ def test_torch_runner_adaptive_chunks_on_a_recurrent_module_with_delays():
         assert offline["exit_steps"].sum() * neurons <= res.stats["neuron_updates"] <= (offline["exit_steps"].sum() + limit * 23) * neurons
     for bad in ({"chunk": 0}, {"max_chunk": 2.5}, {"chunk_cost": -1}):
         with pytest.raises(DataError, match=next(iter(bad))):
-            ee.TorchExitRunner(net, policy=pol, **bad)
+            TorchExitRunner(net, policy=pol, **bad)
 
 
 def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
     """The per-chunk decode (one compiled call, exits found per step) gives the exits, predictions,
     confidences and accumulated scores of the offline step-by-step decoder, with a leaky (decay < 1)
     accumulator and exits inside chunks."""
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     g = sf.Graph.sequential(n.Input(shape=(6,)), n.Linear(weight=rng.normal(0.3, 1.0, (12, 6))), n.LIF(tau=0.01, v_threshold=0.5),
                             n.Affine(weight=rng.normal(0, 1, (4, 12)), bias=rng.normal(0, 0.1, 4)), dt=1e-3)
     x = rng.uniform(0, 1, (14, 31, 6))
-    y = sf.to_torch(g)(torch.as_tensor(x)).detach().numpy()
+    y = sf.to_torch(g, dtype=torch.float64)(torch.as_tensor(x)).detach().numpy()
     base = ExitPolicy(g.outputs[0], 1.0, decay=0.8, temperature=0.7, min_steps=2)
     pol = base.with_threshold(float(np.quantile(ee.decode(y, base)[0], 0.5)))
     offline = ee.evaluate_outputs(y, np.zeros(31, dtype=np.int64), pol)
@@ -304,7 +302,7 @@ def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
         scores[hit] = acc[hit]
     assert 2 < len(set(offline["exit_steps"].tolist()))
     for kw in ({}, {"chunk": 5}, {"chunk": 1}):
-        res = ee.TorchExitRunner(g, policy=pol, **kw).run(x)
+        res = TorchExitRunner(g, policy=pol, **kw).run(x)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         np.testing.assert_array_equal(res.scores, scores)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import spikeflow as sf
-from spikeflow.ir import hdf5
+from spikeflow.io import hdf5
 from spikeflow.ir import nodes as n
 
 

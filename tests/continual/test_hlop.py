@@ -7,8 +7,8 @@ from torch import nn
 
 import spikeflow as sf
 from spikeflow.errors import DataError, GraphError, SpikeflowError
-from spikeflow.train.continual import ContinualTrainer, ExactProjection, Task
-from spikeflow.train.hlop import (
+from spikeflow.continual import ContinualTrainer, ExactProjection, Task
+from spikeflow.continual.hlop import (
     HLOP, Subspace, activity_vectors, layer_activity, orthonormal_rows, principal_cosines, record_inputs,
     resolve_layers, top_subspace,
 )
@@ -223,7 +223,7 @@ def test_orthonormal_rows_drops_dependent_directions():
 
 
 def test_protecting_an_unsupported_layer_is_a_clear_error():
-    net = sf.to_torch(mlp_graph())
+    net = sf.to_torch(mlp_graph(), dtype=torch.float64)
     with pytest.raises(GraphError, match="layer 'lif2': type LIF cannot be protected"):
         HLOP(subspace=4, layers=["lif2"]).attach(net, 0)
     conv1d = nn.Sequential(nn.Conv1d(2, 2, 3))
@@ -239,7 +239,7 @@ def test_protecting_an_unsupported_layer_is_a_clear_error():
 
 
 def test_subspace_larger_than_the_input_is_a_clear_error():
-    net = sf.to_torch(mlp_graph(n_in=16, hidden=24, n_out=3))
+    net = sf.to_torch(mlp_graph(n_in=16, hidden=24, n_out=3), dtype=torch.float64)
     with pytest.raises(DataError, match="layer 'affine1': a subspace of 20 neurons per task does not fit its input size 16"):
         HLOP(subspace=20).attach(net, 0)
     strategy = HLOP(subspace={"affine1": 10, "affine3": 4})

@@ -20,7 +20,7 @@ which equals using ``x - HᵀHx`` in place of ``x`` in ``∇W = δ xᵀ``: the l
 inputs of earlier tasks does not change. Biases, neuron parameters and normalisation statistics are
 frozen after the first task, because they act on every input, old or new.
 
-:class:`HLOP` is a strategy of :class:`spikeflow.train.continual.ContinualTrainer`;
+:class:`HLOP` is a strategy of :class:`spikeflow.continual.trainer.ContinualTrainer`;
 :class:`OrthogonalProjection` holds the machinery it shares with the exact-SVD (GPM-style)
 baseline. :class:`Subspace` and :func:`principal_cosines` are usable on their own.
 """
@@ -374,7 +374,7 @@ def _is_norm(module: nn.Module) -> bool:
 class OrthogonalProjection(ABC):
     """Protect layers by projecting their weight updates orthogonally to learned input subspaces.
 
-    A continual-learning strategy (see :class:`spikeflow.train.continual.Strategy` for the hooks).
+    A continual-learning strategy (see :class:`spikeflow.continual.Strategy` for the hooks).
     Subclasses decide how a task's subspace is learned (:meth:`learn`).
 
     Args:
@@ -546,7 +546,7 @@ class HLOP(OrthogonalProjection):
         levels: ``None`` for rate subspace neurons, or the spike-count resolution of spiking ones.
 
     Example:
-        >>> from spikeflow.train.continual import ContinualTrainer  # doctest: +SKIP
+        >>> from spikeflow.continual.trainer import ContinualTrainer  # doctest: +SKIP
         >>> ContinualTrainer(net, strategy=HLOP(subspace={"affine1": 6, "affine3": 20}))  # doctest: +SKIP
     """
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 from spikeflow.backends import available_backends, simulate
-from spikeflow.backends.early_exit import ExitSimulator, simulate_exit
+from spikeflow.exit.runners import ExitSimulator, simulate_exit
 
 import spikeflow as sf
 from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir import nodes as n
-from spikeflow.ir.exit_policy import ExitPolicy, set_exit_policy
+from spikeflow.exit.policy import ExitPolicy, set_exit_policy
 
 BACKENDS = ["numba-event", "numba-clock"] + (["torch"] if available_backends()["torch"] else [])
 
@@ -90,7 +90,7 @@ def test_exited_samples_stop_simulating():
     clock = simulate_exit(graph, x, backend="numba-clock")
     assert clock.stats["synaptic_events"] == (16 * 32 + 5 * 16) * clock.stats["steps"]  # dense: every synapse, every step run
     if "torch" in BACKENDS:
-        from spikeflow.train.early_exit import TorchExitRunner
+        from spikeflow.exit.runners import TorchExitRunner
 
         stepped = TorchExitRunner(graph, chunk=1).run(x)
         assert stepped.stats["neuron_updates"] == early.stats["neuron_updates"]  # compaction: no wasted step

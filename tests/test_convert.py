@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 import spikeflow as sf  # noqa: E402
 from spikeflow.errors import GraphError  # noqa: E402
 from spikeflow.ir import nodes as n  # noqa: E402
-from spikeflow.train.convert import QCFS, ann_to_snn  # noqa: E402
+from spikeflow.convert import QCFS, ann_to_snn  # noqa: E402
 
 nn = torch.nn
 

@@ -1,7 +1,7 @@
-"""Dynamic-confidence early exit: calibration on a validation split, curves, torch inference.
+"""Dynamic-confidence early exit: calibration on a validation split, curves and pictures.
 
 :func:`calibrate` runs the network over the whole validation set once, decodes the confidence of
-the accumulated output after every step (:mod:`spikeflow.ir.exit_policy`), and sweeps the
+the accumulated output after every step (:mod:`spikeflow.exit.policy`), and sweeps the
 threshold: each threshold gives a validation accuracy and a mean number of steps. It returns the
 Pareto front of those points, the chosen threshold (the fewest mean steps whose accuracy is within
 ``max_accuracy_drop`` of running every sample to ``T_max``), the fixed-``T`` curve, and the
@@ -23,9 +23,7 @@ Example:
 
 from __future__ import annotations
 
-import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from spikeflow.errors import DataError, GraphError
-from spikeflow.ir.exit_policy import ExitPolicy
+from spikeflow.exit.policy import ExitPolicy
 
 MERGE_TOL = 1e-9
 """Confidences closer than this are one level: thresholds sit halfway between distinct levels, so
@@ -45,7 +43,7 @@ a last-bit difference between backends can never move a sample across the chosen
 
 def decode(outputs, policy: ExitPolicy) -> tuple[np.ndarray, np.ndarray]:
     """Confidence ``[T, N]`` and prediction ``[T, N]`` after every step of ``outputs[T, N, C]``."""
-    from spikeflow.backends.early_exit import trajectories
+    from spikeflow.exit.runners import trajectories
 
     y = _as_array(outputs, "outputs")
     if y.ndim != 3 or y.shape[2] < 2:
@@ -116,7 +114,7 @@ class CalibrationResult:
 
     def apply(self, graph) -> ExitPolicy:
         """Attach the chosen policy to ``graph``."""
-        from spikeflow.ir.exit_policy import set_exit_policy
+        from spikeflow.exit.policy import set_exit_policy
 
         return set_exit_policy(graph, self.policy)
 
@@ -332,14 +330,14 @@ def _graph_of(graph_or_module):
 
 
 def _policy_for(graph_or_module, policy: ExitPolicy | None, need_threshold: bool = False) -> ExitPolicy:
-    from spikeflow.ir.exit_policy import get_exit_policy
+    from spikeflow.exit.policy import get_exit_policy
 
     graph = _graph_of(graph_or_module)
     if policy is not None:
         if not isinstance(policy, ExitPolicy):
             raise GraphError(f"argument 'policy': expected an ExitPolicy, got {type(policy).__name__}")
         if graph is not None:
-            from spikeflow.backends.early_exit import resolve_policy
+            from spikeflow.exit.runners import resolve_policy
 
             resolve_policy(graph, policy)
         return policy
@@ -365,7 +363,7 @@ def network_outputs(graph_or_module, data, *, output: str = "output", batch_size
     if isinstance(graph_or_module, Graph):
         from spikeflow.torch.lowering import to_torch
 
-        net = to_torch(graph_or_module)
+        net = to_torch(graph_or_module, dtype=torch.float64)
     elif isinstance(graph_or_module, torch.nn.Module):
         net = graph_or_module
     else:
@@ -387,207 +385,6 @@ def network_outputs(graph_or_module, data, *, output: str = "output", batch_size
             chunks.append(y.detach().cpu().double().numpy())
     net.train(was_training)
     return np.concatenate(chunks, axis=1), labels
-
-
-# ------------------------------------------------------------------------------ torch inference
-
-
-class TorchExitRunner:
-    """Early-exit inference in PyTorch with batch compaction: finished samples leave the batch, so
-    later steps cost less.
-
-    The lowered module runs chunks of steps through its public state API
-    (:meth:`~spikeflow.torch.lowering.GraphModule.run_chunk`: one GEMM over ``k * batch`` rows and
-    one fused neuron scan per layer and chunk; the neurons' coefficients are discretised once per
-    run), the chunk's outputs are decoded in one compiled call and exits decided per step, and
-    finished samples are dropped from the state
-    (:meth:`~spikeflow.torch.lowering.GraphModule.select`) after each chunk. With
-    ``run(..., batch_size=n)`` at most ``n`` samples are in flight and waiting samples join from rest
-    (:meth:`~spikeflow.torch.lowering.GraphModule.join`) in the place of finished ones. A sample
-    stopping inside a chunk wastes the rest of that chunk's work, never its answer.
-
-    Args:
-        graph_or_net: a :class:`spikeflow.Graph` or a module made by :func:`spikeflow.to_torch`.
-        policy: overrides the graph's exit policy.
-        dtype: torch dtype (float64 gives the same exits as the numba backends).
-        device: torch device.
-        chunk: steps per chunk; None (default) adapts it: every step up to ``min_steps`` in one
-            chunk (no sample can stop there); a first chunk up to the calibrated mean exit step
-            (``policy.calibration["validation_mean_steps"]``, when the policy has one); then as
-            many steps as keep the expected wasted work (samples stopping inside the chunk) below
-            the fixed cost of one more chunk, at most ``max_chunk``.
-        max_chunk: the largest adaptive chunk (bounds the waste to ``max_chunk - 1`` steps a sample).
-        chunk_cost: the fixed cost of one chunk (Python, one call per layer, the input gather
-            and state compaction) in sample-steps of work; it sets how eagerly the adaptive chunk
-            grows. The default is measured on the DigitSaccades MLP on CPU (~0.45 ms a chunk,
-            ~7 us a sample-step).
-    """
-
-    def __init__(self, graph_or_net, *, policy: ExitPolicy | None = None, dtype=None, device: str = "cpu",
-                 chunk: int | None = None, max_chunk: int = 6, chunk_cost: float = 64.0):
-        import torch
-
-        from spikeflow.backends.early_exit import resolve_policy
-        from spikeflow.backends.torch_backend import dense_counts
-        from spikeflow.ir import Graph
-        from spikeflow.torch.lowering import GraphModule, to_torch
-
-        if isinstance(graph_or_net, Graph):
-            graph, net = graph_or_net, to_torch(graph_or_net)
-        elif isinstance(graph_or_net, GraphModule):
-            graph, net = graph_or_net.to_graph(), graph_or_net
-        else:
-            raise GraphError(f"TorchExitRunner: expected a spikeflow Graph or a module from sf.to_torch, got {type(graph_or_net).__name__}")
-        for name, value in (("chunk", chunk), ("max_chunk", max_chunk)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise DataError(f"argument {name!r}: expected an integer >= 1, got {value!r}")
-        if isinstance(chunk_cost, bool) or not isinstance(chunk_cost, (int, float)) or not chunk_cost >= 0:
-            raise DataError(f"argument 'chunk_cost': expected a number >= 0, got {chunk_cost!r}")
-        self.policy = resolve_policy(graph, policy)
-        self.dtype, self.device = dtype or torch.float64, torch.device(device)
-        self.net = net.to(device=self.device, dtype=self.dtype).eval()
-        self.chunk, self.max_chunk, self.chunk_cost = chunk, max_chunk, float(chunk_cost)
-        self._counts = dense_counts(graph)
-        mean = (self.policy.calibration or {}).get("validation_mean_steps")
-        self._prior = int(round(mean)) if isinstance(mean, (int, float)) and math.isfinite(mean) and mean >= 1 else None
-
-    def run(self, inputs, batch_size: int | None = None):
-        """Run ``inputs`` (``[T, B, ...]`` array/tensor or a dict by Input name) from rest.
-
-        ``batch_size`` caps the samples in flight (default: all of them). With continuous batching,
-        a sample that exits makes room for the next one in input order at the next chunk, so the
-        chunks stay full instead of dwindling to the slowest samples of each batch.
-        """
-        import torch
-
-        from spikeflow.backends.early_exit import ExitResult, finish_stats
-
-        net = self.net
-        x = inputs if isinstance(inputs, dict) else {net.inputs[0]: inputs}
-        if sorted(x) != net.inputs:
-            raise DataError(f"argument 'inputs': expected tensors for {net.inputs}, got {sorted(x)}")
-        x = {k: torch.as_tensor(v).to(device=self.device, dtype=self.dtype) for k, v in x.items()}
-        for k, v in x.items():
-            if v.dim() != len(net.shapes[k]) + 2 or tuple(v.shape[2:]) != tuple(net.shapes[k]):
-                raise DataError(f"argument 'inputs' (Input {k!r}): expected shape [T, B, {', '.join(map(str, net.shapes[k]))}], got {list(v.shape)}")
-        steps, batch = next(iter(x.values())).shape[:2]
-        if steps < 1 or batch < 1:
-            raise DataError(f"argument 'inputs': need at least one step and one sample, got [T, B] = [{steps}, {batch}]")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise DataError(f"argument 'batch_size': expected an integer >= 1 or None, got {batch_size!r}")
-        start = time.perf_counter()
-        counts = [0, 0]
-        with torch.no_grad(), net.reuse_coefficients():
-            preds, steps_run, confs, scores = self._run_pool(x, batch_size or batch, counts)
-        wall = time.perf_counter() - start
-        stats = finish_stats({"synaptic_events": counts[0], "neuron_updates": counts[1]}, steps_run, self.policy.steps_for(steps), wall)
-        return ExitResult(preds, steps_run, confs, scores, stats, "torch")
-
-    def _next_chunk(self, done: np.ndarray, last: int, hazard: float) -> int:
-        """Steps of the next chunk for samples that have run ``done`` steps each, of which a
-        fraction ``hazard`` stopped per open step lately."""
-        left = int((last - done).max())  # no chunk runs past every sample's last step
-        if self.chunk is not None:
-            return min(self.chunk, left)
-        lead = self.policy.min_steps - int(done.max())
-        if lead > 1:  # nobody can stop before min_steps: no waste
-            return min(lead, left)
-        if not done.any() and self._prior is not None:  # no stopping rate seen yet: the calibrated mean exit
-            return max(1, min(self._prior, self.max_chunk, left))
-        # Waste of a k-step chunk ~ active * hazard * k * (k - 1) / 2 sample-steps; one more
-        # chunk costs chunk_cost. Per step, chunk_cost / k + active * hazard * (k - 1) / 2 is
-        # smallest at k = sqrt(2 * chunk_cost / (active * hazard)).
-        k = self.max_chunk if hazard <= 0 else int(round(math.sqrt(2.0 * self.chunk_cost / (len(done) * hazard))))
-        return max(1, min(k, self.max_chunk, left))
-
-    def _window(self, v, done: np.ndarray, k: int, ids: np.ndarray, last: int):
-        """The next ``k`` steps of the samples ``ids`` of one input ``v[T, B, ...]``, each from its
-        own step ``done``, contiguous ``[k, len(ids), ...]``; steps past ``last`` repeat the last
-        one (a sample exits at ``last`` at the latest, so their results are never used)."""
-        import torch
-
-        t0 = int(done[0])
-        uniform = bool((done == t0).all()) and int(ids[-1]) - int(ids[0]) == len(ids) - 1
-        if uniform and t0 + k <= last:  # one block of steps and samples: a slice
-            block = v[t0 : t0 + k, int(ids[0]) : int(ids[-1]) + 1]
-            return block.contiguous() if self.device.type != "cpu" else torch.from_numpy(np.ascontiguousarray(block.numpy()))
-        rows = np.minimum(done[None, :] + np.arange(k)[:, None], last - 1)
-        if self.device.type != "cpu":
-            return v[torch.as_tensor(rows, device=self.device), torch.as_tensor(ids, device=self.device)[None, :]]
-        # Serial NumPy copies (fancy indexing): torch's threaded copies stall for milliseconds on a busy machine.
-        return torch.from_numpy(v.numpy()[rows, ids[None, :]])
-
-    def _run_pool(self, x: dict, size: int, counts: list):
-        """Exits of every sample, at most ``size`` in flight (continuous batching)."""
-        import torch
-
-        from spikeflow.backends.early_exit import trajectories
-
-        net, pol = self.net, self.policy
-        steps, total = next(iter(x.values())).shape[:2]
-        last = pol.steps_for(steps)
-        synapses, neurons = self._counts
-        decay, temperature = float(pol.decay), float(pol.temperature)
-        width = net.shapes[pol.output][0]
-        out = (np.zeros(total, np.int64), np.zeros(total, np.int64), np.zeros(total), np.zeros((total, width)))
-        # the samples in flight: input index, steps run, accumulated output, network state
-        ids, done, acc, state = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, width)), None
-        admitted, hazard = 0, 0.0
-        while admitted < total or len(ids):
-            if admitted < total and len(ids) < size:
-                new = np.arange(admitted, min(total, admitted + size - len(ids)))
-                admitted += len(new)
-                fresh = net.initial_state(len(new))
-                state = net.join(state, fresh) if len(ids) else fresh
-                ids, done = np.concatenate([ids, new]), np.concatenate([done, np.zeros(len(new), np.int64)])
-                acc = np.concatenate([acc, np.zeros((len(new), width))])
-            k, n = self._next_chunk(done, last, hazard), len(ids)
-            y, state = net.run_chunk({name: self._window(v, done, k, ids, last) for name, v in x.items()}, state)
-            y = y[pol.output] if isinstance(y, dict) else y
-            counts[0] += synapses * k * n
-            counts[1] += neurons * k * n
-            # Decode the whole chunk at once: row 0 carries the accumulated output in (decay * 0 +
-            # acc == acc exactly), rows 1..k are the chunk's steps, as the step-by-step decoder.
-            seq = np.empty((k + 1, n, width))
-            seq[0] = acc
-            seq[1:] = y.detach().cpu().double().numpy()
-            conf, pred = np.empty((k + 1, n)), np.empty((k + 1, n), dtype=np.int64)
-            trajectories(seq, decay, temperature, conf, pred)
-            conf, pred = conf[1:], pred[1:]
-            ts = done[None, :] + np.arange(1, k + 1)[:, None]  # the step each row ends, per sample
-            open_rows = (ts >= pol.min_steps) & (ts <= last)
-            stop_rows = ((conf >= pol.threshold) & open_rows) | (ts == last)
-            stops = stop_rows.any(axis=0)
-            stopped = int(stops.sum())
-            if stopped:
-                cols = np.flatnonzero(stops)
-                first = stop_rows[:, cols].argmax(axis=0)  # the row of each exit within the chunk
-                finished = ids[cols]
-                out[0][finished], out[1][finished], out[2][finished] = pred[first, cols], ts[first, cols], conf[first, cols]
-                out[3][finished] = _accumulated(acc[cols], seq[1:, cols], first, decay)
-            if open_rows.any():  # the stopping rate per open step over this chunk
-                hazard = stopped / int(open_rows.sum())
-            keep = np.flatnonzero(~stops)
-            if len(keep):
-                acc = _accumulated(acc[keep], seq[1:, keep], np.full(len(keep), k - 1), decay)
-            else:
-                acc = acc[:0]
-            if stopped:
-                ids, done = ids[keep], done[keep]
-                if len(keep):
-                    state = net.select(state, torch.as_tensor(keep, device=self.device))
-            done = done + k
-        return out
-
-
-def _accumulated(acc: np.ndarray, ys: np.ndarray, upto: np.ndarray, decay: float) -> np.ndarray:
-    """Row ``i`` of ``acc`` after the steps ``ys[0 .. upto[i], i]`` (``acc = decay * acc + y``, in
-    the decoder's order, so the scores equal the compiled decoder's bit for bit)."""
-    acc = acc.copy()
-    for j in range(int(upto.max()) + 1):
-        live = upto >= j
-        acc[live] = decay * acc[live] + ys[j, live]
-    return acc
 
 
 # ------------------------------------------------------------------------------ pictures

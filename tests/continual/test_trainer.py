@@ -12,12 +12,12 @@ import torch
 
 import spikeflow as sf
 from spikeflow.errors import DataError, FormatError
-from spikeflow.train.continual import (
-    spiking_mlp,
+from spikeflow.continual import (
     EWC, ContinualTrainer, ExactProjection, Multitask, Task, average_accuracy, backward_transfer, get_strategy,
     permuted_digits, permuted_tasks, plot_accuracy_matrix, plot_task_curves,
 )
-from spikeflow.train.hlop import HLOP, principal_cosines, top_subspace
+from spikeflow.continual.hlop import HLOP, principal_cosines, top_subspace
+from spikeflow.models import spiking_mlp
 from spikeflow.train.trainer import RateEncoder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def test_ewc_penalty_and_multitask_data():
 def _run_in_subprocess(checkpoint, stop_after, out):
     code = (
         "import json, sys; sys.path.insert(0, {root!r});"
-        "from tests.train.test_continual import small_run;"
+        "from tests.continual.test_trainer import small_run;"
         "trainer, tasks = small_run('hlop', n_tasks=5, checkpoint={ckpt!r});"
         "r = trainer.fit(tasks, resume=True, stop_after={stop});"
         "json.dump(r.matrix.tolist(), open({out!r}, 'w'))"

@@ -36,7 +36,7 @@ import numpy as np
 
 from spikeflow.errors import GraphError
 from spikeflow.ir.graph import Graph
-from spikeflow.ir.nir_bridge import META, from_nir
+from spikeflow.io.nir_bridge import META, from_nir
 
 SNNTORCH_DT = 1e-4
 """The time step snnTorch's exporter and importer assume (they never write it)."""

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 from spikeflow.errors import GraphError
+from spikeflow.ir.graph import register_metadata_check
 
 METADATA_KEY = "exit_policy"
 
@@ -193,3 +194,6 @@ def _check_against(graph, policy: ExitPolicy) -> None:
         )
     if len(node.shape) != 1 or node.shape[0] < 2:
         raise GraphError(f"exit_policy field 'output': node {policy.output!r} has shape {node.shape}; decoding needs class scores of shape (classes >= 2,)")
+
+
+register_metadata_check(METADATA_KEY, check_exit_policy)
