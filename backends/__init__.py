@@ -1,12 +1,16 @@
-"""Backends: one entry point to simulate a graph, one to export it to hardware.
+"""Backends: one entry point to simulate a graph, one to export it to hardware, one registry.
 
-Each simulation backend is a module with ``is_available()`` and
-``run(graph, inputs, *, record, precision, ...)``; each hardware target a module with
-``export(graph, path, **options)`` returning a report and ``load_export(path)`` returning the
-program (``.run(x, record=...)``, ``.graph``, ``.precision``, ``.report``) from the exported folder
-alone (see :mod:`spikeflow.backends.export_folder`). Both register with one line below (or from
-their own package with :func:`register_backend` / :func:`register_target`); nothing is imported
-until used, so numba, torch and brian2 load only when their backend runs.
+Each simulation backend is a module with ``is_available()``, ``run(graph, inputs, *, record,
+precision, ...)`` and ``CAPABILITIES`` (a :class:`~spikeflow.backends.capabilities.Capabilities`:
+precisions, event input, early exit, streaming; a backend with ``event_input`` also has
+``run_events``); each hardware target a module with ``export(graph, path, **options)`` returning a
+report and ``load_export(path)`` returning the program (``.run(x, record=...)``, ``.graph``,
+``.precision``, ``.report``) from the exported folder alone (see
+:mod:`spikeflow.backends.export_folder`), and optionally ``CAPABILITIES``. Both register with one
+line below (or from their own package with :func:`register_backend` / :func:`register_target`).
+Backend modules import nothing heavy at the top, so reading their capabilities is cheap; numba,
+torch and brian2 load only when their backend runs. Callers ask :func:`capabilities` and
+:func:`backend_names`, never test a backend's name.
 
 Example:
     >>> import numpy as np, spikeflow as sf
@@ -24,6 +28,7 @@ from typing import Any, Iterable
 
 from spikeflow.errors import BackendError, GraphError
 
+from .capabilities import Capabilities
 from .inputs import bin_events, event_samples, prepare_inputs
 from .result import SimulationResult
 
@@ -47,14 +52,38 @@ register_backend("torch", ".torch_backend")
 register_backend("brian2", ".brian2_backend")
 
 
-def _module(name: str):
-    module = _BACKENDS[name]
+def _import(module: str):
     return import_module(module, __name__) if module.startswith(".") else import_module(module)
+
+
+def _module(name: str):
+    if name not in _BACKENDS:
+        raise BackendError(f"argument 'backend': unknown backend {name!r}; registered: {sorted(_BACKENDS)}")
+    return _import(_BACKENDS[name])
 
 
 def available_backends() -> dict[str, bool]:
     """Every registered backend and whether it can run here."""
     return {name: bool(_module(name).is_available()) for name in _BACKENDS}
+
+
+def capabilities(name: str) -> Capabilities:
+    """What the registered backend or target ``name`` can do (its module's ``CAPABILITIES``)."""
+    if name in _BACKENDS:
+        return getattr(_module(name), "CAPABILITIES", Capabilities())
+    if name in _TARGETS:
+        return getattr(_target(name), "CAPABILITIES", Capabilities(kind="target", engine=name))
+    raise BackendError(f"unknown backend or target {name!r}; backends: {sorted(_BACKENDS)}, targets: {sorted(_TARGETS)}")
+
+
+def backend_names(**required: Any) -> list[str]:
+    """Registered simulation backends that have the ``required`` capabilities, e.g. ``early_exit=True``."""
+    return sorted(name for name in _BACKENDS if capabilities(name).supports(**required))
+
+
+def target_names(**required: Any) -> list[str]:
+    """Registered hardware targets (with the ``required`` capabilities, when given: that imports them)."""
+    return sorted(name for name in _TARGETS if not required or capabilities(name).supports(**required))
 
 
 def simulate(
@@ -75,7 +104,8 @@ def simulate(
         inputs: ``[T, B, ...]`` array or tensor, or a dict by Input name; or tonic-style events (a
             structured array, or a list of them for a batch), binned to ``bin_width`` µs (default:
             the graph's ``dt``) over a sensor of ``sensor_size`` (W, H, P).
-        backend: "numba-event", "numba-clock", "torch" or "brian2" (see :func:`available_backends`).
+        backend: a registered backend (:func:`backend_names`: "numba-event", "numba-clock", "torch",
+            "brian2"); its :func:`capabilities` say which ``precision`` values it takes.
         record: node names whose spikes (``result.spikes``) and membrane potentials or values
             (``result.traces``) are returned.
         precision: "float64", "float32", or (numba) "fixed" / a ``FixedPoint``.
@@ -85,36 +115,37 @@ def simulate(
 
     if not isinstance(graph, Graph):
         raise GraphError(f"argument 'graph': expected a spikeflow.Graph, got {type(graph).__name__}")
-    if backend not in _BACKENDS:
-        raise BackendError(f"argument 'backend': unknown backend {backend!r}; registered: {sorted(_BACKENDS)}")
     module = _module(backend)
     if not module.is_available():
         raise BackendError(f"backend {backend!r} is not available here (its package is not installed or failed to import)")
-    graph.validate()
-    flat = graph.flatten()
+    check_precision(backend, precision)
+    flat = graph.checked()  # validated and flattened once; the backend reuses it
     shapes = {k: flat.nodes[k].shape for k in flat.inputs}
-    if backend == "numba-event" and event_samples(inputs) is not None and len(shapes) == 1:
-        # events go straight to per-step entries: a long sparse recording is never densified
-        from .numba.event import Simulator
-
-        sim = Simulator(graph, backend, record=tuple(record), precision=precision, bin_width=bin_width, sensor_size=sensor_size, **options)
-        start = time.perf_counter()
-        result = sim.step(inputs)
-        result.stats["wall_time"] = time.perf_counter() - start
-        return result
-    checked = prepare_inputs(inputs, shapes, dt=flat.dt, bin_width=bin_width, sensor_size=sensor_size)
     start = time.perf_counter()
-    result = module.run(graph, checked, record=tuple(record), precision=precision, **options)
+    if capabilities(backend).event_input and len(shapes) == 1 and event_samples(inputs) is not None:
+        # events go straight to per-step entries: a long sparse recording is never densified
+        result = module.run_events(flat, inputs, record=tuple(record), precision=precision, bin_width=bin_width,
+                                   sensor_size=sensor_size, **options)
+    else:
+        checked = prepare_inputs(inputs, shapes, dt=flat.dt, bin_width=bin_width, sensor_size=sensor_size)
+        result = module.run(flat, checked, record=tuple(record), precision=precision, **options)
     result.stats["wall_time"] = time.perf_counter() - start
     return result
+
+
+def check_precision(backend: str, precision: Any) -> None:
+    """Raise BackendError unless ``backend`` declares ``precision`` (a FixedPoint counts as "fixed")."""
+    accepted = capabilities(backend).precisions
+    name = precision if isinstance(precision, str) else "fixed"  # a FixedPoint; the backend checks its fields
+    if name not in accepted:
+        raise BackendError(f"argument 'precision': backend {backend!r} runs {' or '.join(map(repr, accepted))}, got {precision!r}")
 
 
 def _target(target: str):
     if target not in _TARGETS:
         known = ", ".join(sorted(_TARGETS)) or "none yet"
         raise BackendError(f"argument 'target': unknown target {target!r}; registered targets: {known}")
-    module = _TARGETS[target]
-    return import_module(module, __name__) if module.startswith(".") else import_module(module)
+    return _import(_TARGETS[target])
 
 
 def export(graph, target: str, path, **options: Any):
@@ -145,6 +176,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "FixedPoint", "SimulationResult", "Simulator", "available_backends", "bin_events", "export", "load_export",
-    "quantise", "register_backend", "register_target", "simulate",
+    "Capabilities", "FixedPoint", "SimulationResult", "Simulator", "available_backends", "backend_names", "bin_events",
+    "capabilities", "check_precision", "export", "load_export", "quantise", "register_backend", "register_target",
+    "simulate", "target_names",
 ]

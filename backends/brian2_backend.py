@@ -50,6 +50,10 @@ import numpy as np
 from spikeflow.errors import BackendError, DataError, GraphError, SpikeflowError
 from spikeflow.ir import nodes as n
 
+from .capabilities import Capabilities
+
+CAPABILITIES = Capabilities(engine="brian2", precisions=("float64",))
+
 NEURONS = (n.LIF, n.CubaLIF, n.LI, n.CubaLI, n.IF, n.I)
 WEIGHTS = (n.Affine, n.Linear)
 WIRES = WEIGHTS + (n.Scale, n.Flatten, n.Delay)

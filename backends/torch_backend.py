@@ -15,6 +15,10 @@ from spikeflow.errors import BackendError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.egru import EGRU
 
+from .capabilities import Capabilities
+
+CAPABILITIES = Capabilities(engine="torch", precisions=("float64", "float32"), early_exit=True)
+
 
 def is_available() -> bool:
     """True when torch is installed and spikeflow's torch lowering is present."""

@@ -15,7 +15,7 @@ from spikeflow.exit import policy as _exit_policy  # noqa: F401, E402  (register
 from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError  # noqa: E402
 from spikeflow.ir import Graph  # noqa: E402
 
-__version__ = "0.1.0"
+from spikeflow._version import __version__
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {

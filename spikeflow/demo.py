@@ -40,7 +40,6 @@ CNN_DEFAULTS = {
     "max_rate": 0.02, "rate_weight": 30.0,
 }
 SENSOR_SIZE = (34, 34, 2)  # DigitSaccades (W, H, P), as N-MNIST
-BACKENDS = ("torch", "numba-event")
 LATENCY_SAMPLES = 32  # samples timed one by one (batch 1) per backend
 
 
@@ -312,7 +311,8 @@ def compare_backends(graph, x, y, *, events: list[np.ndarray] | None = None, sen
     report: dict[str, Any] = {"n": int(x.shape[1]), "batch1_n": n_one, "batch1_input": "events" if events else "dense"}
     spiking = [name for name, node in graph.flatten().nodes.items() if node.spiking]
     outputs, spikes, batch1_pred = {}, {}, {}
-    for backend in BACKENDS:
+    backends = compared_backends()
+    for backend in backends:
         try:
             sf.simulate(graph, x[:, :1], backend=backend)  # warm-up
             res = sf.simulate(graph, x, backend=backend)  # timed without recording
@@ -328,14 +328,22 @@ def compare_backends(graph, x, y, *, events: list[np.ndarray] | None = None, sen
             }
         except SpikeflowError as err:  # a backend still being built: report it, run the rest
             report[backend] = {"error": f"{type(err).__name__}: {err}"}
-    if len(outputs) == len(BACKENDS):
-        first, second = (outputs[b] for b in BACKENDS)
+    if len(outputs) == len(backends):
+        first, second = (outputs[b] for b in backends)
         report["differing_predictions"] = int((_predict(first) != _predict(second)).sum())
         report["max_abs_output_diff"] = float(np.abs(first - second).max())
-        report["differing_spikes"] = int(sum(np.count_nonzero(spikes[BACKENDS[0]][k] != spikes[BACKENDS[1]][k]) for k in spiking))
-        report["spikes_compared"] = int(sum(spikes[BACKENDS[0]][k].size for k in spiking))
-        report["batch1_same_predictions"] = all(np.array_equal(batch1_pred[b], _predict(outputs[b][:, :n_one])) for b in BACKENDS)
+        report["differing_spikes"] = int(sum(np.count_nonzero(spikes[backends[0]][k] != spikes[backends[1]][k]) for k in spiking))
+        report["spikes_compared"] = int(sum(spikes[backends[0]][k].size for k in spiking))
+        report["batch1_same_predictions"] = all(np.array_equal(batch1_pred[b], _predict(outputs[b][:, :n_one])) for b in backends)
     return report
+
+
+def compared_backends() -> tuple[str, str]:
+    """The backends the demo compares, from the registry: the one that trains (torch) and the
+    event-driven simulator that takes raw events."""
+    from spikeflow.backends import backend_names
+
+    return backend_names(engine="torch")[0], backend_names(event_input=True)[0]
 
 
 def _predict(output: np.ndarray) -> np.ndarray:
@@ -347,8 +355,10 @@ def _batch1(graph, backend: str, x: np.ndarray, events, sensor_size) -> tuple[fl
     """Mean seconds per sample and the predictions, running samples one at a time."""
     import spikeflow as sf
 
+    from spikeflow.backends import capabilities
+
     preds, total = [], 0.0
-    if backend == "torch":
+    if not capabilities(backend).streaming:  # the torch module, lowered once
         import torch
 
         net = sf.to_torch(graph, dtype=torch.float64).eval()
@@ -508,16 +518,18 @@ def summary(result: dict[str, Any]) -> str:
 
 def backend_table(sims: dict[str, dict[str, Any]]) -> str:
     """The torch / numba-event comparison of :func:`compare_backends` reports, one row per network and backend."""
+    from spikeflow.backends import capabilities
+
     head = ("network", "backend", "accuracy", "syn. events/sample", "neuron updates/sample", "time/sample", "batch 1 time/sample")
     rows, notes = [head], []
     for net, rep in sims.items():
-        for backend in BACKENDS:
+        for backend in compared_backends():
             r = rep.get(backend, {})
             if "error" in r or not r:
                 rows.append((net, backend, "failed", "-", "-", "-", "-"))
                 notes.append(f"{net} on {backend}: {r.get('error', 'not run')}")
                 continue
-            dense = " (dense)" if backend == "torch" else ""
+            dense = "" if capabilities(backend).event_driven else " (dense)"
             rows.append((net, backend, f"{r['acc']:.2%}", f"{r['synaptic_events_per_sample']:,.0f}{dense}",
                          f"{r['neuron_updates_per_sample']:,.0f}", f"{r['seconds_per_sample'] * 1e3:.3f} ms",
                          f"{r['batch1_seconds_per_sample'] * 1e3:.3f} ms"))

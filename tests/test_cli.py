@@ -99,7 +99,20 @@ def test_simulate_runs_a_graph_file_and_writes_results(tmp_path, capsys):
     (tmp_path / "bad.npy").write_bytes(b"garbage")
     assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "bad.npy")]) == 1
     assert "bad.npy" in capsys.readouterr().err
-    assert cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"]) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # choices come from the registry
+        cli.main(["simulate", str(tmp_path / "g.h5"), str(tmp_path / "x.npy"), "--backend", "nope"])
+    assert exit_info.value.code == 2 and "numba-event" in capsys.readouterr().err
+
+
+def test_info_without_a_file_lists_the_registry_and_the_zoo(capsys):
+    from spikeflow.backends import backend_names
+    from spikeflow.models import MODELS
+
+    assert cli.main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in backend_names()) and all(name in text for name in MODELS)
+    assert "early exit" in text and "precisions" in text
 
 
 def test_export_to_an_unknown_target_is_a_clear_error(tmp_path, capsys):
@@ -117,16 +130,16 @@ def test_bench_runs_the_benchmark_driver(monkeypatch):
 
 
 def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
-    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.pt")]
+    args = ["train", "--out", str(tmp_path), "--hidden", "16", "--steps", "4", "--no-progress", "--checkpoint", str(tmp_path / "ck.h5")]
     assert cli.main(args + ["--epochs", "1"]) == 0
     first = capsys.readouterr().out
     assert "test accuracy" in first and (tmp_path / "digits_mlp.h5").is_file()
     graph = sf.load(tmp_path / "digits_mlp.h5")
     assert graph.nodes["affine1"].weight.shape == (16, 64)
     assert cli.main(args + ["--epochs", "2"]) == 0  # resumes after epoch 1
-    import torch
+    from spikeflow.train.loop import load_state
 
-    assert torch.load(tmp_path / "ck.pt", weights_only=True)["epoch"] == 2
+    assert load_state(tmp_path / "ck.h5", "spikeflow-checkpoint", 2)["epoch"] == 2
 
 
 def _fake_demo_result(same=True):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from ..capabilities import Capabilities
 from . import is_available  # noqa: F401  (the registry asks each backend module)
+
+CAPABILITIES = Capabilities(engine="numba", precisions=("float64", "float32", "fixed"), early_exit=True, streaming=True)
 
 
 def run(graph, inputs, *, record=(), precision="float64", sparse="auto"):

@@ -2,7 +2,7 @@
 
 Each step touches only the weight rows of inputs and units that are nonzero (``y`` is zero for
 units without an event), from dense or CSR (pruned) weights. The float operations are those of
-the torch module's fused scan (:mod:`spikeflow.torch.egru_kernels`) in the same order, so in
+the torch module's fused scan (:mod:`spikeflow.backends.numba.egru_kernels`) in the same order, so in
 float64 the events equal the torch forward's bit for bit.
 
 Example::
@@ -21,7 +21,8 @@ from numba import njit
 
 from spikeflow.errors import DataError, GraphError
 from spikeflow.ir.egru import EGRU
-from spikeflow.torch.egru_kernels import _accumulate, _accumulate_csr, _cell
+
+from .egru_kernels import _accumulate, _accumulate_csr, _cell
 
 WEIGHT_MODES = ("auto", "dense", "csr")
 AUTO_CSR_SPARSITY = 0.5

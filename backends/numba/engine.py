@@ -61,7 +61,7 @@ class Engine:
             raise BackendError(f"argument 'precision': expected one of {PRECISIONS} or a FixedPoint, got {precision!r}")
         self.precision = "fixed" if self.fixed is not None else precision
         if program is None:
-            graph.validate()
+            graph = graph.checked()
             dtype = np.float32 if precision == "float32" else np.float64
             program = lower(graph, backend=backend, dtype=dtype, event=self.event, sparse=sparse, fixed=self.fixed, keep=record)
         self.program = program

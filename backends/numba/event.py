@@ -18,9 +18,13 @@ import numpy as np
 
 from spikeflow.errors import BackendError, DataError
 
-from . import is_available  # noqa: F401  (the registry asks each backend module)
+from ..capabilities import Capabilities
 from ..inputs import default_bin_width, event_fields, event_samples, prepare_inputs
 from ..result import SimulationResult
+from . import is_available  # noqa: F401  (the registry asks each backend module)
+
+CAPABILITIES = Capabilities(engine="numba", precisions=("float64", "float32", "fixed"), event_driven=True, event_input=True,
+                            early_exit=True, streaming=True)
 
 
 def run(graph, inputs, *, record=(), precision="float64", sparse="auto"):
@@ -28,6 +32,12 @@ def run(graph, inputs, *, record=(), precision="float64", sparse="auto"):
     from .engine import Engine
 
     return Engine(graph, backend="numba-event", event=True, precision=precision, sparse=sparse, record=record).run(inputs)
+
+
+def run_events(graph, events, *, record=(), precision="float64", sparse="auto", bin_width=None, sensor_size=None):
+    """Simulate ``graph`` on event arrays binned straight to per-step entries (never densified)."""
+    sim = Simulator(graph, "numba-event", record=record, precision=precision, sparse=sparse, bin_width=bin_width, sensor_size=sensor_size)
+    return sim.step(events)
 
 
 class Simulator:
@@ -57,15 +67,17 @@ class Simulator:
                  bin_width: float | None = None, sensor_size=None):
         from .engine import Engine
 
-        if backend not in ("numba-event", "numba-clock"):
-            raise BackendError(f"argument 'backend': streaming needs 'numba-event' or 'numba-clock', got {backend!r}")
-        graph.validate()
-        flat = graph.flatten()
+        from spikeflow.backends import backend_names, capabilities
+
+        streaming = [k for k in backend_names(streaming=True, engine="numba")]
+        if backend not in streaming:
+            raise BackendError(f"argument 'backend': streaming needs one of {streaming}, got {backend!r}")
+        flat = graph.checked()
         self.shapes = {k: flat.nodes[k].shape for k in flat.inputs}
         self.dt = flat.dt
         self.bin_width = default_bin_width(flat.dt) if bin_width is None else float(bin_width)
         self.sensor_size = sensor_size
-        self.engine = Engine(graph, backend=backend, event=backend == "numba-event", precision=precision, sparse=sparse, record=record)
+        self.engine = Engine(flat, backend=backend, event=capabilities(backend).event_driven, precision=precision, sparse=sparse, record=record)
         self.steps_done = 0
 
     def reset(self) -> None:

@@ -8,7 +8,7 @@ makes later processes start without compiling. The float interpreter is compiled
 Summation order is the same in the gather (clock) and scatter (event) variants: every output
 element receives its terms in ascending input index, and skipped zero inputs only add zero. That
 is why numba-clock and numba-event give bit-identical results. The EGRU op follows the order of
-``spikeflow.torch.egru_kernels`` (each projection starts from its bias), so it also equals the torch
+``spikeflow.backends.numba.egru_kernels`` (each projection starts from its bias), so it also equals the torch
 EGRU bit for bit in float64.
 """
 
@@ -574,7 +574,7 @@ def _egru(m, o, params, iparams):
 
     The projections start from their biases and add the inputs' weight rows in ascending index
     (event mode: only nonzero inputs, so the recurrent one touches only the columns of units whose
-    last ``y`` was an event); then the cell of ``spikeflow.torch.egru_kernels._cell``, operation
+    last ``y`` was an event); then the cell of ``spikeflow.backends.numba.egru_kernels._cell``, operation
     for operation. Returns the number of multiply-adds performed.
     """
     dst, src, n, n_in, s, geo = o[1], o[2], o[3], o[4], o[5], o[6]
@@ -600,7 +600,13 @@ def _egru(m, o, params, iparams):
 
 @njit(cache=True)
 def _egru_cell(xp, hp, c, theta, y):
-    """Gates, state ``c`` (updated in place, reset by subtraction) and events ``y``."""
+    """Gates, state ``c`` (updated in place, reset by subtraction) and events ``y``.
+
+    The interpreter's copy of ``egru_kernels._cell`` (without zoneout and gate outputs): numba
+    caches each compiled function by its own source file, so compiled code here must not call into
+    another file or its cache would go stale when that file changes. The EGRU equivalence tests
+    check the two bit for bit (float64) on every change.
+    """
     n = c.shape[0]
     for i in range(n):
         ri = 1.0 / (1.0 + math.exp(-(xp[i] + hp[i])))

@@ -9,7 +9,9 @@ HELP = "export a graph file to a hardware target"
 
 def add_arguments(parser) -> None:
     parser.add_argument("path", help="graph file (.h5 or .nir)")
-    parser.add_argument("--target", default="spinnaker2", help="hardware target")
+    from spikeflow.backends import target_names
+
+    parser.add_argument("--target", default="spinnaker2", help=f"registered hardware target: {', '.join(target_names()) or 'none yet'}")
     parser.add_argument("--out", default="out/export", help="output folder")
     parser.add_argument("--dt", type=float, default=None, help="time step for NIR files without one")
 

@@ -1,4 +1,5 @@
-"""``spikeflow info``: a graph file's nodes, shapes and parameter counts."""
+"""``spikeflow info``: a graph file's nodes, shapes and parameter counts; without a file, what this
+installation offers (backends and targets with their capabilities, the model zoo)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,33 @@ import numpy as np
 
 from spikeflow.cli._common import load_graph
 
-HELP = "print a graph file's nodes, shapes and parameter counts"
+HELP = "print a graph file's nodes, shapes and parameter counts (no file: the backends, targets and models)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("path", help="graph file (.h5 or .nir)")
+    parser.add_argument("path", nargs="?", default=None, help="graph file (.h5 or .nir); omit to list backends, targets and models")
     parser.add_argument("--dt", type=float, default=None, help="time step for NIR files that do not store one")
 
 
 def run(args) -> int:
-    print(graph_info(load_graph(args.path, args.dt)))
+    print(registry_info() if args.path is None else graph_info(load_graph(args.path, args.dt)))
     return 0
+
+
+def registry_info() -> str:
+    """The registered backends and targets with their capabilities, and the model zoo."""
+    from spikeflow.backends import available_backends, backend_names, capabilities, target_names
+    from spikeflow.models import MODELS
+
+    available = available_backends()
+    rows = [{"name": name, "available": "yes" if available[name] else "no", **capabilities(name).as_row()} for name in backend_names()]
+    rows += [{"name": name, "available": "-", **capabilities(name).as_row()} for name in target_names()]
+    head = list(rows[0])
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in head}
+    lines = ["backends and targets:", "  " + "  ".join(k.ljust(widths[k]) for k in head)]
+    lines += ["  " + "  ".join(r[k].ljust(widths[k]) for k in head) for r in rows]
+    lines.append("models: " + ", ".join(sorted(MODELS)))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def graph_info(graph) -> str:
@@ -41,4 +58,4 @@ def graph_info(graph) -> str:
     lines.append(f"total parameter values: {total}")
     if graph.metadata:
         lines.append(f"metadata: {graph.metadata}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)

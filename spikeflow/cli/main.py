@@ -20,7 +20,7 @@ COMMANDS = ("demo", "train", "simulate", "export", "convert", "info", "bench")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from spikeflow import __version__
+    from spikeflow._version import __version__
 
     parser = argparse.ArgumentParser(prog="spikeflow", description="Spiking networks: one graph IR, trained in PyTorch, exchanged through NIR.")
     parser.add_argument("--version", action="version", version=f"spikeflow {__version__}")

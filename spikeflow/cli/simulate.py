@@ -13,8 +13,13 @@ HELP = "simulate a graph file on input spikes from a .npy file"
 def add_arguments(parser) -> None:
     parser.add_argument("path", help="graph file (.h5 or .nir)")
     parser.add_argument("inputs", help=".npy file holding the input [T, B, ...] (no pickles)")
-    parser.add_argument("--backend", default="numba-event", help="torch, numba-clock, numba-event or brian2")
-    parser.add_argument("--precision", default="float64", help="float32 or float64")
+    from spikeflow.backends import backend_names, capabilities
+
+    names = backend_names()
+    precisions = sorted({p for name in names for p in capabilities(name).precisions if p != "fixed"})
+    parser.add_argument("--backend", default="numba-event", choices=names, help="registered simulation backend (default numba-event)")
+    parser.add_argument("--precision", default="float64", choices=precisions, help="number format (default float64; "
+                        "each backend's precisions: spikeflow info)")
     parser.add_argument("--record", nargs="*", default=[], help="nodes whose outputs to keep")
     parser.add_argument("--out", default=None, help="write output, recorded nodes and stats to this .npz file")
     parser.add_argument("--dt", type=float, default=None, help="time step for NIR files without one")

@@ -10,6 +10,9 @@ Tasks hold in-memory ``(x, y)`` data: dense samples ``[N, ...]`` turned into spi
 spikes ``[N, T, ...]`` without an encoder. Runs are seeded and deterministic; the trainer writes a
 checkpoint (HDF5, atomically) after every task, and a run resumed from it in a new process ends
 with the same accuracy matrix as an uninterrupted one.
+
+The optimisation step (with the strategy's hooks), the dtype/encoding/optimiser setup and the
+checkpoint file are :mod:`spikeflow.train.loop`'s, shared with :class:`spikeflow.train.Trainer`.
 """
 
 from __future__ import annotations
@@ -22,17 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from spikeflow._progress import progress_bar
 
-from spikeflow._atomic import atomic_path
+from spikeflow._progress import progress_bar
 from spikeflow.continual.metrics import ContinualResult
 from spikeflow.continual.strategies import get_strategy
 from spikeflow.continual.tasks import Task, _pair
 from spikeflow.errors import DataError, FormatError, SpikeflowError
-from spikeflow.train.losses import get_loss
+from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, save_state
 
 CHECKPOINT_FORMAT = "spikeflow-continual"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2: the state file of :func:`spikeflow.train.loop.save_state` (version 1: the graph walker's tree)."""
 
 
 class ContinualTrainer:
@@ -42,8 +45,8 @@ class ContinualTrainer:
         model: ``nn.Module`` mapping ``[T, B, ...]`` to ``[T, B, C]`` (e.g. ``sf.to_torch(graph)``).
         strategy: a name from :data:`STRATEGIES` or a strategy object (e.g. ``HLOP(subspace=8)``).
         loss: a name from :data:`spikeflow.train.losses.LOSSES` or a callable with ``scores``.
-        optimizer: ``"sgd"`` (with ``momentum``), ``"adam"``, or ``(params, lr) -> Optimizer``; a fresh
-            optimiser is made for every task.
+        optimizer: ``"sgd"`` (with ``momentum``), ``"adam"``, ``"adamw"``, or ``(params, lr) -> Optimizer``;
+            a fresh optimiser is made for every task.
         lr: learning rate.
         momentum: SGD momentum.
         epochs: epochs per task.
@@ -62,10 +65,11 @@ class ContinualTrainer:
             raise DataError(f"ContinualTrainer: model must be an nn.Module, got {type(model).__name__}")
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise DataError(f"ContinualTrainer: need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-        if isinstance(optimizer, str) and optimizer not in ("sgd", "adam"):
-            raise DataError(f"ContinualTrainer: unknown optimizer {optimizer!r}; known: ['adam', 'sgd']")
-        self.model, self.loss = model, get_loss(loss)
+        if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
+            raise DataError(f"ContinualTrainer: unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZERS)}")
         self.strategy = get_strategy(strategy)
+        self.loop = TrainingLoop(model, loss, encoder=encoder, hooks=self.strategy, progress=progress)
+        self.model, self.loss = self.loop.model, self.loop.loss
         self.optimizer, self.lr, self.momentum = optimizer, float(lr), float(momentum)
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
         self.encoder, self.progress = encoder, progress
@@ -81,14 +85,6 @@ class ContinualTrainer:
         self._test: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---------------------------------------------------------------------------- data
-
-    def _dtype(self) -> torch.dtype:
-        p = next(self.model.parameters(), None)
-        return p.dtype if p is not None and p.is_floating_point() else torch.float32
-
-    def _time_major(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = self.encoder(x, generator) if self.encoder is not None else x.transpose(0, 1)
-        return x.to(self._dtype())
 
     def _set_tasks(self, tasks: Sequence[Task]) -> None:
         if not tasks:
@@ -121,7 +117,7 @@ class ContinualTrainer:
             expected = tuple(self.model.shapes[self.model.inputs[0]])
         if expected is None:
             return
-        found = tuple(self._time_major(x[:1], torch.Generator().manual_seed(0)).shape[2:])
+        found = tuple(self.loop.time_major(x[:1], torch.Generator().manual_seed(0)).shape[2:])
         if found != expected:
             raise DataError(f"tasks: encoded samples have shape {found}, but the model's input expects {expected}")
 
@@ -130,20 +126,24 @@ class ContinualTrainer:
 
         Shuffling and encoding draw from the trainer's seeded generator, so the sequence repeats.
         """
+        for x, y in progress_bar(self._raw_batches(tasks, shuffle), desc=desc, enabled=self.progress, leave=False):
+            yield self.loop.time_major(x, self._rng), y
+
+    def _raw_batches(self, tasks: int | Sequence[int], shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batch-first ``(x, y)`` batches of some tasks' training data, in the trainer's seeded order."""
         ids = [tasks] if isinstance(tasks, int) else list(tasks)
         x = torch.cat([self._data[i][0] for i in ids])
         y = torch.cat([self._data[i][1] for i in ids])
         order = torch.randperm(x.shape[0], generator=self._rng) if shuffle else torch.arange(x.shape[0])
-        chunks = order.split(self.batch_size)
-        for idx in progress_bar(chunks, desc=desc, enabled=self.progress, leave=False):
-            yield self._time_major(x[idx], self._rng), y[idx]
+        for idx in order.split(self.batch_size):
+            yield x[idx], y[idx]
 
     def _test_batches(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
         # the test spikes of each task are drawn once, from their own seed: every evaluation, in
         # every process, sees the same input
         if task not in self._test:
             x, y = self._test_raw[task]
-            self._test[task] = (self._time_major(x, torch.Generator().manual_seed(self.seed + 1_000_003 * (task + 1))), y)
+            self._test[task] = (self.loop.time_major(x, torch.Generator().manual_seed(self.seed + 1_000_003 * (task + 1))), y)
         return self._test[task]
 
     # ------------------------------------------------------------------------- running
@@ -154,47 +154,21 @@ class ContinualTrainer:
         self.model.eval()
         x, y = self._test_batches(task)
         correct = 0
-        scores = getattr(self.loss, "scores", lambda out: out.sum(0))
         for start in range(0, y.shape[0], max(self.batch_size, 256)):
             out = self.model(x[:, start:start + max(self.batch_size, 256)])
-            correct += int((scores(out).argmax(-1) == y[start:start + out.shape[1]]).sum())
+            correct += int((self.loop.scores(out).argmax(-1) == y[start:start + out.shape[1]]).sum())
         return correct / y.shape[0]
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            raise DataError("ContinualTrainer: the model has no trainable parameters")
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr)
-        return self.optimizer(params, lr=self.lr)
-
     def _train_task(self, t: int) -> None:
-        opt = self._make_optimizer()
-        scores = getattr(self.loss, "scores", lambda out: out.sum(0))
+        self.loop.optimizer = make_optimizer(self.model, self.optimizer, self.lr, self.momentum)
         losses, accs = [], []
         for epoch in range(self.epochs):
             self.model.train()
             self.strategy.begin_epoch(epoch, self)
-            total, correct, seen = 0.0, 0, 0
             ids = self.strategy.training_tasks(t)
-            for x, target in self.batches(ids, shuffle=True, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}"):
-                out = self.strategy.forward(self.model, x)
-                loss = self.loss(out, target)
-                extra = self.strategy.penalty(self.model)
-                if extra is not None:
-                    loss = loss + extra
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.strategy.before_step()
-                opt.step()
-                self.strategy.after_step()
-                total += float(loss.detach()) * target.shape[0]
-                correct += int((scores(out.detach()).argmax(-1) == target).sum())
-                seen += target.shape[0]
-            losses.append(total / seen)
-            accs.append(correct / seen)
+            loss, acc = self.loop.epoch(self._raw_batches(ids, shuffle=True), self._rng, desc=f"continual: task {t + 1} epoch {epoch + 1}/{self.epochs}")
+            losses.append(loss)
+            accs.append(acc)
         self.history["loss"].append(losses)
         self.history["train_acc"].append(accs)
 
@@ -257,16 +231,8 @@ class ContinualTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` to an HDF5 file atomically (no pickle); return the path."""
-        import h5py
-
-        from spikeflow.io.hdf5 import write_header, write_tree
-
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w", track_order=True) as f:
-                write_header(f, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-                write_tree(f, self.state_dict())
-        return Path(path)
+        """Write :meth:`state_dict` atomically (HDF5, :func:`spikeflow.train.loop.save_state`); return the path."""
+        return save_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, self.state_dict())
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (call after the tasks are set,
@@ -275,21 +241,8 @@ class ContinualTrainer:
         Raises:
             FormatError: not such a checkpoint, or one that does not fit this model or strategy.
         """
-        import h5py
-
-        from spikeflow.io.hdf5 import check_header, read_tree
-
         path = Path(path)
-        try:
-            with h5py.File(path, "r") as f:
-                check_header(f, path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
-                state = read_tree(f)
-        except FileNotFoundError:
-            raise FormatError(f"{path}: no such file") from None
-        except SpikeflowError:
-            raise
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-            raise FormatError(f"{path}: not a readable continual-learning checkpoint (truncated or not HDF5?): {err}") from None
+        state = load_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, what="continual-learning checkpoint")
         try:
             self._restore(state)
         except SpikeflowError as err:

@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from spikeflow.backends import backend_names, capabilities
 from spikeflow.backends.inputs import prepare_inputs
 from spikeflow.backends.numba import kernels as K
 from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.exit.policy import ExitPolicy, check_exit_policy, get_exit_policy
-
-BACKENDS = ("numba-event", "numba-clock", "torch")
 
 
 @dataclass
@@ -117,17 +116,17 @@ class ExitSimulator:
                  sparse="auto"):
         from spikeflow.backends.numba.engine import Engine
 
-        if backend not in ("numba-event", "numba-clock"):
-            raise BackendError(f"argument 'backend': ExitSimulator runs 'numba-event' or 'numba-clock', got {backend!r}")
+        runners = backend_names(early_exit=True, engine="numba")
+        if backend not in runners:
+            raise BackendError(f"argument 'backend': ExitSimulator runs one of {runners}, got {backend!r}")
         if precision not in ("float64", "float32"):
             raise BackendError(f"argument 'precision': early exit runs 'float64' or 'float32', got {precision!r}")
-        graph.validate()
+        flat = graph.checked()
         self.policy = resolve_policy(graph, policy)
         self.backend = backend
-        flat = graph.flatten()
         self.shapes = {k: flat.nodes[k].shape for k in flat.inputs}
         self.dt = flat.dt
-        self.program = Engine(graph, backend=backend, event=backend == "numba-event", precision=precision, sparse=sparse).program
+        self.program = Engine(flat, backend=backend, event=capabilities(backend).event_driven, precision=precision, sparse=sparse).program
         offset, shape = self.program.outputs[self.policy.output]
         self.n_classes = int(shape[0])
         self._table = np.array([[offset, self.n_classes, 0]], dtype=np.int64)
@@ -195,7 +194,8 @@ def simulate_exit(graph, inputs, backend: str = "numba-event", *, policy: ExitPo
     Args:
         graph: the network; its exit policy is used unless ``policy`` is given.
         inputs: as for :func:`spikeflow.simulate` (arrays, tensors, a dict by Input name, events).
-        backend: "numba-event", "numba-clock" or "torch" (batch compaction: finished samples leave
+        backend: a backend with the ``early_exit`` capability (``backend_names(early_exit=True)``:
+            "numba-event", "numba-clock", or "torch" with batch compaction: finished samples leave
             the batch).
         policy: overrides the graph's policy.
         **options: ``precision``/``sparse`` (numba), ``dtype``/``device``/``batch_size`` (torch),
@@ -205,12 +205,12 @@ def simulate_exit(graph, inputs, backend: str = "numba-event", *, policy: ExitPo
 
     if not isinstance(graph, Graph):
         raise GraphError(f"argument 'graph': expected a spikeflow.Graph, got {type(graph).__name__}")
-    if backend not in BACKENDS:
-        raise BackendError(f"argument 'backend': early exit runs on {BACKENDS}, got {backend!r}")
+    runners = backend_names(early_exit=True)
+    if backend not in runners:
+        raise BackendError(f"argument 'backend': early exit runs on {runners}, got {backend!r}")
     prepare = {k: options.pop(k) for k in ("bin_width", "sensor_size") if k in options}
-    if backend == "torch":
-        graph.validate()
-        flat = graph.flatten()
+    if capabilities(backend).engine == "torch":
+        flat = graph.checked()
         checked = prepare_inputs(inputs, {k: flat.nodes[k].shape for k in flat.inputs}, dt=flat.dt, **prepare)
         batch_size = options.pop("batch_size", None)
         return TorchExitRunner(graph, policy=policy, **options).run(checked, batch_size=batch_size)

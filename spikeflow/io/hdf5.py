@@ -119,7 +119,7 @@ def _python_scalar(value: Any) -> Any:
 
 def write_header(h5file, format_name: str, version: int) -> None:
     """Stamp a file with its format name and integer version (shared by spikeflow's HDF5 formats)."""
-    from spikeflow import __version__
+    from spikeflow._version import __version__
 
     h5file.attrs["format"] = format_name
     h5file.attrs["format_version"] = int(version)

@@ -56,6 +56,7 @@ class Graph:
         self.dt = float(dt)
         self.integration = str(integration)
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self._checked_shapes: dict[str, tuple[int, ...]] | None = None  # set on the flat copies checked() returns
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -110,6 +111,18 @@ class Graph:
 
     def validate(self) -> "Graph":
         """Check names, edges, parameters, cycles and shapes; return self or raise GraphError."""
+        self.checked()
+        return self
+
+    def checked(self) -> "Graph":
+        """Validate, then return the flattened graph, marked as checked, with its shapes inferred.
+
+        :func:`spikeflow.simulate` calls this once and hands the result to the backend, so the
+        backend neither validates, flattens nor infers shapes again. The result is a new object
+        (nodes are shared): treat it as read-only. Calling ``checked()`` on it returns it as is.
+        """
+        if self._checked_shapes is not None:
+            return self
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise GraphError(f"graph field 'dt': must be a positive number of seconds, got {self.dt!r}")
         if self.integration not in INTEGRATIONS:
@@ -135,11 +148,13 @@ class Graph:
         flat = self.flatten()
         for name, node in flat.nodes.items():
             coefficients(node, flat.dt, flat.integration, where=f"node {name!r}: ")
-        flat._infer_shapes()
+        shapes = flat._infer_shapes()
         for key, check in METADATA_CHECKS.items():
             if key in self.metadata:
                 check(self)
-        return self
+        checked = Graph(flat.nodes, flat.edges, dt=flat.dt, integration=flat.integration, metadata=flat.metadata)
+        checked._checked_shapes = shapes
+        return checked
 
     def _check_edges(self) -> None:
         for a, b in self.edges:
@@ -165,6 +180,8 @@ class Graph:
     def flatten(self) -> "Graph":
         """A graph without nesting: inner nodes are named ``outer.inner`` and inner Input/Output
         nodes are replaced by direct edges. Validates edges on the way."""
+        if self._checked_shapes is not None:
+            return self
         self._check_edges()
         if not self.is_nested():
             return self
@@ -290,7 +307,7 @@ class Graph:
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Output shape of every node of the flattened graph."""
-        return self.validate().flatten()._infer_shapes()
+        return dict(self.checked()._checked_shapes)
 
     def _infer_shapes(self) -> dict[str, tuple[int, ...]]:
         graph = self.flatten()

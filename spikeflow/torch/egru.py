@@ -1,7 +1,7 @@
 """EGRU in PyTorch: a fused CPU scan (numba forward and BPTT) behind a torch.nn.GRU-like module.
 
 Input projections of all time steps are one matrix product; the recurrent scan and its backward
-run in :mod:`spikeflow.torch.egru_kernels`, where the forward touches only the recurrent-matrix
+run in :mod:`spikeflow.backends.numba.egru_kernels`, where the forward touches only the recurrent-matrix
 rows of units that emitted an event. In float64 the input projection uses the same event-ordered
 kernel as the numba-event runner, so both produce bit-identical events; in float32 it is a BLAS
 matrix product (faster; training does not need bit-identity).
@@ -18,7 +18,7 @@ from torch import nn
 
 from spikeflow.errors import DataError, GraphError
 from spikeflow.ir.egru import EGRU as EGRUNode
-from spikeflow.torch import egru_kernels as k
+from spikeflow.backends.numba import egru_kernels as k
 
 
 class EGRUState(NamedTuple):

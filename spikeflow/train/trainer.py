@@ -15,12 +15,14 @@ Determinism: the same model initialisation, data and ``seed`` give identical wei
 The trainer owns its random streams (shuffling, encoding, and torch's global RNG inside
 :meth:`Trainer.fit`, which is forked so the caller's RNG is left alone) and stores them in each
 checkpoint, so a run interrupted after epoch ``k`` and resumed equals an uninterrupted run (CPU).
+
+The optimisation step, dtype/encoding setup and checkpoint file are :mod:`spikeflow.train.loop`'s,
+shared with the continual-learning trainer.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,16 +32,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
-from spikeflow._progress import progress_bar
-
-from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError
-from spikeflow.train.losses import get_loss
+from spikeflow.train.loop import OPTIMIZERS, TrainingLoop, load_state, make_optimizer, save_state
 
 CHECKPOINT_FORMAT = "spikeflow-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2: HDF5 written by :func:`spikeflow.train.loop.save_state` (version 1 was a torch.save file)."""
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "OPTIMIZERS", "RateEncoder", "Trainer"]
 
 
 class RateEncoder:
@@ -129,7 +129,8 @@ class Trainer:
 
     Args:
         model: an ``nn.Module`` mapping ``[T, B, ...]`` to ``[T, B, C]`` (for example
-            ``sf.to_torch(graph)``), or an IR ``Graph`` (lowered with ``sf.to_torch``).
+            ``sf.to_torch(graph)``), or an IR ``Graph`` (lowered with ``sf.to_torch``: PyTorch's
+            default dtype).
         loss: a name from :data:`spikeflow.train.losses.LOSSES` or a callable ``loss(y, target)``;
             its ``scores(y) -> [B, C]`` method (default: sum over time) decides predictions.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable ``(params, lr) -> Optimizer``.
@@ -139,7 +140,7 @@ class Trainer:
         seed: seeds shuffling, encoding and torch's RNG inside :meth:`fit`.
         regularizers: callables on the ``record`` dict of ``model.run(x, record=...)``, each naming
             the nodes it needs in ``.nodes`` (see :mod:`spikeflow.train.losses`).
-        checkpoint: file written atomically after every epoch; ``fit(resume=True)`` continues from it.
+        checkpoint: HDF5 file written atomically after every epoch; ``fit(resume=True)`` continues from it.
         device: torch device for the model and batches.
         encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
         progress: report progress: a bar per epoch on a terminal, and one line per epoch (also in
@@ -171,57 +172,22 @@ class Trainer:
             raise DataError(f"Trainer: model must be an nn.Module or a spikeflow Graph, got {type(model).__name__}")
         if epochs < 0 or batch_size < 1:
             raise DataError(f"Trainer: need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
-        self.device = torch.device(device)
-        self.model = model.to(self.device)
-        self.loss = get_loss(loss)
+        self.loop = TrainingLoop(model, loss, device=device, encoder=encoder, regularizers=regularizers, progress=progress)
         self.lr, self.epochs, self.batch_size, self.seed = float(lr), int(epochs), int(batch_size), int(seed)
-        self.regularizers = list(regularizers)
-        self.record = tuple(dict.fromkeys(n for r in self.regularizers for n in getattr(r, "nodes", ())))
-        if self.regularizers and not hasattr(model, "run"):
-            raise DataError("Trainer: regularizers need a model with run(x, record=...), such as sf.to_torch(graph)")
+        self.loop.optimizer = make_optimizer(self.loop.model, optimizer, self.lr)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.encoder = encoder
         self.progress = progress
-        self.optimizer = self._make_optimizer(optimizer)
         self.epoch = 0
         self.history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
         self._shuffle_rng = torch.Generator().manual_seed(self.seed)
         self._torch_rng = torch.Generator().manual_seed(self.seed + 1).get_state()
 
-    def _make_optimizer(self, optimizer) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
-            raise DataError("Trainer: the model has no trainable parameters")
-        if isinstance(optimizer, str):
-            if optimizer not in OPTIMIZERS:
-                raise DataError(f"Trainer: unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZERS)}")
-            return OPTIMIZERS[optimizer](params, lr=self.lr)
-        return optimizer(params, lr=self.lr)
-
-    # ----------------------------------------------------------------------------- running
-
-    def _dtype(self) -> torch.dtype:
-        p = next(self.model.parameters(), None)
-        return p.dtype if p is not None and p.is_floating_point() else torch.float32
-
-    def _time_major(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.encoder is not None:
-            x = self.encoder(x, generator)
-        else:
-            if x.dim() < 2:
-                raise DataError(f"data: expected batch-first x of shape [B, T, ...], got {tuple(x.shape)}")
-            x = x.transpose(0, 1)
-        return x.to(self.device, self._dtype())
-
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.record:
-            y, record = self.model.run(x, record=self.record)
-            return y, record
-        return self.model(x), {}
-
-    def _scores(self, y: torch.Tensor) -> torch.Tensor:
-        scores = getattr(self.loss, "scores", None)
-        return scores(y) if scores is not None else y.sum(0)
+    # the loop's parts, under the names a PyTorch user looks for
+    model = property(lambda self: self.loop.model)
+    optimizer = property(lambda self: self.loop.optimizer)
+    loss = property(lambda self: self.loop.loss)
+    device = property(lambda self: self.loop.device)
+    encoder = property(lambda self: self.loop.encoder)
 
     def _eval_rng(self) -> torch.Generator:
         # evaluation draws its own spikes so it repeats exactly and never shifts training's stream
@@ -246,7 +212,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._torch_rng)
             while self.epoch < self.epochs:
-                self._train_epoch(train_data)
+                batches, count = _batches(train_data, self.batch_size, True, self._shuffle_rng, need_labels=True)
+                self.model.train()
+                loss, acc = self.loop.epoch(batches, self._shuffle_rng, count=count, desc=f"train: epoch {self.epoch + 1}/{self.epochs}")
+                self.history["loss"].append(loss)
+                self.history["train_acc"].append(acc)
                 val = self.evaluate(val_data) if val_data is not None else {"loss": math.nan, "acc": math.nan}
                 self.history["val_loss"].append(val["loss"])
                 self.history["val_acc"].append(val["acc"])
@@ -260,31 +230,6 @@ class Trainer:
                     self.save_checkpoint(self.checkpoint)
         return self.history
 
-    def _train_epoch(self, data: Any) -> None:
-        self.model.train()
-        batches, count = _batches(data, self.batch_size, True, self._shuffle_rng, need_labels=True)
-        total, correct, seen = 0.0, 0, 0
-        bar = progress_bar(batches, total=count, desc=f"train: epoch {self.epoch + 1}/{self.epochs}", enabled=self.progress, leave=False)
-        for x, target in bar:
-            x, target = self._time_major(x, self._shuffle_rng), target.to(self.device)
-            y, record = self._forward(x)
-            loss = self.loss(y, target)
-            for reg in self.regularizers:
-                loss = loss + reg(record)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            batch = target.shape[0]
-            total += loss.item() * batch
-            correct += int((self._scores(y.detach()).argmax(-1) == target).sum())
-            seen += batch
-            bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        if seen == 0:
-            raise DataError("fit: the training data is empty")
-        self.history["loss"].append(total / seen)
-        self.history["train_acc"].append(correct / seen)
-
     # -------------------------------------------------------------------------- inference
 
     @torch.no_grad()
@@ -293,7 +238,7 @@ class Trainer:
         rng = self._eval_rng()
         batches, _ = _batches(data, self.batch_size, False, rng, need_labels)
         for x, target in batches:
-            yield self.model(self._time_major(x, rng)), target
+            yield self.model(self.loop.time_major(x, rng)), target
 
     def evaluate(self, data: Any) -> dict[str, float]:
         """Mean loss (without regularisers) and accuracy on labelled data: ``{"loss", "acc", "n"}``."""
@@ -301,7 +246,7 @@ class Trainer:
         for y, target in self._outputs(data, need_labels=True):
             target = target.to(self.device)
             total += float(self.loss(y, target)) * target.shape[0]
-            correct += int((self._scores(y).argmax(-1) == target).sum())
+            correct += int((self.loop.scores(y).argmax(-1) == target).sum())
             seen += target.shape[0]
         if seen == 0:
             raise DataError("evaluate: the data is empty")
@@ -312,7 +257,7 @@ class Trainer:
 
         ``data`` may also be ``x`` alone (labels are not needed).
         """
-        out = [self._scores(y).cpu() for y, _ in self._outputs(data, need_labels=False)]
+        out = [self.loop.scores(y).cpu() for y, _ in self._outputs(data, need_labels=False)]
         if not out:
             raise DataError("predict: the data is empty")
         s = torch.cat(out)
@@ -323,8 +268,6 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: model, optimizer, epoch, history, RNG states."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
             "seed": self.seed,
             "model": self.model.state_dict(),
@@ -334,36 +277,27 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` atomically with ``torch.save``; return the path."""
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        return Path(path)
+        """Write :meth:`state_dict` atomically (HDF5, :func:`spikeflow.train.loop.save_state`); return the path."""
+        return save_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, self.state_dict())
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (loaded with ``weights_only=True``,
-        so a file carrying arbitrary pickled objects is refused, never executed)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FormatError(f"checkpoint {str(path)!r}: no such file")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FormatError(f"checkpoint {str(path)!r}: not a readable spikeflow checkpoint (weights-only load refused it: {first})") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise FormatError(f"checkpoint {str(path)!r}: expected a dict with format {CHECKPOINT_FORMAT!r}")
-        if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
-            raise FormatError(f"checkpoint {str(path)!r}: version {state.get('version')!r} is newer than supported ({CHECKPOINT_VERSION})")
+        """Restore a checkpoint written by :meth:`save_checkpoint` (HDF5 and JSON: nothing is unpickled).
+
+        Raises:
+            FormatError: missing, truncated or foreign file, or one that does not fit this model.
+        """
+        state = load_state(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+        where = f"checkpoint {str(path)!r}"
         missing = [k for k in ("epoch", "model", "optimizer", "history", "rng") if k not in state]
         if missing:
-            raise FormatError(f"checkpoint {str(path)!r}: missing field {missing[0]!r}")
+            raise FormatError(f"{where}: missing field {missing[0]!r}")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self._shuffle_rng.set_state(state["rng"]["shuffle"].cpu())
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise FormatError(f"checkpoint {str(path)!r}: does not fit this model/optimizer ({first})") from None
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FormatError(f"{where}: does not fit this model/optimizer ({first})") from None
         self._torch_rng = state["rng"]["torch"].cpu()
         self.epoch = int(state["epoch"])
         self.history = {k: [float(v) for v in vals] for k, vals in state["history"].items()}

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from spikeflow.backends import available_backends, simulate
+from spikeflow.backends import available_backends, backend_names, simulate
 from spikeflow.exit.runners import ExitSimulator, simulate_exit
 
 import spikeflow as sf
@@ -10,7 +10,7 @@ from spikeflow.errors import BackendError, DataError, GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.exit.policy import ExitPolicy, set_exit_policy
 
-BACKENDS = ["numba-event", "numba-clock"] + (["torch"] if available_backends()["torch"] else [])
+BACKENDS = [b for b in backend_names(early_exit=True) if available_backends()[b]]
 
 
 def _spiking_graph(seed=0):

@@ -55,7 +55,7 @@ def test_compare_backends_scores_against_the_reference_simulator():
     labels[:3] = (want[:3] + 1) % 10  # three wrong on purpose: accuracy 5/8
     report = demo.compare_backends(graph, x, labels, latency_samples=4)
     assert report["n"] == 8 and report["batch1_n"] == 4 and report["batch1_input"] == "dense"
-    for backend in demo.BACKENDS:
+    for backend in demo.compared_backends():
         r = report[backend]
         assert r["acc"] == 5 / 8, backend
         assert r["neuron_updates_per_sample"] == 6 * (12 + 10)

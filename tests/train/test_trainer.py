@@ -1,13 +1,16 @@
 import pickle
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import spikeflow as sf
 from spikeflow.errors import DataError, FormatError
 from spikeflow.train import RateEncoder, SpikeCountL2, Trainer
+from spikeflow.train.loop import load_state, save_state
 from tests.train.tiny_net import TinySNN, toy_data
 
 
@@ -87,7 +90,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, with_val):
     full = make_trainer(epochs=5)
     full.fit(data, val)
 
-    ckpt = tmp_path / "run.pt"
+    ckpt = tmp_path / "run.h5"
     make_trainer(epochs=2, checkpoint=ckpt).fit(data, val)  # "interrupted" after epoch 2
     resumed = make_trainer(init_seed=99, epochs=5, checkpoint=ckpt)  # different init: all must come from the file
     resumed.fit(data, val, resume=True)
@@ -96,13 +99,15 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, with_val):
     assert resumed.epoch == 5
 
 
-def test_checkpoint_is_weights_only_and_complete(tmp_path):
-    t = make_trainer(epochs=1, checkpoint=tmp_path / "c.pt")
+def test_checkpoint_is_hdf5_and_complete(tmp_path):
+    t = make_trainer(epochs=1, checkpoint=tmp_path / "c.h5")
     t.fit(toy_data(n=32))
-    state = torch.load(tmp_path / "c.pt", weights_only=True)
-    assert state["epoch"] == 1 and state["format"] == "spikeflow-checkpoint"
-    assert set(state) >= {"model", "optimizer", "history", "rng"}
-    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert f.attrs["format"] == "spikeflow-checkpoint" and f.attrs["format_version"] == 2
+    state = load_state(tmp_path / "c.h5", "spikeflow-checkpoint", 2)
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "history", "rng"}
+    assert isinstance(next(iter(state["optimizer"]["state"])), int)  # integer keys survive
+    assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]  # no temporary left behind
 
 
 class _Payload:
@@ -119,10 +124,9 @@ def test_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "spikeflow-checkpoint", "version": 1, "payload": _Payload(marker)}, evil)
     assert not marker.exists()
-    with pytest.raises(FormatError, match="weights-only load refused"):
+    with pytest.raises(FormatError, match="not a readable"):
         make_trainer().load_checkpoint(evil)
     assert not marker.exists()
-    # the same payload written as a plain pickle is refused too
     plain = tmp_path / "plain.pt"
     plain.write_bytes(pickle.dumps(_Payload(marker)))
     with pytest.raises(FormatError):
@@ -131,26 +135,39 @@ def test_checkpoint_carrying_code_is_refused_not_executed(tmp_path):
 
 
 def test_bad_checkpoints_raise_format_error(tmp_path):
-    t = make_trainer(epochs=1, checkpoint=tmp_path / "c.pt")
+    t = make_trainer(epochs=1, checkpoint=tmp_path / "c.h5")
     t.fit(toy_data(n=32))
     with pytest.raises(FormatError, match="no such file"):
-        t.load_checkpoint(tmp_path / "missing.pt")
-    raw = (tmp_path / "c.pt").read_bytes()
-    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(FormatError, match="cut.pt"):
-        t.load_checkpoint(tmp_path / "cut.pt")
-    torch.save({"hello": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(FormatError, match="format"):
-        t.load_checkpoint(tmp_path / "other.pt")
+        t.load_checkpoint(tmp_path / "missing.h5")
+    raw = (tmp_path / "c.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FormatError, match="cut.h5"):
+        t.load_checkpoint(tmp_path / "cut.h5")
+    sf.save(sf.Graph.sequential(sf.ir.Input(shape=(2,)), sf.ir.LIF(tau=0.01, v_threshold=np.ones(2))), tmp_path / "graph.h5")
+    with pytest.raises(FormatError, match="spikeflow-checkpoint"):
+        t.load_checkpoint(tmp_path / "graph.h5")
     torch.manual_seed(0)
     other = Trainer(TinySNN(n_hidden=5), progress=False)
     with pytest.raises(FormatError, match="does not fit"):
-        other.load_checkpoint(tmp_path / "c.pt")
-    state = torch.load(tmp_path / "c.pt", weights_only=True)
-    state["version"] = 99
-    torch.save(state, tmp_path / "new.pt")
+        other.load_checkpoint(tmp_path / "c.h5")
+    state = load_state(tmp_path / "c.h5", "spikeflow-checkpoint", 2)
+    save_state(tmp_path / "new.h5", "spikeflow-checkpoint", 99, state)
     with pytest.raises(FormatError, match="newer"):
-        t.load_checkpoint(tmp_path / "new.pt")
+        t.load_checkpoint(tmp_path / "new.h5")
+    del state["rng"]
+    save_state(tmp_path / "partial.h5", "spikeflow-checkpoint", 2, state)
+    with pytest.raises(FormatError, match="missing field 'rng'"):
+        t.load_checkpoint(tmp_path / "partial.h5")
+
+
+def test_state_files_round_trip_nested_values(tmp_path):
+    state = {"a": (1, 2.5, None, True), 3: {"t": torch.arange(4), "n": np.eye(2)}, "s": ["x", [1, 2]]}
+    save_state(tmp_path / "s.h5", "test-state", 1, state)
+    back = load_state(tmp_path / "s.h5", "test-state", 1)
+    assert back["a"] == (1, 2.5, None, True) and back["s"] == ["x", [1, 2]]
+    assert torch.equal(back[3]["t"], torch.arange(4)) and np.array_equal(back[3]["n"], np.eye(2))
+    with pytest.raises(FormatError, match="cannot store"):
+        save_state(tmp_path / "bad.h5", "test-state", 1, {"f": lambda: 0})
 
 
 def test_regularizer_reads_recorded_activity_and_lowers_it():
