@@ -26,7 +26,7 @@ import time
 from importlib import import_module
 from typing import Any, Iterable
 
-from spikeflow.errors import BackendError, GraphError
+from spikeflow.errors import BackendError, DataError, GraphError
 
 from .capabilities import Capabilities
 from .inputs import bin_events, event_samples, prepare_inputs
@@ -95,6 +95,7 @@ def simulate(
     precision: Any = "float64",
     bin_width: float | None = None,
     sensor_size: tuple[int, ...] | None = None,
+    batch_first: bool = False,
     **options: Any,
 ) -> SimulationResult:
     """Run ``graph`` on ``inputs`` with ``backend`` and return a :class:`SimulationResult`.
@@ -109,6 +110,9 @@ def simulate(
         record: node names whose spikes (``result.spikes``) and membrane potentials or values
             (``result.traces``) are returned.
         precision: "float64", "float32", or (numba) "fixed" / a ``FixedPoint``.
+        batch_first: the array inputs are ``[B, T, ...]`` (as datasets and the Trainer hold them);
+            they are swapped to the time-major ``[T, B, ...]`` that every backend runs. Results are
+            always time-major.
         **options: backend-specific, e.g. ``sparse`` (numba), ``target`` (brian2).
     """
     from spikeflow.ir import Graph
@@ -121,6 +125,8 @@ def simulate(
     check_precision(backend, precision)
     flat = graph.checked()  # validated and flattened once; the backend reuses it
     shapes = {k: flat.nodes[k].shape for k in flat.inputs}
+    if batch_first:
+        inputs = _time_major(inputs)
     start = time.perf_counter()
     if capabilities(backend).event_input and len(shapes) == 1 and event_samples(inputs) is not None:
         # events go straight to per-step entries: a long sparse recording is never densified
@@ -131,6 +137,17 @@ def simulate(
         result = module.run(flat, checked, record=tuple(record), precision=precision, **options)
     result.stats["wall_time"] = time.perf_counter() - start
     return result
+
+
+def _time_major(inputs: Any) -> Any:
+    """Array inputs ``[B, T, ...]`` (or a dict of them) as ``[T, B, ...]``; events are left alone."""
+    if event_samples(inputs) is not None:
+        return inputs
+    if isinstance(inputs, dict):
+        return {k: _time_major(v) for k, v in inputs.items()}
+    if hasattr(inputs, "transpose") and getattr(inputs, "ndim", 0) >= 2:
+        return inputs.transpose(0, 1) if hasattr(inputs, "detach") else inputs.swapaxes(0, 1)
+    raise DataError(f"argument 'inputs': batch_first=True needs arrays of shape [B, T, ...], got {type(inputs).__name__}")
 
 
 def check_precision(backend: str, precision: Any) -> None:

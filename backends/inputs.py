@@ -7,7 +7,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from spikeflow.datasets.events import bin_events, event_bins
 from spikeflow.errors import DataError
+
+__all__ = ["bin_events", "default_bin_width", "event_bins", "event_samples", "is_events", "prepare_inputs"]
 
 
 def is_events(value: Any) -> bool:
@@ -24,55 +27,6 @@ def event_samples(value: Any) -> list | None:
     if isinstance(value, (list, tuple)) and value and all(is_events(v) for v in value):
         return list(value)
     return None
-
-
-def bin_events(events: np.ndarray, sensor_size: tuple[int, ...], bin_width: float, n_bins: int | None = None, first_bin: int = 0) -> np.ndarray:
-    """Count events per time bin and pixel: ``[n_bins, P, H, W]`` float64.
-
-    An event at time ``t`` (µs) lands in bin ``floor(t / bin_width)``, so bin ``k`` is simulation
-    step ``k`` when ``bin_width`` is the graph's ``dt`` in µs. ``sensor_size`` is ``(W, H, P)`` as in
-    tonic (``(W, P)`` or ``(W,)`` for sensors without ``y``). Frames start at bin ``first_bin``
-    (a stream's later chunks); earlier events raise DataError, events past ``n_bins`` are dropped.
-    """
-    bins, p, y, x, dims = event_fields(events, sensor_size, bin_width, first_bin)
-    if n_bins is None:
-        n_bins = int(bins.max(initial=-1)) + 1
-    keep = bins < n_bins
-    frames = np.zeros((n_bins,) + dims)
-    np.add.at(frames, (bins[keep], p[keep], y[keep], x[keep]), 1.0)
-    return frames
-
-
-def event_fields(events: np.ndarray, sensor_size: tuple[int, ...], bin_width: float, first_bin: int = 0):
-    """The checked events as int64 arrays ``(bin, p, y, x)`` and the frame shape ``(P, H, W)``
-    (see :func:`bin_events`); bins count from ``first_bin``."""
-    if not is_events(events):
-        raise DataError(f"events: expected a structured array with fields x, t, p (and y), got dtype {getattr(events, 'dtype', type(events))}")
-    size = tuple(int(s) for s in sensor_size)
-    if not 1 <= len(size) <= 3 or min(size) < 1:
-        raise DataError(f"argument 'sensor_size': expected (W, H, P) with positive sizes, got {sensor_size!r}")
-    if len(size) == 3:
-        width, height, polarities = size
-    else:
-        width, height, polarities = size[0], 1, (size[1] if len(size) == 2 else 1)
-    if not bin_width > 0:
-        raise DataError(f"argument 'bin_width': expected a positive number of µs, got {bin_width!r}")
-    t = np.asarray(events["t"], dtype=np.float64)
-    x = np.asarray(events["x"]).astype(np.int64)
-    y = np.asarray(events["y"]).astype(np.int64) if "y" in events.dtype.names else np.zeros_like(x)
-    p = np.asarray(events["p"]).astype(np.int64)
-    for field, values, limit in (("x", x, width), ("y", y, height), ("p", p, polarities)):
-        bad = np.flatnonzero((values < 0) | (values >= limit))
-        if bad.size:
-            raise DataError(f"events field {field!r}: event {bad[0]} has {field}={values[bad[0]]}, expected 0..{limit - 1} for sensor_size {size}")
-    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
-    if bad.size:
-        raise DataError(f"events field 't': event {bad[0]} has t={t[bad[0]]}, expected a time >= 0 in µs")
-    bins = np.floor(t / bin_width).astype(np.int64) - int(first_bin)
-    early = np.flatnonzero(bins < 0)
-    if early.size:
-        raise DataError(f"events field 't': event {early[0]} at t={t[early[0]]:g} µs lies before the first bin (starting at {first_bin * bin_width:g} µs)")
-    return bins, p, y, x, (polarities, height, width)
 
 
 def default_bin_width(dt: float) -> float:

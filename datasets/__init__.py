@@ -13,7 +13,7 @@ Example:
 from importlib import import_module
 from typing import Any
 
-from spikeflow.datasets.events import EVENT_DTYPE, EventCollate, check_events, make_events, sort_events, to_frames
+from spikeflow.datasets.events import EVENT_DTYPE, EventCollate, bin_events, check_events, make_events, sort_events, to_frames
 
 # public name -> module of this package that defines it (imported lazily)
 _LAZY = {
@@ -42,6 +42,28 @@ _LAZY = {
 }
 
 
+# registered event datasets by command-line name -> class name; each takes (root, train=, transform=)
+# and has a sensor_size (W, H, P); ``spikeflow train --dataset NAME`` takes its choices from here
+DATASETS = {
+    "digit-saccades": "DigitSaccades",
+    "nmnist": "NMNIST",
+    "dvs-gesture": "DVSGesture",
+    "shd": "SHD",
+    "ntidigits18": "NTIDIGITS18",
+    "pokerdvs": "POKERDVS",
+}
+
+
+def dataset(name: str, root, train: bool = True, **options: Any):
+    """A registered event dataset by name (see ``DATASETS``), e.g. ``dataset("nmnist", root="data")``."""
+    from spikeflow.errors import DataError
+
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}")
+    cls = globals().get(DATASETS[name]) or __getattr__(DATASETS[name])
+    return cls(root, train=train, **options)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(import_module(f"spikeflow.datasets.{_LAZY[name]}"), name)
@@ -54,4 +76,4 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["EVENT_DTYPE", "EventCollate", "check_events", "make_events", "sort_events", "to_frames", *_LAZY]
+__all__ = ["DATASETS", "EVENT_DTYPE", "EventCollate", "bin_events", "check_events", "dataset", "make_events", "sort_events", "to_frames", *_LAZY]

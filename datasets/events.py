@@ -35,14 +35,33 @@ def make_events(x, y, t, p) -> np.ndarray:
     return events
 
 
+def sensor_dims(sensor_size: Sequence[int], what: str = "events") -> tuple[int, int, int]:
+    """``(W, H, P)`` of a tonic sensor size ``(W, H, P)``, ``(W, P)`` or ``(W,)`` (no ``y``: ``H = 1``)."""
+    try:
+        size = tuple(int(s) for s in sensor_size)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {sensor_size!r}") from None
+    if not 1 <= len(size) <= 3 or min(size) < 1:
+        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {tuple(sensor_size)}")
+    if len(size) == 3:
+        return size
+    return size[0], 1, (size[1] if len(size) == 2 else 1)
+
+
 def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool = True, what: str = "events") -> np.ndarray:
     """Check an event array against a sensor; return it unchanged or raise ``DataError``.
 
+    The one event validator: datasets, the event store, the plots and every simulation backend use
+    it, so a recording that one accepts the others accept too.
+
     Args:
         events: structured array with at least fields ``x``, ``t``, ``p`` (and ``y`` for 2-D sensors).
-        sensor_size: ``(W, H, P)`` as in tonic.
+        sensor_size: ``(W, H, P)`` as in tonic (``(W, P)`` or ``(W,)`` for sensors without ``y``).
         sorted_t: also require non-decreasing timestamps.
         what: name used in error messages.
+
+    Polarity ``p`` may be 0 or 1 on a one-channel sensor (both count into channel 0); times are
+    finite and >= 0 (µs).
     """
     if not isinstance(events, np.ndarray) or events.dtype.names is None:
         raise DataError(f"{what}: expected a structured NumPy array with fields x, y, t, p, got {type(events).__name__}")
@@ -50,26 +69,63 @@ def check_events(events: np.ndarray, sensor_size: Sequence[int], sorted_t: bool 
     for field in ("x", "t", "p"):
         if field not in names:
             raise DataError(f"{what}: missing field {field!r}; fields are {names}")
-    if len(sensor_size) != 3 or any(int(s) < 1 for s in sensor_size):
-        raise DataError(f"{what}: sensor_size must be (W, H, P) with positive entries, got {tuple(sensor_size)}")
-    w, h, p = (int(s) for s in sensor_size)
-    limits = {"x": w, "y": h, "p": max(p, 2)}
-    for field, limit in limits.items():
-        if field not in names or len(events) == 0:
+    w, h, p = sensor_dims(sensor_size, what)
+    if h > 1 and "y" not in names:
+        raise DataError(f"{what}: sensor {tuple(sensor_size)} is 2-D but events have no 'y' field")
+    if len(events) == 0:
+        return events
+    for field, limit in (("x", w), ("y", h), ("p", max(p, 2))):
+        if field not in names:
             continue
         col = events[field].astype(np.int64)
         bad = np.flatnonzero((col < 0) | (col >= limit))
         if bad.size:
             i = int(bad[0])
-            raise DataError(f"{what}: event {i} has {field}={int(col[i])}, outside [0, {limit}) of sensor {tuple(sensor_size)}")
-    if h > 1 and "y" not in names:
-        raise DataError(f"{what}: sensor {tuple(sensor_size)} is 2-D but events have no 'y' field")
+            raise DataError(f"{what} field {field!r}: event {i} has {field}={int(col[i])}, expected 0..{limit - 1} (outside sensor_size {tuple(sensor_size)})")
+    t = np.asarray(events["t"], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
+    if bad.size:
+        raise DataError(f"{what} field 't': event {bad[0]} has t={t[bad[0]]}, expected a time >= 0 in µs")
     if sorted_t and len(events) > 1:
         bad = np.flatnonzero(np.diff(events["t"]) < 0)
         if bad.size:
             i = int(bad[0]) + 1
             raise DataError(f"{what}: timestamps decrease at event {i} ({int(events['t'][i - 1])} -> {int(events['t'][i])} µs)")
     return events
+
+
+def event_bins(events: np.ndarray, sensor_size: Sequence[int], bin_width: float, first_bin: int = 0, what: str = "events"):
+    """The one event binner's core: checked events as int64 ``(bin, p, y, x)`` and the frame shape
+    ``(P, H, W)``. An event at ``t`` µs lands in bin ``floor(t / bin_width) - first_bin``; events
+    before ``first_bin`` raise DataError."""
+    check_events(events, sensor_size, sorted_t=False, what=what)
+    width, height, polarities = sensor_dims(sensor_size, what)
+    if not (isinstance(bin_width, (int, float, np.integer, np.floating)) and bin_width > 0):
+        raise DataError(f"argument 'bin_width': expected a positive number of µs, got {bin_width!r}")
+    t = np.asarray(events["t"], dtype=np.float64)
+    x = np.asarray(events["x"]).astype(np.int64)
+    y = np.asarray(events["y"]).astype(np.int64) if "y" in events.dtype.names else np.zeros_like(x)
+    p = np.asarray(events["p"]).astype(np.int64) % polarities  # one channel: both polarities count there
+    bins = np.floor(t / bin_width).astype(np.int64) - int(first_bin)
+    early = np.flatnonzero(bins < 0)
+    if early.size:
+        raise DataError(f"{what} field 't': event {early[0]} at t={t[early[0]]:g} µs lies before the first bin (starting at {first_bin * bin_width:g} µs)")
+    return bins, p, y, x, (polarities, height, width)
+
+
+def bin_events(events: np.ndarray, sensor_size: Sequence[int], bin_width: float, n_bins: int | None = None, first_bin: int = 0) -> np.ndarray:
+    """Count events per time bin and pixel: ``[n_bins, P, H, W]`` float64 (see :func:`event_bins`).
+
+    Bin ``k`` is simulation step ``k`` when ``bin_width`` is the graph's ``dt`` in µs; frames start
+    at bin ``first_bin`` (a stream's later chunks); events past ``n_bins`` are dropped.
+    """
+    bins, p, y, x, dims = event_bins(events, sensor_size, bin_width, first_bin)
+    if n_bins is None:
+        n_bins = int(bins.max(initial=-1)) + 1
+    keep = bins < n_bins
+    frames = np.zeros((n_bins,) + dims)
+    np.add.at(frames, (bins[keep], p[keep], y[keep], x[keep]), 1.0)
+    return frames
 
 
 def sort_events(events: np.ndarray) -> np.ndarray:

@@ -81,32 +81,16 @@ def plot_frame_strip(events: np.ndarray, sensor_size: Sequence[int], path: str |
 
 
 def plot_raster(spikes, path: str | os.PathLike, dt_ms: float = 1.0, title: str | None = None, max_neurons: int = 2000) -> Path:
-    """Save a spike raster of a time-major ``[T, N]`` (or ``[T, ...]``, flattened) spike tensor or of events.
+    """Save a spike raster of a time-major ``[T, N]`` (or ``[T, ...]``, flattened) spike tensor or of events
+    (drawn by :func:`spikeflow.plots.spike_raster`, spikeflow's one raster picture).
 
     Events (structured with ``t`` and ``x``) are drawn at their time with neuron index ``x`` (or
     ``y * W + x`` for 2-D events).
     """
-    plt = _pyplot()
-    if isinstance(spikes, np.ndarray) and spikes.dtype.names is not None:
-        if "t" not in spikes.dtype.names or "x" not in spikes.dtype.names:
-            raise DataError(f"plot_raster: events need fields 't' and 'x', got {spikes.dtype.names}")
-        times = spikes["t"] / 1000.0
-        idx = spikes["x"].astype(np.int64)
-        if "y" in spikes.dtype.names and len(spikes):
-            idx = spikes["y"].astype(np.int64) * (int(idx.max()) + 1) + idx
-        xlabel = "time (ms)"
-    else:
-        arr = spikes.detach().cpu().numpy() if hasattr(spikes, "detach") else np.asarray(spikes)
-        if arr.ndim < 2:
-            raise DataError(f"plot_raster: expected a [T, N, ...] spike tensor, got shape {arr.shape}")
-        arr = arr.reshape(arr.shape[0], -1)[:, :max_neurons]
-        t_idx, idx = np.nonzero(arr)
-        times = t_idx * dt_ms
-        xlabel = "time (ms)" if dt_ms != 1.0 else "time step"
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.scatter(times, idx, s=1, c="k", marker="|")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("neuron")
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
+    from spikeflow.plots import spike_raster
+
+    dt = None if dt_ms == 1.0 else dt_ms * 1e-3
+    try:
+        return spike_raster(spikes, path, dt=dt, title=title, max_neurons=max_neurons)
+    except DataError as err:
+        raise DataError(f"plot_raster: {err}") from None

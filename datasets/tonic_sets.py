@@ -28,8 +28,16 @@ class _Offline(ABC):
     tonic_name: str = ""
     url: str = ""
 
-    def __init__(self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None, target_transform: Callable | None = None, **kwargs):
+    def __init__(self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None, target_transform: Callable | None = None,
+                 download: bool = False, **kwargs):
         self.root = Path(root)
+        if download:
+            expected, _ = self._expected(train)
+            raise DataError(
+                f"{type(self).__name__}: spikeflow never downloads (download=True). Obtain the files from {self.url} and "
+                f"place them under {self.root / self.tonic_name} (expected: {', '.join(str(e) for e in expected)}), then "
+                f"call {type(self).__name__}(root={str(self.root)!r})"
+            )
         self.train = train
         # Transforms run here, after the raw events are checked, not inside tonic.
         self.transform = transform
@@ -142,8 +150,9 @@ class NMNIST(_Offline):
     tonic_name = "NMNIST"
     url = "https://www.garrickorchard.com/datasets/n-mnist (train.zip / test.zip on data.mendeley.com/datasets/468j46mzdv)"
 
-    def __init__(self, root, train: bool = True, transform=None, target_transform=None, first_saccade_only: bool = False):
-        super().__init__(root, train, transform, target_transform, first_saccade_only=first_saccade_only)
+    def __init__(self, root, train: bool = True, transform=None, target_transform=None, first_saccade_only: bool = False,
+                 download: bool = False):
+        super().__init__(root, train, transform, target_transform, download, first_saccade_only=first_saccade_only)
 
     def _expected(self, train):
         folder = "Train" if train else "Test"
@@ -200,8 +209,9 @@ class NTIDIGITS18(_Offline):
     tonic_name = "NTIDIGITS18"
     url = "https://docs.google.com/document/d/1Uxe7GsKKXcy6SlDUX4hoJVAC0-UkH-8kr5UXp0Ndi1M (n-tidigits.hdf5)"
 
-    def __init__(self, root, train: bool = True, transform=None, target_transform=None, single_digits: bool = False):
-        super().__init__(root, train, transform, target_transform, single_digits=single_digits)
+    def __init__(self, root, train: bool = True, transform=None, target_transform=None, single_digits: bool = False,
+                 download: bool = False):
+        super().__init__(root, train, transform, target_transform, download, single_digits=single_digits)
 
     def _expected(self, train):
         return ["n-tidigits.hdf5"], None

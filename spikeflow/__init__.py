@@ -59,7 +59,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))
+    # only the public API (no helpers such as import_module or the lazy tables)
+    return sorted(set(__all__) | set(_SUBMODULES) | {"__version__"})
 
 
 __all__ = [

@@ -47,34 +47,62 @@ def _time_axis(steps: int, dt: float | None) -> tuple[np.ndarray, str]:
     return np.arange(steps) * dt * 1e3, "time (ms)"
 
 
-def spike_raster(spikes, path: str | Path, dt: float | None = None, title: str | None = None) -> Path:
-    """Raster plot of one sample's spikes.
+def spike_raster(spikes, path: str | Path, dt: float | None = None, title: str | None = None, max_neurons: int | None = None) -> Path:
+    """Raster plot of one sample's spikes: the one raster picture of spikeflow
+    (``sf.datasets.plot_raster`` draws with it).
 
     Args:
-        spikes: ``[T, N]`` array, or a mapping ``layer name -> [T, N_layer]`` drawn as stacked panels.
+        spikes: ``[T, N]`` array (``[T, ...]`` is flattened), an event array (fields ``t`` in µs
+            and ``x``, optionally ``y``: neuron ``y * W + x``), or a mapping ``layer name -> one of
+            those`` drawn as stacked panels.
         path: PNG file to write.
         dt: time step in seconds (the x axis is in ms); None labels steps.
         title: figure title.
+        max_neurons: draw only the first this many neurons of each layer.
     """
     layers = dict(spikes) if isinstance(spikes, Mapping) else {"": spikes}
     if not layers:
         raise DataError("spike_raster: no layers given")
-    arrays = {k: _array(v, f"spike_raster layer {k!r}" if k else "spike_raster", 2) for k, v in layers.items()}
-    heights = [max(1.0, min(3.0, a.shape[1] / 40)) for a in arrays.values()]
+    points = {k: _raster_points(v, f"spike_raster layer {k!r}" if k else "spike_raster", dt, max_neurons) for k, v in layers.items()}
+    heights = [max(1.0, min(3.0, p[2] / 40)) for p in points.values()]
     fig = new_figure(7.0, 1.0 + sum(heights))
-    axes = fig.subplots(len(arrays), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (name, z) in zip(axes, arrays.items()):
-        times, label = _time_axis(z.shape[0], dt)
-        t_idx, n_idx = np.nonzero(z)
-        ax.scatter(times[t_idx], n_idx, s=9, marker="|", color="black", linewidths=1.2)
-        ax.set_ylim(-0.5, z.shape[1] - 0.5)
-        half = 0.5 * (times[1] - times[0] if len(times) > 1 else 1)
-        ax.set_xlim(times[0] - half, times[-1] + half)
+    axes = fig.subplots(len(points), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (name, (times, n_idx, size, span, label)) in zip(axes, points.items()):
+        ax.scatter(times, n_idx, s=9, marker="|", color="black", linewidths=1.2)
+        ax.set_ylim(-0.5, size - 0.5)
+        ax.set_xlim(*span)
         ax.set_ylabel(f"{name}\nneuron" if name else "neuron")
     axes[-1].set_xlabel(label)
     if title:
         fig.suptitle(title)
     return save_png(fig, path)
+
+
+def _raster_points(values, name: str, dt: float | None, max_neurons: int | None):
+    """(times, neuron indices, neuron count, x range, x label) of a spike array or an event array."""
+    if isinstance(values, np.ndarray) and values.dtype.names is not None:
+        if "t" not in values.dtype.names or "x" not in values.dtype.names:
+            raise DataError(f"{name}: events need fields 't' and 'x', got {values.dtype.names}")
+        idx = values["x"].astype(np.int64)
+        if "y" in values.dtype.names and len(values):
+            idx = values["y"].astype(np.int64) * (int(idx.max()) + 1) + idx
+        keep = idx < max_neurons if max_neurons is not None else slice(None)
+        times, idx = values["t"][keep] / 1000.0, idx[keep]
+        size = int(idx.max()) + 1 if len(idx) else 1
+        span = (float(times.min()) - 0.5, float(times.max()) + 0.5) if len(times) else (0.0, 1.0)
+        return times, idx, size, span, "time (ms)"
+    if hasattr(values, "detach"):  # torch tensors without importing torch
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim < 2:
+        raise DataError(f"{name}: expected 2 dims, got shape {arr.shape}")
+    arr = _array(arr.reshape(arr.shape[0], -1), name, 2)
+    if max_neurons is not None:
+        arr = arr[:, :max_neurons]
+    times, label = _time_axis(arr.shape[0], dt)
+    t_idx, n_idx = np.nonzero(arr)
+    half = 0.5 * (times[1] - times[0] if len(times) > 1 else 1)
+    return times[t_idx], n_idx, arr.shape[1], (times[0] - half, times[-1] + half), label
 
 
 def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: float | None = None,
@@ -143,29 +171,41 @@ def training_curves(history: Mapping[str, Sequence[float]], path: str | Path, ti
 
 
 def accuracy_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
-                     latency_label: str = "latency (time steps)", title: str | None = None) -> Path:
-    """Accuracy against latency, one line per method (e.g. fixed T versus early exit).
+                     latency_label: str = "mean time steps per sample", title: str | None = "accuracy vs mean latency", *,
+                     chosen: tuple[float, float] | None = None, t_max: int | None = None) -> Path:
+    """Accuracy (%) against latency, one line per method: the one accuracy/latency picture of
+    spikeflow (early exit: ``sf.exit.plot_latency_accuracy`` is this function).
 
     Args:
-        curves: ``label -> (latency values, accuracy values)``, points drawn in latency order.
+        curves: ``label -> (latency values, accuracy fractions)``, points drawn in latency order;
+            labels starting with "fixed" or "oracle" get the reference styles.
         path: PNG file to write.
         latency_label: x-axis label.
         title: figure title.
+        chosen: ``(latency, accuracy)`` of a chosen operating point (drawn as a star).
+        t_max: the full length, drawn as a dotted line.
     """
     if not curves:
         raise DataError("accuracy_latency: no curves given")
-    fig = new_figure(5.5, 4.0)
+    fig = new_figure(6.5, 4.2)
     ax = fig.subplots()
+    styles = {"fixed": ("s-", "tab:gray"), "oracle": ("^--", "tab:green")}
     for name, (lat, acc) in curves.items():
         lat = _array(lat, f"accuracy_latency {name!r} latency", 1)
         acc = _array(acc, f"accuracy_latency {name!r} accuracy", 1)
         if lat.shape != acc.shape:
             raise DataError(f"accuracy_latency {name!r}: {lat.size} latencies but {acc.size} accuracies")
         order = np.argsort(lat, kind="stable")
-        ax.plot(lat[order], acc[order], marker="o", ms=3, label=name)
+        marker, color = next((v for k, v in styles.items() if name.startswith(k)), ("o-", None))
+        ax.plot(lat[order], 100 * acc[order], marker, color=color, ms=3, label=name)
+    if chosen is not None:
+        ax.plot([chosen[0]], [100 * chosen[1]], "r*", markersize=14, label="calibrated threshold")
+    if t_max is not None:
+        ax.axvline(t_max, color="k", lw=0.5, ls=":")
     ax.set_xlabel(latency_label)
-    ax.set_ylabel("accuracy")
-    ax.legend()
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     if title:
         ax.set_title(title)
     return save_png(fig, path)

@@ -19,7 +19,7 @@ import numpy as np
 from spikeflow.errors import BackendError, DataError
 
 from ..capabilities import Capabilities
-from ..inputs import default_bin_width, event_fields, event_samples, prepare_inputs
+from ..inputs import default_bin_width, event_bins, event_samples, prepare_inputs
 from ..result import SimulationResult
 from . import is_available  # noqa: F401  (the registry asks each backend module)
 
@@ -106,7 +106,7 @@ class Simulator:
 
     def _entries(self, samples, shape, n_steps: int):
         """Events of each sample binned into nonzero entries per step (counts per pixel), with the
-        checks and the layout (``[P, H, W]`` flattened) of :func:`~..inputs.bin_events`."""
+        checks and the layout (``[P, H, W]`` flattened) of :func:`spikeflow.datasets.events.bin_events`."""
         size = math.prod(shape)
         sensor = self.sensor_size
         if sensor is None:
@@ -116,7 +116,7 @@ class Simulator:
         sensor = tuple(int(s) for s in sensor)
         rows, cols = [], []
         for b, events in enumerate(samples):
-            bins, p, y, x, (polarities, height, width) = event_fields(events, sensor, self.bin_width, self.steps_done)
+            bins, p, y, x, (polarities, height, width) = event_bins(events, sensor, self.bin_width, self.steps_done)
             if polarities * height * width != size:
                 raise DataError(f"argument 'inputs': sensor_size {sensor} does not match the Input shape {shape}")
             keep = bins < n_steps

@@ -392,30 +392,11 @@ def network_outputs(graph_or_module, data, *, output: str = "output", batch_size
 
 def plot_latency_accuracy(curves: dict, path, *, chosen: tuple[float, float] | None = None, t_max: int | None = None,
                           title: str = "accuracy vs mean latency") -> Path:
-    """Accuracy (%) against mean steps for each ``{name: (mean_steps, accuracy)}`` curve, as PNG."""
-    from spikeflow.plots import new_figure, save_png
+    """Accuracy (%) against mean steps for each ``{name: (mean_steps, accuracy)}`` curve, as PNG
+    (:func:`spikeflow.plots.accuracy_latency`, the one accuracy/latency picture)."""
+    from spikeflow.plots import accuracy_latency
 
-    if not curves:
-        raise DataError("plot_latency_accuracy: no curves given")
-    fig = new_figure(6.5, 4.2)
-    ax = fig.add_subplot()
-    styles = {"fixed": ("s-", "tab:gray"), "oracle": ("^--", "tab:green")}
-    for name, (steps, acc) in curves.items():
-        steps, acc = np.asarray(steps, dtype=np.float64), np.asarray(acc, dtype=np.float64)
-        if steps.shape != acc.shape or steps.size == 0:
-            raise DataError(f"plot_latency_accuracy: curve {name!r} needs equally long, non-empty steps and accuracy")
-        marker, color = next((v for k, v in styles.items() if name.startswith(k)), ("o-", None))
-        ax.plot(steps, 100 * acc, marker, color=color, label=name, markersize=3)
-    if chosen is not None:
-        ax.plot([chosen[0]], [100 * chosen[1]], "r*", markersize=14, label="calibrated threshold")
-    if t_max is not None:
-        ax.axvline(t_max, color="k", lw=0.5, ls=":")
-    ax.set_xlabel("mean time steps per sample")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return save_png(fig, path)
+    return accuracy_latency(curves, path, title=title, chosen=chosen, t_max=t_max)
 
 
 def plot_exit_histogram(exit_steps, path, *, t_max: int | None = None, title: str = "exit steps") -> Path:

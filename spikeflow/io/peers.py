@@ -39,7 +39,26 @@ from spikeflow.ir.graph import Graph
 from spikeflow.io.nir_bridge import META, from_nir
 
 SNNTORCH_DT = 1e-4
-"""The time step snnTorch's exporter and importer assume (they never write it)."""
+"""The time step snnTorch's exporter and importer assume (they never write it); ``from_snntorch(dt=)`` sets another."""
+
+# torch / peer modules that no exporter converts, by class name, with what to do instead
+SUGGESTIONS = {
+    "MaxPool1d": "use nn.AvgPool1d-style sum pooling: max pooling of spikes has no NIR primitive",
+    "MaxPool2d": "replace it by nn.AvgPool2d (spikeflow's AvgPool2d/SumPool2d): max pooling of spikes has no NIR primitive",
+    "Dropout": "remove it before importing: dropout is the identity at inference (keep it in the training model only)",
+    "Dropout2d": "remove it before importing: dropout is the identity at inference (keep it in the training model only)",
+    "BatchNorm1d": "fold it into the preceding layer's weight and bias before importing",
+    "BatchNorm2d": "fold it into the preceding layer's weight and bias before importing",
+    "ReLU": "a non-spiking activation: put a spiking neuron there, or convert the trained ANN with sf.convert.ann_to_snn",
+    "Sigmoid": "a non-spiking activation: put a spiking neuron there",
+    "Tanh": "a non-spiking activation: put a spiking neuron there",
+}
+
+
+def suggestion(module) -> str:
+    """``"; fix: ..."`` for a module type with a known replacement, else ``""``."""
+    hint = SUGGESTIONS.get(type(module).__name__)
+    return f"; fix: {hint}" if hint else ""
 
 
 def _np(value) -> np.ndarray:
@@ -53,14 +72,17 @@ def _full(*arrays) -> list[np.ndarray]:
     return [a.copy() for a in np.broadcast_arrays(*[_np(a) for a in arrays])]
 
 
-def _finish(ng, sample, dt: float, peer: str) -> Graph:
+def _finish(ng, sample, dt: float, peer: str, modules: dict | None = None) -> Graph:
     """Open the Output shapes, then find the per-sample input shape: ``sample`` is [B, ...] or
     [T, B, ...], so drop one, then two leading dimensions until the graph validates."""
     import nir
 
+    modules = modules or {}
     for key, node in list(ng.nodes.items()):
         if node is None:
-            raise GraphError(f"node {key!r}: {peer}'s NIR exporter does not convert this module, so spikeflow cannot import it")
+            kind = f" ({type(modules[key]).__name__})" if key in modules else ""
+            raise GraphError(f"node {key!r}{kind}: {peer}'s NIR exporter does not convert this module, so spikeflow cannot "
+                             f"import it{suggestion(modules[key]) if key in modules else ''}")
         if isinstance(node, nir.Output):
             ng.nodes[key] = nir.Output(output_type={"output": None})
     shape = tuple(int(s) for s in sample.shape)
@@ -110,13 +132,12 @@ def _snntorch_exactness(module, name: str) -> None:
     raise GraphError(f"node {name!r}: snnTorch {kind}(reset_mechanism={mechanism!r}, reset_delay={delay}): {why}; {fix}")
 
 
-def _snntorch_neuron(ng, key: str, module) -> None:
+def _snntorch_neuron(ng, key: str, module, dt: float = SNNTORCH_DT) -> None:
     """Replace the exported neuron by one with float64 parameters and the module's reset."""
     import nir
 
     old = ng.nodes[key]
     _snntorch_exactness(module, key)
-    dt = SNNTORCH_DT
     beta = np.clip(_np(module.beta), 0, 1)
     if np.any(beta >= 1):
         raise GraphError(f"node {key!r}: snnTorch beta = 1 (no leak) has no finite time constant; use an IF neuron")
@@ -136,10 +157,10 @@ def _snntorch_neuron(ng, key: str, module) -> None:
     else:
         ng.nodes[key] = nir.LIF(**common, metadata=meta)
     if module.reset_mechanism == "subtract" and module.reset_delay:
-        _late_subtraction(ng, key, -(1 - beta) * threshold, alpha)
+        _late_subtraction(ng, key, -(1 - beta) * threshold, alpha, dt)
 
 
-def _late_subtraction(ng, key: str, k: np.ndarray, alpha: np.ndarray | None) -> None:
+def _late_subtraction(ng, key: str, k: np.ndarray, alpha: np.ndarray | None, dt: float = SNNTORCH_DT) -> None:
     """snnTorch subtracts the threshold one step late: m[t] = beta*m[t-1] + I[t] - s[t-1]*thr.
     With spikeflow's immediate subtraction this is an extra input ``k*s[t-1]``, ``k = -(1-beta)*thr``,
     into the membrane (gains are 1): folded into an existing recurrent weight, else a self-loop.
@@ -158,7 +179,7 @@ def _late_subtraction(ng, key: str, k: np.ndarray, alpha: np.ndarray | None) -> 
         ng.edges += [(key, f"{key}_late_reset"), (f"{key}_late_reset", key)]
     if alpha is not None:
         ng.nodes[f"{key}_late_reset_tail"] = nir.Scale(scale=-alpha * k)
-        ng.nodes[f"{key}_late_reset_delay"] = nir.Delay(delay=np.full(np.shape(k), SNNTORCH_DT))
+        ng.nodes[f"{key}_late_reset_delay"] = nir.Delay(delay=np.full(np.shape(k), dt))
         ng.edges += [(key, f"{key}_late_reset_tail"), (f"{key}_late_reset_tail", f"{key}_late_reset_delay"), (f"{key}_late_reset_delay", key)]
 
 
@@ -187,16 +208,18 @@ def _hoist_recurrent_bias(ng) -> None:
         ng.edges = [(a, name) if b == neuron and a != w_key else (a, b) for a, b in ng.edges] + [(name, neuron)]
 
 
-def from_snntorch(module, sample) -> Graph:
+def from_snntorch(module, sample, dt: float = SNNTORCH_DT) -> Graph:
     """Import a live snnTorch model (built with ``init_hidden=True``) through ``snntorch.export_to_nir``.
 
     Args:
         module: the model, e.g. ``nn.Sequential(nn.Linear(...), snn.Leaky(beta=0.9, init_hidden=True))``.
         sample: one input batch ``[B, ...]`` (or ``[T, B, ...]``) used to trace the model. Tracing
             steps the model once; its hidden state is reset afterwards.
+        dt: the time step (seconds) one snnTorch step stands for; time constants become
+            ``tau = dt / (1 - beta)``, so the spikes are the same for every ``dt``.
 
     Returns:
-        A validated graph with ``dt=1e-4``, ``integration="euler"`` whose spikes equal snnTorch's.
+        A validated graph with ``dt``, ``integration="euler"`` whose spikes equal snnTorch's.
 
     Raises:
         GraphError: a module or neuron setting without an exact spikeflow equivalent (names it).
@@ -216,6 +239,8 @@ def from_snntorch(module, sample) -> Graph:
             ignore_submodules_of=[snn.RLeaky, snn.RSynaptic], ignore_dims=[0],
         )
     snntorch.utils.reset(module)
+    if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and dt > 0 and np.isfinite(dt)):
+        raise GraphError(f"from_snntorch: argument 'dt': expected a positive number of seconds, got {dt!r}")
     modules = dict(module.named_modules())
     _hoist_recurrent_bias(ng)
     for key in list(ng.nodes):
@@ -224,8 +249,8 @@ def from_snntorch(module, sample) -> Graph:
         owner = modules.get(key) or modules.get(key.rsplit(".", 1)[0])  # "3.lif" lives in RLeaky "3"
         if owner is None:
             raise GraphError(f"node {key!r}: cannot find the snnTorch module that produced it")
-        _snntorch_neuron(ng, key, owner)
-    return _finish(ng, sample, SNNTORCH_DT, "snnTorch")
+        _snntorch_neuron(ng, key, owner, float(dt))
+    return _finish(ng, sample, float(dt), "snnTorch", modules)
 
 
 # ----------------------------------------------------------------------------------------- Norse
@@ -307,5 +332,5 @@ def from_norse(module, sample) -> Graph:
         if rule is not None:
             ng.nodes[key] = rule(modules[key], dt)
         elif ng.nodes[key] is None and key in modules:
-            raise GraphError(f"node {key!r}: Norse's NIR exporter does not convert {type(modules[key]).__name__}")
+            raise GraphError(f"node {key!r}: Norse's NIR exporter does not convert {type(modules[key]).__name__}{suggestion(modules[key])}")
     return _finish(ng, sample, dt, "Norse")

@@ -176,9 +176,11 @@ def node_of(layer: nn.Module, where: str = "") -> n.Node:
             raise BackendError(f"{where}Flatten: start_dim={layer.start_dim}, end_dim={layer.end_dim} would merge the batch dimension")
         shift = lambda d: d - 1 if d > 0 else d  # noqa: E731
         return n.Flatten(start_dim=shift(layer.start_dim), end_dim=shift(layer.end_dim))
+    from spikeflow.io.peers import suggestion
+
     raise BackendError(
         f"{where}{type(layer).__name__} is not supported by the {BACKEND} backend's to_graph; expected nn.Linear, "
-        "nn.Conv1d/2d, nn.AvgPool2d, nn.Flatten or a spikeflow.torch.modules module"
+        f"nn.Conv1d/2d, nn.AvgPool2d, nn.Flatten or a spikeflow.torch.modules module{suggestion(layer)}"
     )
 
 

@@ -3,8 +3,10 @@
 Data conventions (every form is batch-first; the trainer hands the model time-major tensors):
 
 * ``(x, y)`` tensors or NumPy arrays: ``x`` is ``[N, T, ...]`` and ``y`` holds ``N`` integer labels.
-* a ``torch.utils.data.Dataset`` whose items are ``(x, y)`` with ``x`` of shape ``[T, ...]``;
-  the trainer batches, shuffles and collates it itself (seeded).
+* a ``torch.utils.data.Dataset``, or any dataset with ``len()`` and ``[i]`` (spikeflow's own, e.g.
+  ``DigitSaccades(root, transform=tonic.transforms.ToFrame(sensor_size, n_time_bins=8))``), whose
+  items are ``(x, y)`` with ``x`` of shape ``[T, ...]``; the trainer batches, shuffles and collates
+  it itself (seeded). Raw event arrays must be binned by the dataset's ``transform`` first.
 * a ``torch.utils.data.DataLoader`` yielding ``(x [B, T, ...], y [B])``; its order is its own.
 
 With ``encoder=...`` the samples are dense values (``x`` is ``[N, ...]``) and
@@ -81,9 +83,24 @@ def _as_pair(data: Any, need_labels: bool) -> tuple[torch.Tensor, torch.Tensor |
         if y.is_floating_point() or y.dtype == torch.bool:
             raise DataError(f"labels: expected integer class labels, got dtype {y.dtype}")
         return x, y.long()
-    if isinstance(data, (Dataset, DataLoader)):
+    if isinstance(data, (Dataset, DataLoader)) or _is_map_dataset(data):
         return None
-    raise DataError(f"data: expected (x, y) arrays, a torch Dataset or a DataLoader, got {type(data).__name__}")
+    raise DataError(f"data: expected (x, y) arrays, a dataset (len() and [i] giving (x, y)) or a DataLoader, got {type(data).__name__}")
+
+
+def _is_map_dataset(data: Any) -> bool:
+    return hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes, dict))
+
+
+def _collate(items: list, where: str):
+    x = items[0][0] if items and isinstance(items[0], (tuple, list)) else None
+    if isinstance(x, np.ndarray) and x.dtype.names:
+        raise DataError(f"{where}: the items are raw event arrays (fields {x.dtype.names}); give the dataset a transform "
+                        "that bins them, e.g. tonic.transforms.ToFrame(sensor_size=ds.sensor_size, n_time_bins=T)")
+    try:
+        return default_collate(items)
+    except (TypeError, RuntimeError) as err:
+        raise DataError(f"{where}: cannot batch the items ({err})") from None
 
 
 def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -112,7 +129,8 @@ def _batches(data: Any, batch_size: int, shuffle: bool, generator: torch.Generat
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     chunks = order.split(batch_size)
-    return (_labelled(_split_batch(default_collate([data[int(i)] for i in idx])), need_labels) for idx in chunks), len(chunks)
+    where = f"data ({type(data).__name__})"
+    return (_labelled(_split_batch(_collate([data[int(i)] for i in idx], where)), need_labels) for idx in chunks), len(chunks)
 
 
 def _labelled(batch: tuple[torch.Tensor, torch.Tensor | None], need_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -97,3 +97,22 @@ def test_collate_pad_with_dataloader():
     assert padded[0, 5:].abs().sum() == 0
     with pytest.raises(DataError):
         EventCollate(SENSOR, mode="stack")(data)
+
+
+def test_what_datasets_accept_simulate_accepts():
+    """One validator and one binner: a one-channel recording with polarities 0 and 1 (as tonic's
+    audio sets write them) passes check_events and runs in sf.simulate, both polarities in channel 0."""
+    import spikeflow as sf
+    from spikeflow.datasets import bin_events
+
+    events = make_events([0, 1, 1, 2], [0, 0, 0, 0], [0, 1500, 1600, 2500], [0, 1, 0, 1])
+    sensor = (3, 1, 1)
+    check_events(events, sensor)
+    frames = bin_events(events, sensor, bin_width=1000.0)
+    assert frames.shape == (3, 1, 1, 3) and frames.sum() == 4 and frames[1, 0, 0, 1] == 2
+    g = sf.Graph.sequential(sf.ir.Input(shape=(1, 1, 3)), sf.ir.Flatten(), sf.ir.Linear(weight=np.eye(3)), sf.ir.IF(v_threshold=0.5, r=1e3), dt=1e-3)
+    for backend in ("numba-event", "numba-clock", "torch"):
+        res = sf.simulate(g, events, backend=backend, sensor_size=sensor)
+        assert res.output[:, 0].sum() == 3, backend  # one spike per pixel that saw events
+    with pytest.raises(DataError, match="field 't'"):
+        check_events(make_events([0], [0], [-5], [0]), sensor)
