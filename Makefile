@@ -2,15 +2,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install system-deps clean
+.PHONY: demo test bench install system-deps constraints clean
 
-$(STAMP): pyproject.toml | system-deps
+# Every install is pinned by constraints.txt (exact versions of the whole environment); torch
+# first, so that no resolver replaces the CPU build (docs/install.md).
+$(STAMP): pyproject.toml constraints.txt | system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[test]'
-	$(PY) -m pip install --no-deps sinabs==3.1.3 rockpool==3.1.0 'pbr>=6'  # the 'interop' extra, see pyproject.toml
+	$(PY) -m pip install -c constraints.txt torch
+	$(PY) -m pip install -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -c constraints.txt --no-deps sinabs rockpool pbr  # the 'interop' extra, see pyproject.toml
 	touch $(STAMP)
+
+# SpikingJelly (a benchmark peer) declares torchaudio, tensorboard and more that it does not need
+# here and that would pull another torch: installed without its dependencies.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -c constraints.txt --no-deps spikingjelly loguru
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -29,14 +38,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider
 
-# SpikingJelly (a peer of benchmarks/memory.py) declares dependencies that would replace torch:
-# only the package itself and loguru, without their dependencies.
-$(VENV)/.peers: $(STAMP)
-	$(PY) -m pip install --no-deps spikingjelly==2.0.0 loguru==0.7.3
-	touch $@
-
-bench: $(STAMP) $(VENV)/.peers
+bench: $(BENCH_STAMP)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/run_all.py
+
+# Rewrite constraints.txt from the working .venv after a dependency changed (then rerun make test).
+constraints: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -iv '^spikeflow' | sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,16 +19,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def set_threads(n: int = 2) -> None:
-    """Pin torch (and numba, when loaded) to ``n`` threads so that peers run on equal terms."""
-    import torch
+    """Pin torch and numba to ``n`` threads so that peers run on equal terms."""
+    import spikeflow as sf
 
-    torch.set_num_threads(n)
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+    sf.set_threads(n)
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -41,6 +35,31 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median wall-clock seconds of each ``fn()``, the contestants taking turns in every repeat.
+
+    Interleaving spreads a shared machine's slow and fast moments over all contestants alike,
+    where timing one after the other would hand a quiet minute to one of them.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def version(package: str) -> str:
+    """The installed version of ``package`` (major.minor.patch as the registry reports it)."""
+    from importlib.metadata import version as installed
+
+    return installed(package)
 
 
 def record(case: str, metric: str, ours: float, peer: str, peer_value: float, target_ratio: float, lower_is_better: bool = True) -> dict:

@@ -1,6 +1,7 @@
-"""One training step (forward + backward) of spiking MLPs: spikeflow vs snnTorch 1.0 vs Norse 1.1.
+"""One training step (forward + backward) of spiking MLPs: spikeflow vs snnTorch, Norse and SpikingJelly.
 
-Cases (time-major, T=100, batch 64, float32, 2 threads, median of 5 after one warm-up):
+Cases (time-major, T=100, batch 64, float32, 2 threads, median of 5 after one warm-up, all
+contestants taking turns in every repeat so that a shared machine's slow moments hit each alike):
 
 * ``Linear(700,256)-LIF-Linear(256,20)-LIF`` on 5% Bernoulli input spikes (target: 3x the faster peer);
 * ``Linear(1000,1000)-LIF-Linear(1000,1000)-LIF`` on 20% input spikes (target: 2x);
@@ -9,7 +10,8 @@ Cases (time-major, T=100, batch 64, float32, 2 threads, median of 5 after one wa
   model (target: 2x). snnTorch's default ``reset_delay=True`` becomes a recurrent reset term in the
   imported graph (see ``docs/conventions.md``), so this graph does a little more work per step.
 
-All three run the same weights and inputs and the same loss (cross-entropy on output spike counts).
+All run the same weights and inputs and the same loss (cross-entropy on output spike counts).
+Peer versions are read from the installed packages.
 The neuron is the same ODE everywhere: a leaky integrator without synaptic current, beta = 0.95.
 
 * spikeflow: ``sf.to_torch(graph)`` (float32 by default): GEMMs batched over time (sparse inputs go through a
@@ -19,6 +21,11 @@ The neuron is the same ODE everywhere: a leaky integrator without synaptic curre
   whole sequence at once (as Norse's ``SequentialState`` does). LIFBox is Norse's LIF without the
   synaptic current term, i.e. the same model as ``snn.Leaky`` and spikeflow's LIF; Norse's ``LIF``
   is a current-based neuron (spikeflow's CubaLIF) and would do more work per step.
+* SpikingJelly 2.0 (when installed; it installs beside torch 2.13 with ``pip install --no-deps
+  spikingjelly loguru``, which ``make bench`` does): ``neuron.LIFNode(tau=20.0, decay_input=False,
+  v_reset=None, step_mode="m")``, its documented multi-step mode (the whole sequence through each
+  layer, ``functional.reset_net`` before each step): ``v = v - v/tau + x``, i.e. beta = 0.95, input
+  gain 1, subtract reset, the same neuron as the others.
 
 Run: ``.venv/bin/python benchmarks/train_step.py``. Timings are noisy on a shared machine.
 """
@@ -30,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import median_time, record, set_threads, write_results  # noqa: E402
+from _common import interleaved_medians, record, set_threads, version, write_results  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -40,8 +47,8 @@ DT, TAU, THRESHOLD = 1e-3, 20e-3, 1.0
 BETA = 1 - DT / TAU
 # case, layer sizes, input spike density, target ratio, how spikeflow gets the network, peers timed
 CASES = [
-    ("mlp 700-256-20, 5% input spikes", (700, 256, 20), 0.05, 3.0, "graph", ("snntorch", "norse")),
-    ("mlp 1000-1000-1000, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "graph", ("snntorch", "norse")),
+    ("mlp 700-256-20, 5% input spikes", (700, 256, 20), 0.05, 3.0, "graph", ("snntorch", "norse", "spikingjelly")),
+    ("mlp 1000-1000-1000, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "graph", ("snntorch", "norse", "spikingjelly")),
     ("mlp 1000-1000-1000 from snnTorch via NIR, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "nir", ("snntorch",)),
 ]
 
@@ -148,8 +155,49 @@ def norse_step(weights):
     return step
 
 
-PEERS = {"snntorch": ("snntorch 1.0 Leaky", snntorch_step), "norse": ("norse 1.1 LIFBoxCell (Lift)", norse_step)}
+def spikingjelly_step(weights):
+    from spikingjelly.activation_based import functional, neuron
+
+    fcs = _linears(weights)
+    lifs = [neuron.LIFNode(tau=TAU / DT, decay_input=False, v_threshold=THRESHOLD, v_reset=None, step_mode="m") for _ in fcs]
+    params = [q for fc in fcs for q in fc.parameters()]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, labels):
+        for q in params:
+            q.grad = None
+        for lif in lifs:
+            functional.reset_net(lif)
+        h = x
+        for fc, lif in zip(fcs, lifs):
+            h = lif(fc(h))
+        loss_fn(h.sum(0), labels).backward()
+        return h
+
+    return step
+
+
+# key -> (package, label after the installed version, step factory)
+PEERS = {
+    "snntorch": ("snntorch", "Leaky", snntorch_step),
+    "norse": ("norse", "LIFBoxCell (Lift)", norse_step),
+    "spikingjelly": ("spikingjelly", "LIFNode (multi-step)", spikingjelly_step),
+}
 OURS = {"graph": spikeflow_step, "nir": spikeflow_nir_step}
+
+
+def peers(keys) -> dict:
+    """The installed peers among ``keys``, by label (package version read from the installed package)."""
+    from importlib.util import find_spec
+
+    found = {}
+    for key in keys:
+        package, label, make = PEERS[key]
+        if find_spec(package) is None:
+            print(f"{package} is not installed: skipped (`make bench` installs it)")
+            continue
+        found[f"{package} {version(package)} {label}"] = make
+    return found
 
 
 def main() -> list[dict]:
@@ -158,17 +206,14 @@ def main() -> list[dict]:
     records = []
     for case, sizes, density, target, source, peer_keys in CASES:
         x, labels, weights = make_data(sizes, density)
-        ours_fn = OURS[source](weights)
-        out = ours_fn(x, labels)
-        ours = median_time(lambda: ours_fn(x, labels), repeats=5, warmup=1)
-        print(f"{case}: spikeflow {ours * 1e3:.1f} ms (output spike rate {float(out.mean()):.3f})", flush=True)
-        peers = {}
-        for name, make in (PEERS[key] for key in peer_keys):
-            fn = make(weights)
+        contestants = {"spikeflow": OURS[source](weights), **{name: make(weights) for name, make in peers(peer_keys).items()}}
+        for name, fn in contestants.items():
             out = fn(x, labels)
-            peers[name] = median_time(lambda: fn(x, labels), repeats=5, warmup=1)
-            print(f"{case}: {name} {peers[name] * 1e3:.1f} ms (output spike rate {float(out.mean()):.3f})", flush=True)
-        for name, value in sorted(peers.items(), key=lambda kv: kv[1]):
+            print(f"{case}: {name} output spike rate {float(out.mean()):.3f}", flush=True)
+        times = interleaved_medians({name: (lambda fn=fn: fn(x, labels)) for name, fn in contestants.items()}, repeats=5, warmup=1)
+        ours = times.pop("spikeflow")
+        print(f"{case}: spikeflow {ours * 1e3:.1f} ms; " + "; ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()), flush=True)
+        for name, value in sorted(times.items(), key=lambda kv: kv[1]):
             records.append(record(case, "train step fwd+bwd (s)", ours, name, value, target))
     write_results(__file__, records)
     return records

@@ -125,7 +125,7 @@ class DigitSaccades:
     def _generate(self, progress: bool) -> None:
         from scipy.ndimage import zoom
         from sklearn.datasets import load_digits
-        from tqdm.auto import tqdm
+        from spikeflow._progress import progress_bar
 
         digits = load_digits()
         images = np.clip(zoom(digits.images / 16.0, (1, 3, 3), order=1), 0.0, 1.0)
@@ -133,7 +133,7 @@ class DigitSaccades:
         subset = self.params["subset"]
         splits = {name: split_indices(name == "train")[:subset] for name in ("train", "test")}
         total = sum(len(ix) for ix in splits.values())
-        with tqdm(total=total, desc="DigitSaccades: emulating DVS", unit="digit", disable=not progress) as bar:
+        with progress_bar(total=total, desc="DigitSaccades: emulating DVS", unit="digit", enabled=progress) as bar:
             for name, indices in splits.items():
                 meta = {"params": self.params, "source": "sklearn.datasets.load_digits", "digit_index": indices.tolist()}
                 with EventStoreWriter(self.paths[name], self.sensor_size, metadata=meta) as writer:

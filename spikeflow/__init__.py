@@ -6,10 +6,14 @@ Heavy dependencies (torch, numba, brian2, tonic) load on first use of the name t
 from importlib import import_module
 from typing import Any
 
-from spikeflow import ir
-from spikeflow.exit import policy as _exit_policy  # noqa: F401  (registers the graph's exit-policy check)
-from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError
-from spikeflow.ir import Graph
+from spikeflow import _threads
+
+_threads.configure()  # before numba or torch load their OpenMP runtimes (see spikeflow/_threads.py)
+
+from spikeflow import ir  # noqa: E402
+from spikeflow.exit import policy as _exit_policy  # noqa: F401, E402  (registers the graph's exit-policy check)
+from spikeflow.errors import BackendError, DataError, FormatError, GraphError, SpikeflowError  # noqa: E402
+from spikeflow.ir import Graph  # noqa: E402
 
 from spikeflow._version import __version__
 
@@ -29,6 +33,7 @@ _LAZY = {
     "simulate": "spikeflow.backends",
     "export": "spikeflow.backends",
     "load_export": "spikeflow.backends",
+    "set_threads": "spikeflow._threads",
 }
 # public submodule name -> module (imported lazily)
 _SUBMODULES = {

@@ -403,7 +403,8 @@ def run_demo(out_dir: str | Path = "out/demo", epochs: int | None = None, progre
     Args:
         out_dir: folder for the graphs (HDF5, NIR), the PNG pictures and ``demo_results.json``.
         epochs: MLP training epochs (default ``DIGITS_DEFAULTS["epochs"]``).
-        progress: show tqdm bars.
+        progress: print a line per stage and show progress bars (on a terminal; in logs one line
+            per epoch instead).
         cnn: also run the CNN stage.
         cnn_epochs: CNN training epochs (default ``CNN_DEFAULTS["epochs"]``).
         cnn_options: overrides of :data:`CNN_DEFAULTS`.
@@ -419,20 +420,30 @@ def run_demo(out_dir: str | Path = "out/demo", epochs: int | None = None, progre
     start = time.perf_counter()
     out = Path(out_dir)
     seconds = {}
+    stages = 4 if cnn else 2
+
+    def stage(k: int, text: str) -> None:  # one line per stage, in terminals and logs alike
+        if progress:
+            print(f"[{k}/{stages}] {text}", flush=True)
+
+    stage(1, "digits MLP: training, saving, reloading")
     result = train_digits(out, epochs=epochs, progress=progress, **options)
     result["paths"]["nir"] = out / "digits_mlp.nir"
     result["reload"] = reload_check(result, result["paths"]["hdf5"], result["paths"]["nir"])
     result["paths"].update(_mlp_plots(result, out))
     seconds["mlp"] = time.perf_counter() - start
     mark = time.perf_counter()
+    stage(2, "digits MLP: simulating on every backend")
     result["simulate"] = compare_backends(result["graph"], result["x_test"], result["y_test"])
     seconds["mlp_simulate"] = time.perf_counter() - mark
     if cnn:
         mark = time.perf_counter()
+        stage(3, "DigitSaccades CNN: events, training, saving")
         cnn_cfg = {"seed": options.get("seed", CNN_DEFAULTS["seed"]), **(cnn_options or {})}
         result["cnn"] = train_saccade_cnn(out, epochs=cnn_epochs, progress=progress, data_root=data_root, **cnn_cfg)
         seconds["cnn"] = time.perf_counter() - mark
         mark = time.perf_counter()
+        stage(4, "DigitSaccades CNN: simulating on every backend")
         events = saccade_test_events(result["cnn"], LATENCY_SAMPLES)
         result["cnn"]["simulate"] = compare_backends(result["cnn"]["graph"], result["cnn"]["x_test"], result["cnn"]["y_test"],
                                                      events=events, sensor_size=SENSOR_SIZE)

@@ -17,6 +17,7 @@ SOURCES = {"spikeflow": ROOT / "spikeflow", "spikeflow.backends": ROOT / "backen
 # module prefix -> layer (the longest matching prefix decides); docs/architecture.md explains each
 LAYERS = {
     "spikeflow.errors": 0, "spikeflow._atomic": 0, "spikeflow._checked_files": 0, "spikeflow._version": 0, "spikeflow.plots": 0,
+    "spikeflow._threads": 0, "spikeflow._progress": 0,  # thread settings and progress bars: used by every layer
     "spikeflow.ir": 1,
     "spikeflow.io": 2, "spikeflow.datasets": 2,
     "spikeflow.backends": 3,  # the registry, input checks, results, export folders, numba simulators

@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from spikeflow._threads import announce_first_compile
+
 
 @njit(cache=True)
 def _accumulate(acc, wt, x):
@@ -147,3 +149,6 @@ def _scan_backward(w_hh, theta, gamma, eps, c0, keep, r, u, g, hg, ct, c, dy_out
         dc0[b] = dc
         dy0[b] = dy_rec
         dtheta[b] = dth
+
+
+announce_first_compile(globals())

@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
+from spikeflow._threads import announce_first_compile
+
 # op codes (column 0 of an op row); column meanings are listed in program.py
 OP_INPUT, OP_COPY, OP_ADD, OP_DENSE, OP_SCALE, OP_CONV, OP_POOL = 0, 1, 2, 3, 4, 5, 6
 OP_THRESHOLD, OP_DELAY, OP_LIF, OP_CUBA, OP_IF, OP_EGRU, OP_LIF_FUSED = 7, 8, 9, 10, 11, 12, 13
@@ -1018,3 +1020,6 @@ def bin_entries(rows, cols, n_rows, n_cols):
                 m += 1
         indptr[r + 1] = m
     return indptr, indices[:m], counts[:m]
+
+
+announce_first_compile(globals())

@@ -516,11 +516,12 @@ def _dense_to_csr(w: np.ndarray):
 
 
 def _transpose_csr(indptr, indices, data, n_out, n_in):
-    rows = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(indptr))
-    order = np.argsort(indices, kind="stable")
-    t_indptr = np.zeros(n_in + 1, np.int64)
-    np.cumsum(np.bincount(indices, minlength=n_in), out=t_indptr[1:])
-    return t_indptr, rows[order], np.asarray(data)[order]
+    """CSR of the transpose. scipy's conversion is one O(nnz) pass (a sort took seconds at 10M
+    synapses) and keeps the rows of each column ascending, the order a stable sort gives."""
+    from scipy import sparse
+
+    t = sparse.csr_array((np.asarray(data), indices, indptr), shape=(n_out, n_in)).tocsc()
+    return t.indptr.astype(np.int64), t.indices.astype(np.int64), t.data
 
 
 def _csr_to_dense(indptr, indices, data, shape):

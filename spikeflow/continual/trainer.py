@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from spikeflow._progress import progress_bar
 from spikeflow.continual.metrics import ContinualResult
 from spikeflow.continual.strategies import get_strategy
 from spikeflow.continual.tasks import Task, _pair
@@ -126,7 +126,7 @@ class ContinualTrainer:
 
         Shuffling and encoding draw from the trainer's seeded generator, so the sequence repeats.
         """
-        for x, y in tqdm(self._raw_batches(tasks, shuffle), desc=desc, disable=not self.progress, leave=False):
+        for x, y in progress_bar(self._raw_batches(tasks, shuffle), desc=desc, enabled=self.progress, leave=False):
             yield self.loop.time_major(x, self._rng), y
 
     def _raw_batches(self, tasks: int | Sequence[int], shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -166,7 +166,7 @@ class ContinualTrainer:
             self.model.train()
             self.strategy.begin_epoch(epoch, self)
             ids = self.strategy.training_tasks(t)
-            loss, acc = self.loop.epoch(self._raw_batches(ids, shuffle=True), self._rng, desc=f"task {t + 1} epoch {epoch + 1}/{self.epochs}")
+            loss, acc = self.loop.epoch(self._raw_batches(ids, shuffle=True), self._rng, desc=f"continual: task {t + 1} epoch {epoch + 1}/{self.epochs}")
             losses.append(loss)
             accs.append(acc)
         self.history["loss"].append(losses)
@@ -195,7 +195,7 @@ class ContinualTrainer:
         seconds = [float("nan")] * n
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._torch_rng)
-            bar = tqdm(range(self.task_index, end), desc=self.strategy.name, disable=not self.progress)
+            bar = progress_bar(range(self.task_index, end), desc=f"continual ({self.strategy.name}): tasks", enabled=self.progress)
             for t in bar:
                 start = time.perf_counter()
                 self.strategy.begin_task(t, self)

@@ -355,7 +355,7 @@ def _policy_for(graph_or_module, policy: ExitPolicy | None, need_threshold: bool
 def network_outputs(graph_or_module, data, *, output: str = "output", batch_size: int = 256, progress: bool = False):
     """Full-length outputs ``[T, N, C]`` (float64 NumPy) and labels ``[N]`` of labelled data."""
     import torch
-    from tqdm.auto import tqdm
+    from spikeflow._progress import progress_bar
 
     from spikeflow.ir import Graph
 
@@ -375,7 +375,7 @@ def network_outputs(graph_or_module, data, *, output: str = "output", batch_size
     net.eval()
     chunks = []
     with torch.no_grad():
-        for start in tqdm(range(0, x.shape[0], batch_size), desc="exit: running validation", disable=not progress, leave=False):
+        for start in progress_bar(range(0, x.shape[0], batch_size), desc="exit: running validation", enabled=progress, leave=False):
             xb = torch.as_tensor(x[start : start + batch_size]).transpose(0, 1).to(device=device, dtype=dtype)
             y = net(xb)
             if isinstance(y, dict):

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
+
+from spikeflow._threads import announce_first_compile
 
 # Batch rows are independent and each is computed by one thread in a fixed order, so results do not
 # depend on the thread count. On a heavily oversubscribed machine parallel regions can stall: set
@@ -204,6 +205,4 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
         gi_state[bb, :] = carry
 
 
-def set_threads(n: int) -> None:
-    """Use ``n`` threads in the kernels (bounded by numba's configured maximum)."""
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+announce_first_compile(globals())

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from spikeflow._threads import announce_first_compile
+
 # Rows (forward) and column tiles (weight gradient) are independent and each is summed by one thread
 # in a fixed order, so results do not depend on the thread count.
 _FLAGS = dict(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"contract"})
@@ -129,3 +131,6 @@ def sampled_density(x, stride):
             if row[k] != 0:
                 nz += 1
     return nz / max(1, rows * K)
+
+
+announce_first_compile(globals())

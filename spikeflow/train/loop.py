@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from spikeflow._progress import progress_bar
 from spikeflow.errors import DataError, FormatError
 from spikeflow.train.losses import get_loss
 
@@ -88,7 +88,7 @@ class TrainingLoop:
             naming its nodes in ``.nodes``.
         hooks: a strategy with ``forward``, ``penalty``, ``before_step``, ``after_step`` (see the
             module docstring); default :class:`NoHooks`.
-        progress: show a tqdm bar per epoch.
+        progress: a bar per epoch, labelled by ``desc`` (on a terminal; off in logs, see spikeflow/_progress.py).
         sequence: a long-sequence strategy
             (:class:`spikeflow.train.long_sequences.SequenceStrategy`: lean BPTT, truncated BPTT,
             OTTT, a memory budget) that runs the forward and backward of each step; None: one
@@ -164,7 +164,7 @@ class TrainingLoop:
         as HLOP does with normalisation statistics).
         """
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, total=count, desc=desc, disable=not self.progress, leave=False)
+        bar = progress_bar(batches, total=count, desc=desc, enabled=self.progress, leave=False)
         for x, target in bar:
             x, target = self.time_major(x, generator), target.to(self.device)
             if self.sequence is not None:

@@ -161,7 +161,8 @@ class Trainer:
         checkpoint: HDF5 file written atomically after every epoch; ``fit(resume=True)`` continues from it.
         device: torch device for the model and batches.
         encoder: ``encoder(x_dense_batch, generator) -> [T, B, ...]``, e.g. :class:`RateEncoder`.
-        progress: show a tqdm bar per epoch.
+        progress: report progress: a bar per epoch on a terminal, and one line per epoch (also in
+            logs, where the bar is off).
         strategy: how a long sequence is trained (a graph's module, :func:`spikeflow.to_torch`):
             ``"full"``, ``"bptt"`` (lean exact BPTT), ``"tbptt"`` or ``"ottt"``; see
             :mod:`spikeflow.train.long_sequences`. None: one autograd pass over the whole sequence
@@ -251,7 +252,7 @@ class Trainer:
             while self.epoch < self.epochs:
                 batches, count = _batches(train_data, self.batch_size, True, self._shuffle_rng, need_labels=True)
                 self.model.train()
-                loss, acc = self.loop.epoch(batches, self._shuffle_rng, count=count, desc=f"epoch {self.epoch + 1}/{self.epochs}")
+                loss, acc = self.loop.epoch(batches, self._shuffle_rng, count=count, desc=f"train: epoch {self.epoch + 1}/{self.epochs}")
                 self.history["loss"].append(loss)
                 self.history["train_acc"].append(acc)
                 val = self.evaluate(val_data) if val_data is not None else {"loss": math.nan, "acc": math.nan}
@@ -259,9 +260,10 @@ class Trainer:
                 self.history["val_acc"].append(val["acc"])
                 self._torch_rng = torch.get_rng_state()
                 self.epoch += 1
-                if self.progress and val_data is not None:
+                if self.progress:  # one line per epoch, also in logs where the bar is off
                     tqdm.write(f"epoch {self.epoch}/{self.epochs}: loss {self.history['loss'][-1]:.4f}, "
-                               f"train acc {self.history['train_acc'][-1]:.3f}, val acc {val['acc']:.3f}")
+                               f"train acc {self.history['train_acc'][-1]:.3f}"
+                               + (f", val acc {val['acc']:.3f}" if val_data is not None else ""))
                 if self.checkpoint is not None:
                     self.save_checkpoint(self.checkpoint)
         return self.history

@@ -265,13 +265,20 @@ def test_bad_data_is_reported():
         make_trainer(optimizer="rmsprop-ish")
 
 
-def test_progress_bar_shows_only_when_asked(capsys):
+def test_progress_is_a_bar_on_terminals_and_one_line_per_epoch_in_logs(capsys, monkeypatch):
     data = toy_data(n=32)
     make_trainer(epochs=1).fit(data)
-    assert capsys.readouterr().err == ""
+    shown = capsys.readouterr()
+    assert shown.err == "" and shown.out == ""
+    make_trainer(epochs=3, progress=True).fit(data)  # captured output is a log, as in CI
+    shown = capsys.readouterr()
+    assert shown.err == ""  # no bar redraws
+    lines = shown.out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"] and "loss" in lines[0]
+    monkeypatch.setattr("spikeflow._progress.interactive", lambda: True)
     make_trainer(epochs=1, progress=True).fit(data, data)
-    err = capsys.readouterr()
-    assert "epoch 1/1" in err.err + err.out and "loss" in err.err
+    shown = capsys.readouterr()
+    assert "train: epoch 1/1" in shown.err and "val acc" in shown.out
 
 
 def test_trains_a_lowered_graph_with_recorded_regularizer():
