@@ -121,7 +121,7 @@ def test_export_refusals_are_clear_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "type Threshold: not a SpiNNaker 2 node type" in err and "Traceback" not in err
     assert cli.main(["export", str(tmp_path / "g.h5"), "--target", "loihi"]) == 1
-    assert "registered targets: spinnaker2" in capsys.readouterr().err
+    assert "registered targets: rram-lsm, spinnaker2" in capsys.readouterr().err
 
 
 def test_export_to_spinnaker2_prints_the_report(tmp_path, capsys):

@@ -238,10 +238,9 @@ def _probe_main(path: str, strategy: str, batch: int, density: float, dtype: str
     from spikeflow.torch.lowering import to_torch
     from spikeflow.train.long_sequences import state_bytes, train_step
 
-    torch.set_num_threads(threads)
-    from spikeflow.torch import scan_kernels
+    from spikeflow._threads import set_threads
 
-    scan_kernels.set_threads(threads)
+    set_threads(threads)
     net = to_torch(load(path), dtype=getattr(torch, dtype))
     shape = net.shapes[net.inputs[0]]
     gen = torch.Generator().manual_seed(0)
