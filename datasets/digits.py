@@ -11,19 +11,16 @@ rebuilt.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import warnings
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from spikeflow.datasets.emulator import SACCADE_US, emulate_dvs, saccade_frames
-from spikeflow.datasets.events import check_index, to_frames
-from spikeflow.datasets.store import EventStore, EventStoreWriter
-from spikeflow.errors import DataError, FormatError
+from spikeflow.datasets.events import to_frames
+from spikeflow.datasets.generated import GeneratedEventSet
+from spikeflow.datasets.store import EventStoreWriter
+from spikeflow.errors import DataError
 
 N_DIGITS = 1797
 N_TEST = 360
@@ -49,7 +46,7 @@ def split_indices(train: bool) -> np.ndarray:
     return np.sort(perm[N_TEST:] if train else perm[:N_TEST])
 
 
-class DigitSaccades:
+class DigitSaccades(GeneratedEventSet):
     """The built-in event set: ``ds[i] -> (events, label)``, torchvision style.
 
     Args:
@@ -70,6 +67,7 @@ class DigitSaccades:
         (4, (34, 34, 2), ('x', 'y', 't', 'p'))
     """
 
+    name = "DigitSaccades"
     sensor_size = (34, 34, 2)
     classes = list(range(10))
     duration_us = 3 * SACCADE_US
@@ -90,37 +88,11 @@ class DigitSaccades:
             raise DataError(f"DigitSaccades: unknown emulator settings {sorted(unknown)}; known: {sorted(DEFAULT_EMULATOR)}")
         if subset is not None and not 1 <= subset <= N_DIGITS:
             raise DataError(f"DigitSaccades: subset must be in [1, {N_DIGITS}], got {subset}")
-        self.root = Path(root)
-        self.train = train
-        self.transform = transform
-        self.target_transform = target_transform
-        self.params = {
+        params = {
             "layout": LAYOUT_VERSION, "subset": subset, "seed": int(seed),
             "frames_per_saccade": FRAMES_PER_SACCADE, "emulator": {**DEFAULT_EMULATOR, **(emulator or {})},
         }
-        key = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:12]
-        self.folder = self.root / "DigitSaccades"
-        self.paths = {split: self.folder / f"{split}_{key}.h5" for split in ("train", "test")}
-        self.path = self.paths["train" if train else "test"]
-        if not all(self._cache_ok(p) for p in self.paths.values()):
-            self._generate(progress)
-        self._store: EventStore | None = None
-        self._pid = -1
-        with EventStore(self.path) as store:
-            self.targets = store.labels.copy()
-
-    def _cache_ok(self, path: Path) -> bool:
-        if not path.exists():
-            return False
-        try:
-            with EventStore(path) as store:
-                if store.metadata.get("params") == self.params:
-                    return True
-                reason = "it was made with other settings"
-        except FormatError as exc:
-            reason = str(exc)
-        warnings.warn(f"DigitSaccades: rebuilding cache {path}: {reason}", stacklevel=3)
-        return False
+        self._use_cache(root, train, transform, target_transform, params, progress)
 
     def _generate(self, progress: bool) -> None:
         from scipy.ndimage import zoom
@@ -145,37 +117,6 @@ class DigitSaccades:
                         for ev, index in zip(events, batch):
                             writer.append(ev, int(digits.target[index]))
                         bar.update(len(batch))
-
-    def _open(self) -> EventStore:
-        # h5py handles do not survive fork: DataLoader workers each open their own.
-        if self._store is None or self._pid != os.getpid():
-            self._store = EventStore(self.path)
-            self._pid = os.getpid()
-        return self._store
-
-    def close(self) -> None:
-        """Close the cache file (it reopens on the next access)."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index) -> tuple[np.ndarray, int]:
-        i = check_index(index, len(self), f"DigitSaccades({'train' if self.train else 'test'})")
-        events = self._open().read(i)
-        target = int(self.targets[i])
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return events, target
-
-    def read_window(self, index, t_start: float, t_end: float) -> np.ndarray:
-        """Raw events of sample ``index`` with ``t_start <= t < t_end`` (µs), read from the cache only for that window."""
-        i = check_index(index, len(self), "DigitSaccades")
-        return self._open().read_window(i, t_start, t_end)
 
     def frames(self, n_bins: int = 10, time_major: bool = False, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
         """All samples binned (ignoring ``transform``): ``[N, T, 2, 34, 34]`` counts and ``[N]`` labels.

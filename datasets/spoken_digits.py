@@ -16,22 +16,19 @@ half-written or made with other settings is rebuilt. espeak-ng is a Debian/Ubunt
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
-import warnings
 import wave
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from spikeflow.datasets.events import check_index, make_events, to_frames
-from spikeflow.datasets.store import EventStore, EventStoreWriter
-from spikeflow.errors import DataError, FormatError
+from spikeflow.datasets.events import make_events, to_frames
+from spikeflow.datasets.generated import GeneratedEventSet
+from spikeflow.datasets.store import EventStoreWriter
+from spikeflow.errors import DataError
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
@@ -142,7 +139,7 @@ def utterances(train: bool, n: int, seed: int, settings: dict) -> list[tuple[int
     return out
 
 
-class SpokenDigits:
+class SpokenDigits(GeneratedEventSet):
     """Spoken digits as cochlea events: ``ds[i] -> (events, label)``, torchvision style.
 
     Args:
@@ -165,6 +162,7 @@ class SpokenDigits:
         (2, (64, 1, 1), 1, True)
     """
 
+    name = "SpokenDigits"
     classes = list(range(10))
     duration_us = DURATION_US
 
@@ -176,33 +174,9 @@ class SpokenDigits:
             raise DataError(f"SpokenDigits: unknown cochlea settings {sorted(unknown)}; known: {sorted(DEFAULT_COCHLEA)}")
         if subset is not None and not 1 <= subset <= N_TEST:
             raise DataError(f"SpokenDigits: subset must be in [1, {N_TEST}], got {subset}")
-        self.root, self.train = Path(root), train
-        self.transform, self.target_transform = transform, target_transform
-        self.params = {"layout": LAYOUT_VERSION, "subset": subset, "seed": int(seed), "cochlea": {**DEFAULT_COCHLEA, **(cochlea or {})}}
-        self.sensor_size = (int(self.params["cochlea"]["channels"]), 1, 1)
-        key = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:12]
-        self.folder = self.root / "SpokenDigits"
-        self.paths = {split: self.folder / f"{split}_{key}.h5" for split in ("train", "test")}
-        self.path = self.paths["train" if train else "test"]
-        if not all(self._cache_ok(p) for p in self.paths.values()):
-            self._generate(progress)
-        self._store: EventStore | None = None
-        self._pid = -1
-        with EventStore(self.path) as store:
-            self.targets = store.labels.copy()
-
-    def _cache_ok(self, path: Path) -> bool:
-        if not path.exists():
-            return False
-        try:
-            with EventStore(path) as store:
-                if store.metadata.get("params") == self.params:
-                    return True
-                reason = "it was made with other settings"
-        except FormatError as exc:
-            reason = str(exc)
-        warnings.warn(f"SpokenDigits: rebuilding cache {path}: {reason}", stacklevel=3)
-        return False
+        params = {"layout": LAYOUT_VERSION, "subset": subset, "seed": int(seed), "cochlea": {**DEFAULT_COCHLEA, **(cochlea or {})}}
+        self.sensor_size = (int(params["cochlea"]["channels"]), 1, 1)
+        self._use_cache(root, train, transform, target_transform, params, progress)
 
     def _generate(self, progress: bool) -> None:
         from tqdm.auto import tqdm
@@ -220,32 +194,6 @@ class SpokenDigits:
                         audio, rate = synthesise(WORDS[digit], voice, speed, pitch)
                         writer.append(ganglion_events(cochlea(audio, rate, settings), settings["threshold"]), digit)
                         bar.update(1)
-
-    def _open(self) -> EventStore:
-        # h5py handles do not survive fork: DataLoader workers each open their own.
-        if self._store is None or self._pid != os.getpid():
-            self._store = EventStore(self.path)
-            self._pid = os.getpid()
-        return self._store
-
-    def close(self) -> None:
-        """Close the cache file (it reopens on the next access)."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index) -> tuple[np.ndarray, int]:
-        i = check_index(index, len(self), f"SpokenDigits({'train' if self.train else 'test'})")
-        events = self._open().read(i)
-        target = int(self.targets[i])
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return events, target
 
     def frames(self, n_bins: int = 100, time_major: bool = False, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
         """All samples binned over the fixed 1 s window: ``[N, T, channels]`` counts and ``[N]`` labels
