@@ -239,7 +239,7 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
         ours = {s: measure("spikeflow", s, T, repeats, threads) for s in STRATEGIES}
         peers = {p: measure(p, "full", T, repeats, threads) for p in PEERS}
         for name, res in [*(("spikeflow " + s, r) for s, r in ours.items()), *peers.items()]:
-            line = f"T={T} {name}: " + (f"peak {res["peak"] / mb:.1f} MiB, {res['time']:.2f} s/step, output spikes {res['spikes']:.0f}"
+            line = f"T={T} {name}: " + (f"peak {res['peak'] / mb:.1f} MiB, {res['time']:.2f} s/step, output spikes {res['spikes']:.0f}"
                                        if res["ok"] else f"failed under the {CAP_GIB:g} GiB cap: {res['error']}")
             print(line, flush=True)
             rows.append({"T": T, "name": name, **res})
