@@ -102,3 +102,18 @@ def table(records: list[dict]) -> str:
             f"| {r['ratio']:.2f}x | {target} |"
         )
     return "\n".join(lines)
+
+
+def linear_layers(weights) -> list:
+    """``torch.nn.Linear`` layers holding the given ``(weight, bias)`` tensors: every library in a
+    benchmark starts from the same weights."""
+    import torch
+
+    layers = []
+    for w, b in weights:
+        layer = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+        layers.append(layer)
+    return layers

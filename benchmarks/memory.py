@@ -51,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import record, set_threads, write_results  # noqa: E402
+from _common import linear_layers, record, set_threads, write_results  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -110,21 +110,10 @@ def spikeflow_step(weights, strategy):
     return step
 
 
-def _linears(weights):
-    out = []
-    for w, b in weights:
-        lay = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lay.weight.copy_(w)
-            lay.bias.copy_(b)
-        out.append(lay)
-    return out
-
-
 def snntorch_step(weights, strategy):
     import snntorch as snn
 
-    fcs = _linears(weights)
+    fcs = linear_layers(weights)
     lifs = [snn.Leaky(beta=BETA, threshold=THRESHOLD) for _ in fcs]
 
     def step(x, labels):
@@ -147,7 +136,7 @@ def snntorch_step(weights, strategy):
 def norse_step(weights, strategy):
     import norse.torch as norse
 
-    fcs = _linears(weights)
+    fcs = linear_layers(weights)
     p = norse.LIFBoxParameters(tau_mem_inv=torch.as_tensor(1 / TAU), v_th=torch.as_tensor(THRESHOLD * DT / TAU))
     lifts = [norse.Lift(norse.LIFBoxCell(p, dt=DT)) for _ in fcs]
 
@@ -166,7 +155,7 @@ def norse_step(weights, strategy):
 def spikingjelly_step(weights, strategy):
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
-    fcs = _linears(weights)
+    fcs = linear_layers(weights)
     modules = []
     for fc in fcs:
         modules += [layer.SeqToANNContainer(fc), neuron.LIFNode(tau=1 / (1 - BETA), decay_input=False, v_threshold=THRESHOLD, v_reset=None,

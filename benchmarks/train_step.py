@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import interleaved_medians, record, set_threads, version, write_results  # noqa: E402
+from _common import interleaved_medians, linear_layers, record, set_threads, version, write_results  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -61,17 +61,6 @@ def make_data(sizes, density, seed=0):
     return x, labels, [(lay.weight.detach().clone(), lay.bias.detach().clone()) for lay in layers]
 
 
-def _linears(weights):
-    out = []
-    for w, b in weights:
-        lay = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            lay.weight.copy_(w)
-            lay.bias.copy_(b)
-        out.append(lay)
-    return out
-
-
 def spikeflow_step(weights):
     import spikeflow as sf
     from spikeflow.ir import nodes as n
@@ -90,7 +79,7 @@ def spikeflow_nir_step(weights):
     import spikeflow as sf
 
     modules = []
-    for lay in _linears(weights):
+    for lay in linear_layers(weights):
         modules += [lay, snn.Leaky(beta=BETA, threshold=THRESHOLD, init_hidden=True)]
     graph = sf.from_snntorch(nn.Sequential(*modules), torch.zeros(B, weights[0][0].shape[1]))
     return _train_step(sf.to_torch(graph))
@@ -111,7 +100,7 @@ def _train_step(net):
 def snntorch_step(weights):
     import snntorch as snn
 
-    fcs = _linears(weights)
+    fcs = linear_layers(weights)
     lifs = [snn.Leaky(beta=BETA, threshold=THRESHOLD) for _ in fcs]
     params = [p for fc in fcs for p in fc.parameters()]
     loss_fn = nn.CrossEntropyLoss()
@@ -136,7 +125,7 @@ def snntorch_step(weights):
 def norse_step(weights):
     import norse.torch as norse
 
-    fcs = _linears(weights)
+    fcs = linear_layers(weights)
     # Same membrane dynamics as snnTorch and spikeflow up to the input gain dt/tau: scale the threshold.
     p = norse.LIFBoxParameters(tau_mem_inv=torch.as_tensor(1 / TAU), v_th=torch.as_tensor(THRESHOLD * DT / TAU))
     lifts = [norse.Lift(norse.LIFBoxCell(p, dt=DT)) for _ in fcs]
@@ -158,7 +147,7 @@ def norse_step(weights):
 def spikingjelly_step(weights):
     from spikingjelly.activation_based import functional, neuron
 
-    fcs = _linears(weights)
+    fcs = linear_layers(weights)
     lifs = [neuron.LIFNode(tau=TAU / DT, decay_input=False, v_threshold=THRESHOLD, v_reset=None, step_mode="m") for _ in fcs]
     params = [q for fc in fcs for q in fc.parameters()]
     loss_fn = nn.CrossEntropyLoss()

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from spikeflow.continual.trainer import ContinualTrainer
-from spikeflow.train.distributed import DistributedLoop, Workers, init_workers
+from spikeflow.train.distributed import Workers, init_workers, join_workers
 
 
 class DistributedContinualTrainer(ContinualTrainer):
@@ -26,9 +26,7 @@ class DistributedContinualTrainer(ContinualTrainer):
         if not workers.is_main:
             kwargs["progress"] = False
         super().__init__(model, *args, **kwargs)
-        self.workers = workers
-        self.loop = DistributedLoop.around(self.loop, workers)
-        workers.broadcast_parameters(self.model)
+        join_workers(self, workers)
         if hasattr(self.strategy, "gathered"):
             self.strategy.workers = workers
 

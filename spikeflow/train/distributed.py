@@ -235,6 +235,14 @@ class _SummedGradients:
         self.inner.after_step()
 
 
+def join_workers(trainer: Any, workers: Workers) -> None:
+    """Make a built trainer data-parallel: its loop shards batches and sums gradients over
+    ``workers``, and every worker starts from the main worker's parameters."""
+    trainer.workers = workers
+    trainer.loop = DistributedLoop.around(trainer.loop, workers)
+    workers.broadcast_parameters(trainer.model)
+
+
 def _refuse_loader(data: Any) -> None:
     if isinstance(data, torch.utils.data.DataLoader):
         raise DataError("DistributedTrainer: pass (x, y) arrays or a Dataset, not a DataLoader (its batches cannot be "
@@ -262,9 +270,7 @@ class DistributedTrainer(Trainer):
         if not workers.is_main:
             kwargs["progress"] = False
         super().__init__(model, *args, **kwargs)
-        self.workers = workers
-        self.loop = DistributedLoop.around(self.loop, workers)
-        workers.broadcast_parameters(self.model)
+        join_workers(self, workers)
 
     def fit(self, train_data: Any, val_data: Any = None, resume: bool = False) -> dict[str, list[float]]:
         """As :meth:`Trainer.fit`; a DataLoader is refused (pass arrays or a Dataset)."""
