@@ -124,6 +124,15 @@ class State(NamedTuple):
     i: torch.Tensor | None = None
 
 
+class Loop(NamedTuple):
+    """A gain on the neuron's own output fed back one step later (a ``X -> Scale -> X`` self-loop
+    of a graph, such as the late reset of an snnTorch import): step ``t`` gets the input
+    ``x[t] + gain * y[t-1]``; at the first step ``x[0] + first`` (``first`` None: just ``x[0]``)."""
+
+    gain: torch.Tensor
+    first: torch.Tensor | None = None
+
+
 @dataclass(frozen=True)
 class Dynamics:
     """The static part of a neuron: which update, spiking or not, reset mode, surrogate."""
@@ -270,15 +279,20 @@ def loop_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients) -> torch.Tenso
     return loop_chunk(x, dyn, coef)[0]
 
 
-def loop_chunk(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State | None = None) -> tuple[torch.Tensor, State]:
+def loop_chunk(
+    x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State | None = None, loop: Loop | None = None
+) -> tuple[torch.Tensor, State]:
     """:func:`loop_scan` from ``state`` (None: at rest); returns the outputs and the final state."""
     if state is None:
         state = initial_state(dyn, (x.shape[1],) + tuple(x.shape[2:]), x)
     out = []
+    fed_back = None if loop is None else loop.first
     for t in range(x.shape[0]):
         if not _TEMPORAL[0]:
             state = State(*(None if s is None else s.detach() for s in state))
-        y, state = neuron_step(x[t], state, dyn, coef)
+        y, state = neuron_step(x[t] if fed_back is None else x[t] + fed_back, state, dyn, coef)
+        if loop is not None:
+            fed_back = y * loop.gain
         out.append(y)
     return (torch.stack(out) if out else torch.empty_like(x)), state
 
@@ -327,21 +341,33 @@ def neuron_scan(x: torch.Tensor, dyn: Dynamics, coef: Coefficients, fused: bool 
     return neuron_chunk(x, dyn, coef, None, fused)[0]
 
 
+def fusable(x: torch.Tensor, fused: bool | None = None) -> bool:
+    """Whether :func:`neuron_chunk` runs ``x`` through the fused kernels: ``fused`` when given,
+    else for CPU float32/float64 tensors (numba present)."""
+    if fused is not None:
+        return bool(fused)
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _kernels() is not None
+
+
 def neuron_chunk(
-    x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State | None = None, fused: bool | None = None
+    x: torch.Tensor, dyn: Dynamics, coef: Coefficients, state: State | None = None, fused: bool | None = None,
+    loop: Loop | None = None,
 ) -> tuple[torch.Tensor, State]:
     """Run a neuron over ``x[k, B, ...]`` from ``state`` (None: at rest); return the outputs and
-    the state after the last step. Consecutive chunks equal one :func:`neuron_scan` bit for bit."""
+    the state after the last step. Consecutive chunks equal one :func:`neuron_scan` bit for bit.
+
+    ``loop`` (LIF, LI, IF, I only) feeds the output back into the next step's input through a
+    gain, inside the same fused scan (:class:`Loop`)."""
     if x.dim() < 2:
         raise DataError(f"neuron input: expected a time-major tensor [T, B, ...], got shape {tuple(x.shape)}")
     T, B = x.shape[:2]
     feature = tuple(x.shape[2:])
     if state is not None:
         _check_state(state, dyn, (B,) + feature)
-    if fused is None:
-        fused = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and _kernels() is not None
-    if not fused or T == 0:
-        return loop_chunk(x, dyn, coef, state)
+    if loop is not None and dyn.kind == "cuba":
+        raise GraphError("neuron_chunk: a self-loop is fused for LIF, LI, IF and I only, not for current-based neurons")
+    if not fusable(x, fused) or T == 0:
+        return loop_chunk(x, dyn, coef, state, loop)
     n = math.prod(feature)
 
     def flat(c):
@@ -349,6 +375,12 @@ def neuron_chunk(
 
     v0 = state.v.reshape(B, n) if state is not None else None
     x3 = x.reshape(T, B, n)
+    if loop is not None:
+        gain = loop.gain.to(x.dtype) if isinstance(loop.gain, torch.Tensor) else _tensor(loop.gain, x).to(x.dtype)
+        first = None if loop.first is None else loop.first.reshape(B, n)
+        y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0,
+                                flat(gain), first)
+        return y.reshape(x.shape), State(v.reshape((B,) + feature))
     if dyn.kind == "cuba":
         i0 = state.i.reshape(B, n) if state is not None else None
         y, v, i = _CubaScan.apply(x3, dyn, flat(coef.a_syn), flat(coef.c_syn), flat(coef.a), flat(coef.b), flat(coef.c),
@@ -424,7 +456,7 @@ class _LeakyScan(torch.autograd.Function):
     """Fused LIF / LI / IF / I over time (forward and backward each one numba kernel)."""
 
     @staticmethod
-    def forward(ctx, x, dyn, a, b, c, th, vr, v0):
+    def forward(ctx, x, dyn, a, b, c, th, vr, v0, d=None, r0=None):
         k = _kernels()
         T, B, n = x.shape
         x = x.contiguous()
@@ -432,21 +464,25 @@ class _LeakyScan(torch.autograd.Function):
         keep = any(ctx.needs_input_grad) and dyn.spiking
         u = _scratch(x, keep)
         v = _state_rows(v0, x)
+        loop = d is not None
+        r = _state_rows(r0, x) if loop else torch.zeros((B, 0), dtype=x.dtype)  # [B, 0]: never read
         k.leaky_forward(
             x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), v.numpy(),
+            loop, _np(d, n, x.dtype), r.numpy(),
         )
-        ctx.dyn, ctx.temporal = dyn, _TEMPORAL[0]
-        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0)
+        ctx.dyn, ctx.temporal, ctx.loop = dyn, _TEMPORAL[0], loop
+        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0, d, r0, out if loop else None)
         return out, v
 
     @staticmethod
     def backward(ctx, g_out, g_v):
         k = _kernels()
         dyn = ctx.dyn
-        x, u, a, c, th, vr, v0 = ctx.saved_tensors
+        x, u, a, c, th, vr, v0, d, r0, out = ctx.saved_tensors
         T, B, n = x.shape
-        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr, v0
+        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr, v0, d, r0
+        loop = ctx.loop and ctx.temporal  # the loop carries gradient back in time, like the state
         g_out = g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_th = torch.zeros((B, n), dtype=x.dtype)
@@ -458,22 +494,31 @@ class _LeakyScan(torch.autograd.Function):
         g_v0 = _state_rows(g_v, x)  # dL/d(final state) in, dL/d(initial state) out
         # Without temporal gradients the state carries nothing back: a decay of zero in backward.
         a_back = _np(a, n, x.dtype, 1.0) if ctx.temporal else _np(None, n, x.dtype)
+        dc = _np(d * c if loop else None, n, x.dtype)
         k.leaky_backward(
             g_out.numpy(), u.numpy(), *sg, a_back, th_np, _np(vr, n, x.dtype), scale,
-            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(),
+            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(), loop, dc,
         )
-        g_x = g_a = g_b = g_c = g_thr = None
+        g_x = g_a = g_b = g_c = g_thr = g_d = g_r0 = None
+        g_in = g_u * c if coef_grads else g_u  # dL/d(input of each step), loop term included
         if need[0]:
-            g_x = g_u * c if coef_grads else g_u
+            g_x = g_in
         if need[2]:
             g_a = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
         if need[3]:
             g_b = _sum_to(g_u)
         if need[4]:
-            g_c = _sum_to(g_u * x)
+            fed = _previous(out * d, r0) if ctx.loop else None
+            g_c = _sum_to(g_u * (x if fed is None else x + fed))
         if need[5]:
             g_thr = _sum_to(g_th)
-        return g_x, None, g_a, g_b, g_c, g_thr, None, g_v0 if need[7] else None
+        if ctx.loop and need[8] and T > 1:
+            g_d = _sum_to(g_in[1:] * out[:-1])
+        elif ctx.loop and need[8]:
+            g_d = torch.zeros_like(d)
+        if ctx.loop and need[9]:
+            g_r0 = g_in[0]
+        return g_x, None, g_a, g_b, g_c, g_thr, None, g_v0 if need[7] else None, g_d, g_r0
 
 
 class _CubaScan(torch.autograd.Function):

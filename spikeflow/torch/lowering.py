@@ -228,6 +228,9 @@ class GraphModule(nn.Module):
         self.delayed = set(flat.delayed_edges())
         self.groups = [(g, len(g) > 1 or (g[0], g[0]) in flat.edges) for g in flat.components()]
         self.kinds = {k: type(v) for k, v in flat.nodes.items()}
+        self.self_loops = _self_loops(flat, self.groups, self.sources)
+        """Neuron -> Scale node of each ``neuron -> Scale -> neuron`` loop (snnTorch's late reset,
+        :func:`_self_loops`) that runs inside the neuron's fused scan instead of step by step."""
         self.layers = nn.ModuleDict()
         for name in self.order:
             node = flat.nodes[name]
@@ -357,7 +360,8 @@ class GraphModule(nn.Module):
         T, B = next(iter(values.values())).shape[:2]
         for group, recurrent in self.groups:
             if recurrent:
-                self._step_group(group, values, T, B, state)
+                if not self._fused_loop(group, values, state):
+                    self._step_group(group, values, T, B, state)
                 continue
             (name,) = group
             if name in values:  # an Input
@@ -390,8 +394,8 @@ class GraphModule(nn.Module):
             values[name] = t.to(dtype=self._probe.dtype, device=self._probe.device)
         return values
 
-    def _sum(self, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        srcs = self.sources[name]
+    def _sum(self, name: str, values: dict[str, torch.Tensor], skip: str | None = None) -> torch.Tensor:
+        srcs = [s for s in self.sources[name] if s != skip]
         total = values[srcs[0]]
         for s in srcs[1:]:
             total = total + values[s]
@@ -502,6 +506,43 @@ class GraphModule(nn.Module):
             self._transposed[id(layer)] = cached
         return sparse_linear.linear(flat, cached[1].t(), layer.bias, limit=1.0)  # 1.0: the sparse product, as decided
 
+    def uses_fused_loop(self, name: str, x: "torch.Tensor | None" = None) -> bool:
+        """Whether the neuron ``name`` runs its self-loop inside its fused scan (for inputs like
+        ``x``; by default the module's own dtype on its device) rather than step by step."""
+        layer = self._layer(name)
+        return name in self.self_loops and F.fusable(self._probe if x is None else x, layer.fused)
+
+    def _fused_loop(self, group: list[str], values: dict[str, torch.Tensor], state: GraphState) -> bool:
+        """Run a ``neuron -> Scale -> neuron`` group as one fused scan; False when it must step.
+
+        The Scale's output is what the step-by-step path computes (its carried value too), so the
+        state of a chunk is the same either way."""
+        neuron = next((k for k in group if k in self.self_loops), None)
+        if neuron is None:
+            return False
+        gain_name = self.self_loops[neuron]
+        x = self._sum(neuron, values, skip=gain_name)
+        layer, gain = self._layer(neuron), self._layer(gain_name)
+        if not self.uses_fused_loop(neuron, x):
+            return False
+        gain_delayed = (gain_name, neuron) in self.delayed  # else the edge neuron -> gain is the delayed one
+        if gain_delayed:
+            first = state.carried.get(gain_name)
+        else:
+            last = state.carried.get(neuron)
+            first = None if last is None else gain(last)
+        loop = F.Loop(gain.scale, first)
+        y, state.nodes[neuron] = F.neuron_chunk(x, *self._coefficients(neuron, layer, x), state.nodes.get(neuron), fused=True, loop=loop)
+        values[neuron] = y
+        if gain_delayed:
+            values[gain_name] = gain(y)
+        else:
+            before = torch.zeros_like(y[:1]) if last is None else last.unsqueeze(0)
+            values[gain_name] = gain(torch.cat([before, y[:-1]]))
+        if y.shape[0]:  # an empty chunk carries nothing new
+            state.carried[gain_name if gain_delayed else neuron] = values[gain_name][-1] if gain_delayed else y[-1]
+        return True
+
     def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int, state: GraphState) -> None:
         like = self._probe
         coefs, states = {}, {k: state.nodes.get(k) for k in group}
@@ -558,6 +599,32 @@ class GraphModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self._template!r}"
+
+
+def _self_loops(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[str, list[str]]) -> dict[str, str]:
+    """Neuron -> Scale for each recurrent group that is exactly ``neuron -> Scale -> neuron``.
+
+    Such a loop only adds ``scale * y[t-1]`` to the neuron's own input: the fused scan of LIF,
+    LI, IF and I does that inside its time loop (snnTorch's late reset is imported as this loop,
+    see docs/conventions.md). The neuron must have another input, and the loop's term must come
+    last in the sorted-source sum (or be one of two terms, where the order does not matter), so
+    that the fused scan adds the terms in the graph's order: float64 values stay bit-identical.
+    """
+    leaky = (n.LIF, n.LI, n.IF, n.I)
+    found = {}
+    for group, recurrent in groups:
+        if not recurrent or len(group) != 2:
+            continue
+        neuron, gain = group if isinstance(flat.nodes[group[0]], leaky) else group[::-1]
+        if not (isinstance(flat.nodes[neuron], leaky) and isinstance(flat.nodes[gain], n.Scale)):
+            continue
+        srcs = sources[neuron]
+        if sources[gain] != [neuron] or sorted(flat.successors(gain)) != [neuron] or neuron in srcs:
+            continue
+        if len(srcs) < 2 or (len(srcs) > 2 and srcs[-1] != gain):
+            continue
+        found[neuron] = gain
+    return found
 
 
 def _replace(graph: Graph, replaced: dict[str, n.Node], prefix: str) -> Graph:

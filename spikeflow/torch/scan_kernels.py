@@ -82,20 +82,33 @@ def _fire(ut, ot, v, th, vr, spiking, subtract):
 
 
 @njit(**_FLAGS)
-def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state):
+def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state, loop, d, r0):
     """LIF / LI / IF / I over time. ``out``: spikes (spiking) or membrane; ``u_save``: pre-reset
-    membrane (a ``[1, B, N]`` scratch when it is not kept); ``v_state``: membrane in and out."""
+    membrane (a ``[1, B, N]`` scratch when it is not kept); ``v_state``: membrane in and out.
+
+    ``loop``: the neuron's own output comes back one step later through the gain ``d`` (a
+    ``X -> Scale -> X`` self-loop, e.g. snnTorch's late reset): the input of step ``t`` is
+    ``x[t] + d*out[t-1]``, added in that order as the graph sums its edges; ``r0[B, N]`` is the
+    loop's term at the first step (the carried value of the previous chunk, or zeros)."""
     T, B, N = x.shape
     keep = u_save.shape[0] == T
     for bb in prange(B):
         v = v_state[bb].copy()  # a private row: no aliasing with the outputs, so the loops vectorise
+        r = r0[bb].copy()
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
             ut = u_save[t if keep else 0, bb]
-            for n in range(N):
-                ut[n] = a[n] * v[n] + c[n] * xt[n] + b[n]
+            if loop:
+                for n in range(N):
+                    ut[n] = a[n] * v[n] + c[n] * (xt[n] + r[n]) + b[n]
+            else:
+                for n in range(N):
+                    ut[n] = a[n] * v[n] + c[n] * xt[n] + b[n]
             _fire(ut, ot, v, th, vr, spiking, subtract)
+            if loop:
+                for n in range(N):
+                    r[n] = ot[n] * d[n]
         v_state[bb, :] = v
 
 
@@ -137,9 +150,12 @@ def _spiking_grads(go, gv, u, sg, th, vr, gu, gth, f_sub, f_keep):
 
 
 @njit(**_FLAGS)
-def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th, gv_state):
+def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th, gv_state,
+                   loop, dc):
     """Reverse-time recurrence: ``g_u[T, B, N]`` = scale * dL/du, ``g_th[B, N]`` += dL/dth;
-    ``gv_state``: dL/d(final membrane) in, dL/d(initial membrane) out."""
+    ``gv_state``: dL/d(final membrane) in, dL/d(initial membrane) out. ``loop``: the self-loop
+    of :func:`leaky_forward`, ``dc = d*c``: the output of step ``t`` also receives
+    ``dc * dL/du[t+1]``."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
@@ -147,9 +163,14 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
         gv = gv_state[bb].copy()
         gu = np.zeros(N, dtype=g_out.dtype)
         srow = np.zeros(N, dtype=g_out.dtype)
+        grow = np.zeros(N, dtype=g_out.dtype)  # dL/d(output) with the loop's share (stays 0 at T-1)
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
+            if loop:
+                for n in range(N):
+                    grow[n] = go[n] + grow[n]
+                go = grow
             if spiking:
                 if sg_kind == SG_ARRAY:
                     srow[:] = sg[t, bb]
@@ -163,6 +184,9 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
             for n in range(N):
                 out[n] = gu[n] * scale[n]
                 gv[n] = a[n] * gu[n]
+            if loop:
+                for n in range(N):
+                    grow[n] = dc[n] * gu[n]
         gv_state[bb, :] = gv
 
 
