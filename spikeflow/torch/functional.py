@@ -494,10 +494,12 @@ class _LeakyScan(torch.autograd.Function):
         g_v0 = _state_rows(g_v, x)  # dL/d(final state) in, dL/d(initial state) out
         # Without temporal gradients the state carries nothing back: a decay of zero in backward.
         a_back = _np(a, n, x.dtype, 1.0) if ctx.temporal else _np(None, n, x.dtype)
-        dc = _np(d * c if loop else None, n, x.dtype)
+        want_d = ctx.loop and need[8]
+        g_d_rows = torch.zeros((B, n if want_d else 0), dtype=x.dtype)
         k.leaky_backward(
             g_out.numpy(), u.numpy(), *sg, a_back, th_np, _np(vr, n, x.dtype), scale,
-            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(), loop, dc,
+            dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(),
+            loop, _np(d, n, x.dtype), _np(c, n, x.dtype), (out if ctx.loop else g_out[:0]).numpy(), g_d_rows.numpy(),
         )
         g_x = g_a = g_b = g_c = g_thr = g_d = g_r0 = None
         g_in = g_u * c if coef_grads else g_u  # dL/d(input of each step), loop term included
@@ -512,10 +514,8 @@ class _LeakyScan(torch.autograd.Function):
             g_c = _sum_to(g_u * (x if fed is None else x + fed))
         if need[5]:
             g_thr = _sum_to(g_th)
-        if ctx.loop and need[8] and T > 1:
-            g_d = _sum_to(g_in[1:] * out[:-1])
-        elif ctx.loop and need[8]:
-            g_d = torch.zeros_like(d)
+        if want_d:
+            g_d = g_d_rows.sum(0)
         if ctx.loop and need[9]:
             g_r0 = g_in[0]
         return g_x, None, g_a, g_b, g_c, g_thr, None, g_v0 if need[7] else None, g_d, g_r0

@@ -262,7 +262,7 @@ class GraphModule(nn.Module):
         if unknown:
             raise DataError(f"record: no node {unknown[0]!r} in the graph; nodes: {sorted(self.shapes)}")
         values = self._check_inputs(x)
-        self._run_steps(values, GraphState(next(iter(values.values())).shape[1], {}, {}))
+        self._run_steps(values, GraphState(next(iter(values.values())).shape[1], {}, {}), keep=record)
         return self._outputs(values), {k: values[k] for k in record}
 
     def initial_state(self, batch: int) -> GraphState:
@@ -354,13 +354,14 @@ class GraphModule(nn.Module):
         outs = {k: values[k] for k in self.outputs}
         return outs[self.outputs[0]] if len(outs) == 1 else outs
 
-    def _run_steps(self, values: dict[str, torch.Tensor], state: GraphState) -> GraphState:
-        """Fill ``values`` with every node's output over the chunk; ``state`` is updated in place
-        (a node without an entry starts at rest) and returned."""
+    def _run_steps(self, values: dict[str, torch.Tensor], state: GraphState, keep=()) -> GraphState:
+        """Fill ``values`` with every node's output over the chunk (the Scale of a fused self-loop
+        only when in ``keep``: nothing else reads it); ``state`` is updated in place (a node
+        without an entry starts at rest) and returned."""
         T, B = next(iter(values.values())).shape[:2]
         for group, recurrent in self.groups:
             if recurrent:
-                if not self._fused_loop(group, values, state):
+                if not self._fused_loop(group, values, state, keep):
                     self._step_group(group, values, T, B, state)
                 continue
             (name,) = group
@@ -512,7 +513,7 @@ class GraphModule(nn.Module):
         layer = self._layer(name)
         return name in self.self_loops and F.fusable(self._probe if x is None else x, layer.fused)
 
-    def _fused_loop(self, group: list[str], values: dict[str, torch.Tensor], state: GraphState) -> bool:
+    def _fused_loop(self, group: list[str], values: dict[str, torch.Tensor], state: GraphState, keep=()) -> bool:
         """Run a ``neuron -> Scale -> neuron`` group as one fused scan; False when it must step.
 
         The Scale's output is what the step-by-step path computes (its carried value too), so the
@@ -526,21 +527,19 @@ class GraphModule(nn.Module):
         if not self.uses_fused_loop(neuron, x):
             return False
         gain_delayed = (gain_name, neuron) in self.delayed  # else the edge neuron -> gain is the delayed one
+        last = state.carried.get(neuron)  # the neuron's own last output, when its edge to the gain is the delayed one
         if gain_delayed:
             first = state.carried.get(gain_name)
         else:
-            last = state.carried.get(neuron)
             first = None if last is None else gain(last)
         loop = F.Loop(gain.scale, first)
         y, state.nodes[neuron] = F.neuron_chunk(x, *self._coefficients(neuron, layer, x), state.nodes.get(neuron), fused=True, loop=loop)
         values[neuron] = y
-        if gain_delayed:
-            values[gain_name] = gain(y)
-        else:
+        if gain_name in keep:
             before = torch.zeros_like(y[:1]) if last is None else last.unsqueeze(0)
-            values[gain_name] = gain(torch.cat([before, y[:-1]]))
+            values[gain_name] = gain(y if gain_delayed else torch.cat([before, y[:-1]]))
         if y.shape[0]:  # an empty chunk carries nothing new
-            state.carried[gain_name if gain_delayed else neuron] = values[gain_name][-1] if gain_delayed else y[-1]
+            state.carried[gain_name if gain_delayed else neuron] = gain(y[-1]) if gain_delayed else y[-1]
         return True
 
     def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int, state: GraphState) -> None:

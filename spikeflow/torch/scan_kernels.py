@@ -151,11 +151,12 @@ def _spiking_grads(go, gv, u, sg, th, vr, gu, gth, f_sub, f_keep):
 
 @njit(**_FLAGS)
 def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th, gv_state,
-                   loop, dc):
+                   loop, d, c, y, g_d):
     """Reverse-time recurrence: ``g_u[T, B, N]`` = scale * dL/du, ``g_th[B, N]`` += dL/dth;
     ``gv_state``: dL/d(final membrane) in, dL/d(initial membrane) out. ``loop``: the self-loop
-    of :func:`leaky_forward`, ``dc = d*c``: the output of step ``t`` also receives
-    ``dc * dL/du[t+1]``."""
+    of :func:`leaky_forward`: the output of step ``t`` also receives ``d * c * dL/du[t+1]``, and
+    ``g_d[B, N]`` (a ``[B, 0]`` array: not wanted) adds dL/dd, ``c * dL/du[t] * y[t-1]`` (``y``: the
+    forward outputs)."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
@@ -186,7 +187,12 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
                 gv[n] = a[n] * gu[n]
             if loop:
                 for n in range(N):
-                    grow[n] = dc[n] * gu[n]
+                    grow[n] = d[n] * (c[n] * gu[n])
+            if g_d.shape[1] and t > 0:
+                gd = g_d[bb]
+                before = y[t - 1, bb]
+                for n in range(N):
+                    gd[n] += c[n] * gu[n] * before[n]
         gv_state[bb, :] = gv
 
 
