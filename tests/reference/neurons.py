@@ -157,3 +157,67 @@ def cuba_lif(x, a_syn, c_syn, a, b, c, th, vr=0.0, reset="zero", **kw):
 
 def cuba_li(x, a_syn, c_syn, a, b, c, **kw):
     return cuba_forward(x, a_syn, c_syn, a, b, c, **kw)
+
+
+def leaky_loop_forward(x, gain, c, a=None, b=None, th=None, vr=0.0, reset="zero", first=None):
+    """:func:`leaky_forward` with the output fed back one step later through ``gain`` (a graph's
+    ``neuron -> Scale -> neuron`` loop, e.g. snnTorch's late reset): the input of step ``t`` is
+    ``x[t] + gain * out[t-1]``, of step 0 ``x[0] + first`` (``first`` None: ``x[0]``)."""
+    T = x.shape[0]
+    v = np.zeros(x.shape[1:])
+    out, us, zs, vs, xin = (np.zeros(x.shape) for _ in range(5))
+    for t in range(T):
+        fed = (first if t == 0 else gain * out[t - 1])
+        xin[t] = x[t] if fed is None else x[t] + fed
+        u = v + c * xin[t] if a is None else a * v + c * xin[t] + b
+        us[t] = u
+        if th is None:
+            v = u
+            out[t] = u
+        else:
+            z = heaviside(u - th)
+            zs[t] = z
+            out[t] = z
+            v = _reset(u, z, th, vr, reset, hard=True)
+        vs[t] = v
+    return {"out": out, "u": us, "z": zs, "z_reset": zs, "v": vs, "x_in": xin}
+
+
+def leaky_loop_backward(g_out, trace, gain, c, a=None, th=None, vr=0.0, reset="zero", derivative=None, detach=True):
+    """Gradients of ``sum(g_out * out)`` through :func:`leaky_loop_forward`: dict with ``x``
+    [T,B,N], ``first`` [B,N], and ``gain``, ``a``, ``b``, ``c``, ``v_threshold`` summed over time
+    and batch ([N]). The loop is differentiated like any edge: ``out[t-1]`` receives
+    ``gain * dL/dx_in[t]``, through the surrogate when spiking."""
+    xin, u, z, v, out = trace["x_in"], trace["u"], trace["z"], trace["v"], trace["out"]
+    T = xin.shape[0]
+    gv = np.zeros(xin.shape[1:])
+    g_next = np.zeros(xin.shape[1:])  # dL/dx_in[t+1]
+    grads = {k: np.zeros(xin.shape[2:]) for k in ("gain", "a", "b", "c", "v_threshold")}
+    gx = np.zeros(xin.shape)
+    for t in range(T - 1, -1, -1):
+        g_o = g_out[t] + gain * g_next
+        if th is None:
+            gu = g_o + gv
+        else:
+            s = derivative(u[t] - th)
+            g_spike = g_o
+            if not detach:
+                g_spike = g_spike + gv * (-th if reset == "subtract" else vr - u[t])
+            if reset == "subtract":
+                gu = g_spike * s + gv
+                grads["v_threshold"] += (-g_spike * s - gv * z[t]).sum(0)
+            else:
+                gu = g_spike * s + gv * (1 - z[t])
+                grads["v_threshold"] += (-g_spike * s).sum(0)
+        gx[t] = c * gu
+        v_prev = v[t - 1] if t > 0 else np.zeros_like(gu)
+        grads["a"] += (gu * v_prev).sum(0)
+        grads["b"] += gu.sum(0)
+        grads["c"] += (gu * xin[t]).sum(0)
+        if t > 0:
+            grads["gain"] += (gx[t] * out[t - 1]).sum(0)
+        gv = gu if a is None else a * gu
+        g_next = gx[t]
+    grads["x"] = gx
+    grads["first"] = gx[0]
+    return grads
