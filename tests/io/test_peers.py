@@ -131,6 +131,38 @@ def test_snntorch_to_spikeflow_spikes_match(case):
     assert_same_spikes(spikeflow_run(g, x), snntorch_run(net, x), case)
 
 
+LATE_RESET_LEAKY = ["Leaky subtract (snnTorch default, late reset)", "Leaky per-neuron beta"]
+
+
+@pytest.mark.parametrize("case", LATE_RESET_LEAKY)
+def test_snntorch_late_reset_lowers_to_the_fused_scan_with_pytorch_defaults(case):
+    """snnTorch's default Leaky (late subtraction) imports as a neuron -> Scale -> neuron loop that
+    sf.to_torch runs inside the fused scan, in float32 with nothing else called; it spikes like
+    snnTorch, and its gradients equal those of the step-by-step lowering of the same graph."""
+    net = SNNTORCH_MODELS[case]()
+    x = spikes_in((6,), seed=6)
+    g = sf.from_snntorch(net, x[0])
+    leakies = sorted(k for k, v in g.nodes.items() if isinstance(v, n.LIF))
+    model = sf.to_torch(g)
+    assert model.self_loops == {k: f"{k}_late_reset" for k in leakies}
+    assert all(model.uses_fused_loop(k, x) for k in leakies)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        y = model(x)
+    assert y.dtype == torch.float32
+    assert_same_spikes(y.numpy(), snntorch_run(net, x), case)
+
+    grads = []
+    for fused in (None, False):
+        lowered = sf.to_torch(g, dtype=torch.float64, fused=fused)
+        out = lowered(x)
+        out.sum(0).pow(2).sum().backward()
+        grads.append({k: p.grad for k, p in lowered.named_parameters()})
+    assert any(float(v.abs().max()) > 0 for v in grads[0].values())
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-11, msg=name)
+
+
 def test_snntorch_conv_stack_spikes_match():
     net = torch.nn.Sequential(
         torch.nn.Conv2d(2, 3, 3, padding=1), leaky(threshold=0.4),
@@ -143,6 +175,10 @@ def test_snntorch_conv_stack_spikes_match():
     kinds = [type(v).__name__ for v in g.nodes.values()]
     assert kinds[:2] == ["Input", "Conv2d"] and "AvgPool2d" in kinds and "Flatten" in kinds
     assert_same_spikes(spikeflow_run(g, x), snntorch_run(net, x), "conv")
+    model = sf.to_torch(g)  # the late reset of the [3, 6, 6] Leaky runs in the fused scan, in float32
+    assert model.self_loops == {"1": "1_late_reset"} and model.uses_fused_loop("1", x)
+    with torch.no_grad():
+        assert_same_spikes(model(x).numpy(), snntorch_run(net, x), "conv, float32")
 
 
 def test_snntorch_quirk_reset_is_exported_as_zero():
