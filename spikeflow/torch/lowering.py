@@ -6,7 +6,9 @@ Lowering is an interpreter with one rule per node type (:data:`LOWERING`). State
 all ``T*B`` samples at once (one batched GEMM or convolution over time), neurons outside recurrent
 loops run through the fused scan of :mod:`spikeflow.torch.functional`, and the nodes of a recurrent
 component (:meth:`spikeflow.ir.Graph.components`) step one time step at a time, delayed edges
-carrying the previous step's value. The input of a node is the sum of its incoming edges in sorted
+carrying the previous step's value. A component that is only ``neuron -> Scale -> neuron`` (the
+late reset of an snnTorch import) runs inside the neuron's fused scan instead
+(:attr:`GraphModule.self_loops`, :func:`_self_loops`). The input of a node is the sum of its incoming edges in sorted
 source-name order, exactly as in :mod:`spikeflow.ir.discretise`. An EGRU node becomes a one-layer
 :class:`spikeflow.torch.egru.EGRU` (time-major, state from zero each call), whose float64 forward
 equals the numba backends bit for bit.
@@ -388,7 +390,7 @@ class GraphModule(nn.Module):
             lead = tuple(t.shape[:2])
             if t.is_complex():  # casting would drop the imaginary part: a silently wrong input
                 raise DataError(f"input {name!r}: expected real values, got a {t.dtype} tensor")
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if t.is_floating_point() and not _all_finite(t):
                 # NaN/inf would pass through thresholds as "no spike" and give finite, wrong outputs.
                 bad = tuple(int(i) for i in torch.nonzero(~torch.isfinite(t))[0])
                 raise DataError(f"input {name!r}: contains NaN or inf, first at index {bad}")
@@ -598,6 +600,12 @@ class GraphModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self._template!r}"
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in ``t``. The sum of finite values is finite unless it overflows, so one
+    reduction settles the common case; only a non-finite sum needs the element-wise test."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _self_loops(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[str, list[str]]) -> dict[str, str]:
