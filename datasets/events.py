@@ -148,10 +148,11 @@ def check_steps(n_steps: int, batch: int, floats_per_step: int, what: str) -> No
     check_memory(int(n_steps) * int(batch) * int(floats_per_step) * 8, what, f"{n_steps:,} steps x batch {batch}", error=DataError)
 
 
-def event_bins(events: np.ndarray, sensor_size: Sequence[int], bin_width: float, first_bin: int = 0, what: str = "events"):
+def event_bins(events: np.ndarray, sensor_size: Sequence[int], bin_width: float, first_bin: int = 0, what: str = "events",
+               start: float = 0.0):
     """The one event binner's core: checked events as int64 ``(bin, p, y, x)`` and the frame shape
-    ``(P, H, W)``. An event at ``t`` µs lands in bin ``floor(t / bin_width) - first_bin``; events
-    before ``first_bin`` raise DataError."""
+    ``(P, H, W)``. An event at ``t`` µs lands in bin ``floor((t - start) / bin_width) - first_bin``
+    (``start`` 0: ``t - 0`` is ``t`` exactly); events before ``first_bin`` raise DataError."""
     check_events(events, sensor_size, sorted_t=False, what=what)
     width, height, polarities = sensor_dims(sensor_size, what)
     if not (isinstance(bin_width, (int, float, np.integer, np.floating)) and np.isfinite(bin_width) and bin_width > 0):
@@ -160,10 +161,11 @@ def event_bins(events: np.ndarray, sensor_size: Sequence[int], bin_width: float,
     x = np.asarray(events["x"]).astype(np.int64)
     y = np.asarray(events["y"]).astype(np.int64) if "y" in events.dtype.names else np.zeros_like(x)
     p = np.asarray(events["p"]).astype(np.int64) % polarities  # one channel: both polarities count there
-    bins = np.floor(t / bin_width).astype(np.int64) - int(first_bin)
+    bins = np.floor((t - start) / bin_width).astype(np.int64) - int(first_bin)
     early = np.flatnonzero(bins < 0)
     if early.size:
-        raise DataError(f"{what} field 't': event {early[0]} at t={t[early[0]]:g} µs lies before the first bin (starting at {first_bin * bin_width:g} µs)")
+        raise DataError(f"{what} field 't': event {early[0]} at t={t[early[0]]:g} µs lies before the first bin "
+                        f"(starting at {start + first_bin * bin_width:g} µs)")
     return bins, p, y, x, (polarities, height, width)
 
 
@@ -189,11 +191,13 @@ def sort_events(events: np.ndarray) -> np.ndarray:
 
 
 def to_frames(events: np.ndarray, sensor_size: Sequence[int], n_bins: int, duration: float | None = None, start: float = 0.0) -> np.ndarray:
-    """Bin events into ``[T, P, H, W]`` counts with tonic's ``ToFrame`` over a fixed time span.
+    """Bin events into ``[T, P, H, W]`` counts over a fixed time span, with the binner of
+    :func:`event_bins` (the one the backends use): bin ``k`` holds the events with
+    ``floor((t - start) / (duration / n_bins)) == k``.
 
-    Unlike ``ToFrame(n_time_bins=...)``, the span is fixed (``start`` to ``start + duration``), so
-    every sample of a dataset yields the same ``T`` and the same bin edges. Events outside the span
-    are dropped.
+    Unlike tonic's ``ToFrame(n_time_bins=...)``, the span is fixed (``start`` to ``start + duration``),
+    so every sample of a dataset yields the same ``T`` and the same bin edges. Events outside the
+    span are dropped; one that rounding would put past the last bin counts in the last.
 
     Args:
         events: event array (tonic dtype).
@@ -205,26 +209,19 @@ def to_frames(events: np.ndarray, sensor_size: Sequence[int], n_bins: int, durat
     Returns:
         int16 array ``[T, P, H, W]``.
     """
-    from tonic.transforms import ToFrame
-
     check_events(events, sensor_size, sorted_t=False)
-    if n_bins < 1:
-        raise DataError(f"to_frames: n_bins must be >= 1, got {n_bins}")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise DataError(f"to_frames: n_bins must be an integer >= 1, got {n_bins!r}")
     if duration is None:
         duration = float(events["t"].max() - start + 1) if len(events) else 1.0
-    if duration <= 0:
+    if not (isinstance(duration, (int, float, np.integer, np.floating)) and np.isfinite(duration) and duration > 0):
         raise DataError(f"to_frames: duration must be > 0 µs, got {duration}")
-    w, h, p = (int(s) for s in sensor_size)
-    out = np.zeros((n_bins, p, h, w), dtype=np.int16)
-    end = start + duration
-    inside = events[(events["t"] >= start) & (events["t"] < end)]
-    if len(inside) == 0:
-        return out
-    window = duration / n_bins
-    frames = ToFrame(sensor_size=(w, h, p), time_window=window, start_time=start, end_time=end, include_incomplete=True)(inside.copy())
-    # ToFrame's float slicing can add one trailing, empty-by-construction frame; keep exactly T.
-    n = min(n_bins, frames.shape[0])
-    out[:n] = frames[:n].reshape(n, p, h, w)
+    t = np.asarray(events["t"], dtype=np.float64)
+    inside = events[(t >= start) & (t < start + duration)]
+    bins, p, y, x, dims = event_bins(inside, sensor_size, duration / n_bins, what="to_frames: events", start=start)
+    check_steps(n_bins, 1, int(np.prod(dims)), "to_frames")
+    out = np.zeros((int(n_bins),) + dims, dtype=np.int16)
+    np.add.at(out, (np.minimum(bins, n_bins - 1), p, y, x), 1)
     return out
 
 

@@ -1,10 +1,10 @@
-"""Event arrays: dtype identical to tonic's, checks, binning through ToFrame, DataLoader collate."""
+"""Event arrays: dtype identical to tonic's, checks, binning (the one binner of event_bins), DataLoader collate."""
 
 import numpy as np
 import pytest
 import torch
 
-from spikeflow.datasets.events import EVENT_DTYPE, EventCollate, check_events, check_index, make_events, sort_events, to_frames
+from spikeflow.datasets.events import EVENT_DTYPE, EventCollate, bin_events, check_events, check_index, make_events, sort_events, to_frames
 from spikeflow.errors import DataError, SpikeflowError
 
 SENSOR = (34, 34, 2)
@@ -49,6 +49,31 @@ def test_to_frames_matches_reference(n_bins, duration):
     frames = to_frames(ev, SENSOR, n_bins, duration)
     assert frames.shape == (n_bins, 2, 34, 34)
     assert np.array_equal(frames, reference_frames(ev, SENSOR, n_bins, duration))
+
+
+@pytest.mark.parametrize("n_bins,duration", [(7, 300_000), (10, 315_000)])
+def test_to_frames_is_the_backends_binner(n_bins, duration):
+    """to_frames and bin_events (what sf.simulate bins event inputs with) give the same counts."""
+    ev = random_events(2000, seed=n_bins, t_max=duration)
+    np.testing.assert_array_equal(to_frames(ev, SENSOR, n_bins, duration), bin_events(ev, SENSOR, duration / n_bins, n_bins))
+
+
+def test_to_frames_from_a_later_start_drops_what_lies_outside():
+    ev = random_events(2000, seed=3)
+    start, duration, n_bins = 50_000, 200_000, 9
+    shifted = ev[(ev["t"] >= start) & (ev["t"] < start + duration)].copy()
+    shifted["t"] -= start
+    frames = to_frames(ev, SENSOR, n_bins, duration, start=start)
+    assert np.array_equal(frames, reference_frames(shifted, SENSOR, n_bins, duration))
+    assert frames.sum() == len(shifted) < len(ev)
+
+
+@pytest.mark.parametrize("kw, words", [({"n_bins": 0}, "n_bins"), ({"n_bins": True}, "n_bins"), ({"duration": float("nan")}, "duration"),
+                                       ({"duration": -5}, "duration")])
+def test_to_frames_refuses_bad_arguments(kw, words):
+    args = {"n_bins": 4, "duration": 1000, **kw}
+    with pytest.raises(DataError, match=words):
+        to_frames(random_events(10), SENSOR, **args)
 
 
 def test_to_frames_empty_and_default_duration():
