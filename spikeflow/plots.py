@@ -131,7 +131,8 @@ def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: flo
     fig = new_figure()
     ax = fig.subplots()
     for i in range(v.shape[1]):
-        (line,) = ax.plot(times, v[:, i], lw=1.2, label=None if labels is None else labels[i])
+        (line,) = ax.plot(times, v[:, i], lw=1.2, marker="." if v.shape[0] <= 60 else None, ms=4,  # few steps: mark each
+                          label=None if labels is None else labels[i])
         if spikes is not None:
             at = np.flatnonzero(spikes[:, i])
             ax.plot(times[at], np.full(at.size, threshold) if threshold is not None else v[at, i], "o", ms=4, color=line.get_color())
@@ -221,6 +222,11 @@ def accuracy_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[float]
     return save_png(fig, path)
 
 
+def readable(value: float) -> str:
+    """A number for a label: thousands separated from 1000 on (``26,660``), else 3 significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]], path: str | Path,
                 title: str | None = None, formats: Mapping[str, str] | None = None,
                 hatched: Sequence[bool] | None = None) -> Path:
@@ -232,7 +238,7 @@ def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]
         metrics: ``panel title -> one value per category`` (NaN: no bar, labelled "n/a").
         path: PNG file to write.
         title: figure title.
-        formats: ``panel title -> format spec`` of the value labels (default ``".3g"``).
+        formats: ``panel title -> format spec`` of the value labels (default :func:`readable`).
         hatched: per category, draw its bars hatched and pale (e.g. stages that came from a cache).
     """
     categories = [str(c) for c in categories]
@@ -253,7 +259,7 @@ def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]
         for k, bar in enumerate(bars):
             if hatched is not None and hatched[k]:
                 bar.set(hatch="//", alpha=0.45)
-        labels = ["n/a" if np.isnan(v) else format(v, formats.get(name, ".3g")) for v in values]
+        labels = ["n/a" if np.isnan(v) else format(v, formats[name]) if name in formats else readable(v) for v in values]
         ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
         ax.set_title(name, fontsize=10)
         ax.margins(x=0.25)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,7 +69,8 @@ header { background: #1d3557; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 4px 0; font-size: 26px; }
 header p { margin: 0; opacity: 0.8; font-size: 14px; }
 nav { padding: 10px 32px; background: #fff; border-bottom: 1px solid #dde1e6; font-size: 14px; }
-nav a { margin-right: 14px; color: #1d3557; text-decoration: none; white-space: nowrap; }
+nav { display: flex; flex-wrap: wrap; gap: 4px 16px; }
+nav a { color: #1d3557; text-decoration: none; white-space: nowrap; }
 nav a.skipped { color: #8a939c; }
 main { padding: 8px 32px 40px 32px; max-width: 1200px; }
 section { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 6px 20px 16px 20px; margin: 18px 0; }
@@ -77,7 +79,7 @@ figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eef0f3; }
 figcaption { font-size: 13px; color: #5a636c; margin-top: 4px; }
 table { border-collapse: collapse; margin: 10px 0; font-size: 14px; }
-caption { text-align: left; font-size: 13px; color: #5a636c; padding-bottom: 4px; }
+caption { text-align: left; font-size: 13px; color: #5a636c; padding-bottom: 4px; white-space: nowrap; }
 th, td { border: 1px solid #dde1e6; padding: 4px 10px; text-align: left; }
 th { background: #f0f2f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -87,8 +89,11 @@ pre { background: #f6f8fa; border: 1px solid #dde1e6; padding: 12px; overflow-x:
 """
 
 
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?$|^n/a$")
+
+
 def _cell(value: object) -> str:
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    numeric = (isinstance(value, (int, float)) and not isinstance(value, bool)) or bool(_NUMBER.match(str(value)))
     return f'<td class="num">{html.escape(str(value))}</td>' if numeric else f"<td>{html.escape(str(value))}</td>"
 
 
@@ -116,9 +121,9 @@ def render(name: str, sections: Sequence[Section], subtitle: str = "") -> str:
     """The whole page as one string."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     skipped = ' class="skipped"'
-    nav = "".join(f'<a href="#{html.escape(s.key, quote=True)}"{"" if s.ran else skipped}>{html.escape(s.title)}</a>'
+    nav = "\n".join(f'<a href="#{html.escape(s.key, quote=True)}"{"" if s.ran else skipped}>{html.escape(s.title)}</a>'
                   for s in sections)
-    body = "".join(f'<section id="{html.escape(s.key, quote=True)}"><h2>{html.escape(s.title)}</h2>'
+    body = "\n".join(f'<section id="{html.escape(s.key, quote=True)}"><h2>{html.escape(s.title)}</h2>'
                    + "".join(render_block(b) for b in s.blocks) + "</section>" for s in sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -35,12 +35,16 @@ def not_run(stage: str, hint: str = "") -> Text:
     return Text(f"The {stage} stage did not run in this pipeline{': ' + hint if hint else '.'}", "skipped")
 
 
-def fmt(value: Any, spec: str = ".4g") -> str:
-    """A number formatted with ``spec``; "n/a" for None or NaN."""
+def fmt(value: Any, spec: str | None = None) -> str:
+    """A number formatted with ``spec`` (default: :func:`spikeflow.plots.readable`); "n/a" for None or NaN."""
+    from spikeflow.plots import readable
+
     if value is None:
         return "n/a"
     value = float(value)
-    return "n/a" if np.isnan(value) else format(value, spec)
+    if np.isnan(value):
+        return "n/a"
+    return readable(value) if spec is None else format(value, spec)
 
 
 def stage_status(run: Mapping) -> list[tuple[str, str, float | None]]:
@@ -50,6 +54,8 @@ def stage_status(run: Mapping) -> list[tuple[str, str, float | None]]:
     rows = []
     for stage in STAGES:
         secs = seconds.get(stage)
+        if stage == "report" and secs is None:
+            continue  # the report is being written: it has no time of its own yet
         if stage in cached:
             status = "cached"
         elif run.get(RUN_KEY.get(stage, stage)) is not None or secs is not None:
@@ -195,10 +201,10 @@ def evaluate(run: Mapping, out: Path) -> list:
 
     acc, events, ms = column("accuracy", 100.0), column("synaptic_events"), column("seconds_per_sample", 1e3)
     metric_bars(names, {"accuracy (%)": acc, "synaptic events / sample": events, "time / sample (ms)": ms}, out / "evaluate-backends.png",
-                formats={"accuracy (%)": ".1f", "synaptic events / sample": ".3g", "time / sample (ms)": ".3g"},
+                formats={"accuracy (%)": ".1f"},
                 title="the same graph on each backend")
     return [Table(["backend", "accuracy (%)", "synaptic events / sample", "time / sample (ms)"],
-                  [(b, fmt(a, ".2f"), fmt(s, ".4g"), fmt(t, ".3g")) for b, a, s, t in zip(names, acc, events, ms)]),
+                  [(b, fmt(a, ".2f"), fmt(s), fmt(t)) for b, a, s, t in zip(names, acc, events, ms)]),
             Figure(out / "evaluate-backends.png", "accuracy, synaptic events and time per sample by backend")]
 
 
@@ -286,7 +292,7 @@ def early_exit(run: Mapping, out: Path) -> list:
     full = x.get("full_steps")
     rows = [("backend", x.get("backend", "n/a")), ("chosen threshold", fmt(chosen.get("threshold"))),
             ("accuracy at the threshold (%)", fmt(None if chosen.get("accuracy") is None else 100 * chosen["accuracy"], ".2f")),
-            ("mean time steps", fmt(chosen.get("mean_steps"), ".3g")), ("full time steps", fmt(full, ".0f"))]
+            ("mean time steps", fmt(chosen.get("mean_steps"))), ("full time steps", fmt(full))]
     if full and chosen.get("mean_steps") is not None:
         rows.append(("latency saved (%)", fmt(100 * (1 - float(chosen["mean_steps"]) / float(full)), ".1f")))
     blocks: list = [Table(["field", "value"], rows)]
