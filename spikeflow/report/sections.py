@@ -281,7 +281,13 @@ def layers(run: Mapping, out: Path) -> list:
 
 
 def early_exit(run: Mapping, out: Path) -> list:
-    """The accuracy/latency curve of the dynamic-confidence exit, with the chosen threshold."""
+    """The accuracy/latency curve of the dynamic-confidence exit, with the chosen threshold.
+
+    ``curve`` is the calibration's sweep (on the validation split); ``chosen`` the threshold with
+    its accuracy and mean steps (on the test split; ``validation_accuracy`` and
+    ``validation_mean_steps`` place it on the curve when given). Optional: ``full`` (``accuracy``
+    and ``synaptic_events`` without the exit) and ``synaptic_events`` (with it), per sample.
+    """
     from spikeflow.plots import accuracy_latency
 
     x = part(run, "early_exit")
@@ -289,21 +295,36 @@ def early_exit(run: Mapping, out: Path) -> list:
         return [not_run("early_exit", "every sample runs all its time steps")]
     curve = part(x, "curve", Mapping, "run['early_exit']") or {}
     chosen = part(x, "chosen", Mapping, "run['early_exit']") or {}
-    full = x.get("full_steps")
-    rows = [("backend", x.get("backend", "n/a")), ("chosen threshold", fmt(chosen.get("threshold"))),
-            ("accuracy at the threshold (%)", fmt(None if chosen.get("accuracy") is None else 100 * chosen["accuracy"], ".2f")),
-            ("mean time steps", fmt(chosen.get("mean_steps"))), ("full time steps", fmt(full))]
-    if full and chosen.get("mean_steps") is not None:
-        rows.append(("latency saved (%)", fmt(100 * (1 - float(chosen["mean_steps"]) / float(full)), ".1f")))
+    full = part(x, "full", Mapping, "run['early_exit']") or {}
+    steps = x.get("full_steps")
+
+    def pct(v):
+        return fmt(None if v is None else 100 * float(v), ".2f")
+
+    rows = [("backend", x.get("backend", "n/a")), ("chosen confidence threshold", fmt(chosen.get("threshold"))),
+            ("accuracy with the exit (%)", pct(chosen.get("accuracy")))]
+    if full.get("accuracy") is not None:
+        rows.append(("accuracy at full length (%)", pct(full["accuracy"])))
+    rows += [("mean time steps", fmt(chosen.get("mean_steps"))), ("full time steps", fmt(steps))]
+    if steps and chosen.get("mean_steps") is not None:
+        rows.append(("latency saved (%)", fmt(100 * (1 - float(chosen["mean_steps"]) / float(steps)), ".1f")))
+    if x.get("synaptic_events") is not None:
+        rows.append(("synaptic events / sample with the exit", fmt(x["synaptic_events"])))
+    if full.get("synaptic_events") is not None:
+        rows.append(("synaptic events / sample at full length", fmt(full["synaptic_events"])))
+    if chosen.get("validation_accuracy") is not None:
+        rows.append(("validation accuracy / mean steps at the threshold",
+                     f"{pct(chosen['validation_accuracy'])} % / {fmt(chosen.get('validation_mean_steps'))}"))
     blocks: list = [Table(["field", "value"], rows)]
     if not curve.get("mean_steps"):
         blocks.append(Text("The calibration kept no accuracy/latency curve.", "note"))
         return blocks
-    curves = {"confidence threshold sweep": (curve["mean_steps"], curve["accuracy"])}
-    point = None if chosen.get("mean_steps") is None else (float(chosen["mean_steps"]), float(chosen["accuracy"]))
-    accuracy_latency(curves, out / "early_exit-curve.png", chosen=point, t_max=None if full is None else int(full),
-                     title="accuracy against mean latency")
-    blocks.append(Figure(out / "early_exit-curve.png", "accuracy against mean time steps per sample; star: the chosen exit threshold"))
+    on_curve = ("validation_mean_steps", "validation_accuracy") if chosen.get("validation_accuracy") is not None else ("mean_steps", "accuracy")
+    point = None if chosen.get(on_curve[0]) is None else (float(chosen[on_curve[0]]), float(chosen[on_curve[1]]))
+    accuracy_latency({"confidence threshold sweep": (curve["mean_steps"], curve["accuracy"])}, out / "early_exit-curve.png", chosen=point,
+                     t_max=None if steps is None else int(steps), title="accuracy against mean latency (calibration split)")
+    blocks.append(Figure(out / "early_exit-curve.png", "accuracy against mean time steps per sample on the calibration split; "
+                                                        "star: the chosen exit threshold; dotted: the full length"))
     return blocks
 
 
