@@ -141,7 +141,7 @@ def _export(target: str, entry: Mapping, stem: str, out: Path) -> list:
     if not isinstance(entry, Mapping):
         raise DataError(f"run['exports'][{target!r}]: expected a dict with 'path' and 'report', got {type(entry).__name__}")
     report = _as_dict(entry.get("report"))
-    blocks: list = [Text(f"export folder: {entry.get('path', 'n/a')}")]
+    blocks: list = [Text(f"export folder: {entry.get('path', 'n/a')}", "meta")]
     drawing = DRAWINGS.get(target)
     if entry.get("path") is None:
         blocks.append(Text("The run names no export folder to reload: no figures.", "note"))
