@@ -208,3 +208,27 @@ def test_without_strict_a_broken_section_says_why_and_the_rest_is_kept(real_run,
     assert {"data", "train", "early_exit"} <= {img["section"] for img in page.images}
     with pytest.raises(FormatError, match="no such folder"):
         write_report(dict(real_run, exports=run["exports"]), tmp_path / "strict", strict=True)
+
+
+def test_one_dimensional_sensors_show_event_rasters(tmp_path):
+    from spikeflow.datasets.events import make_events
+
+    rng = np.random.default_rng(0)
+    samples = [(make_events(rng.integers(0, 64, 300), np.zeros(300, int), np.sort(rng.integers(0, 500_000, 300)), np.ones(300, int)), k)
+                for k in range(2)]
+    run = {"name": "audio", "data": {"dataset": "spoken-digits", "sensor_size": (64, 1, 1), "classes": ["zero", "one"], "examples": samples}}
+    page = Page(write_report(run, tmp_path, strict=True).read_text(encoding="utf-8"))
+    assert [img["section"] for img in page.images] == ["data"] and "event rasters" in page.images[0]["alt"]
+    width, height = png_size(base64.b64decode(page.images[0]["src"].split(",", 1)[1]))
+    assert width >= 600 and height >= 300
+
+
+def test_a_target_without_drawings_shows_its_report_numbers(real_run, tmp_path):
+    run = {"name": "other", "exports": {"loihi-like": {"path": real_run["exports"]["rram-lsm"]["path"],
+                                                       "report": {"cores": 12, "energy_uj": 3.5, "ok": True, "nested": {"a": 1}},
+                                                       "robustness": {"rows": [{"case": "fixed point", "accuracy": 0.5}]}}}}
+    page = Page(write_report(run, tmp_path, strict=True).read_text(encoding="utf-8"))
+    text = page.text("export-loihi-like")
+    assert "cores 12" in text and "energy_uj 3.5" in text and "nested" not in text
+    assert "draws no figures for target 'loihi-like'" in text and "fixed point 50.00" in text
+    assert page.images == []
