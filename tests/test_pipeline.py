@@ -196,7 +196,7 @@ def test_metrics_go_to_csv_jsonl_and_tensorboard(first):
     assert any(p.name.startswith("events.out.tfevents") for p in (logs / "tensorboard").iterdir())
 
 
-def test_the_run_dict_follows_the_contract(first):
+def test_the_run_dict_follows_the_contract(first, tmp_path):
     """What write_report receives (PIPELINE.md): arrays, graphs and plain values."""
     from spikeflow.pipeline.run import Context, _keys
     from spikeflow.pipeline.run import _run_stage
@@ -218,6 +218,11 @@ def test_the_run_dict_follows_the_contract(first):
     assert set(np.unique(rec["spikes"]["lif2"])) <= {0.0, 1.0}
     assert set(run["exports"]) == {"spinnaker2", "rram-lsm"}
     assert set(run["early_exit"]["curve"]) >= {"threshold", "accuracy", "mean_steps"}
+    from spikeflow.report import write_report
+
+    page = write_report(run, tmp_path / "report", strict=True)  # strict: any malformed part raises
+    html = page.read_text()
+    assert "did not run in this pipeline" not in html and "could not be drawn" not in html
 
 
 # ------------------------------------------------------------------------- bad files
@@ -280,6 +285,25 @@ def test_an_export_the_model_cannot_take_fails_before_training(tmp_path, data_ro
     with pytest.raises(PipelineError, match=r"\[\[export\]\] #2 target: target 'rram-lsm' cannot take this model"):
         run_pipeline(path, quiet=True)
     assert not (tmp_path / "run" / "cache" / "train").exists()
+
+
+def test_a_pretrained_model_without_training_and_the_report(tmp_path, data_root):
+    """The shipped DigitSaccades CNN, evaluated and reported without a [train] table."""
+    path = tiny(tmp_path, data_root=data_root, model='pretrained = "saccade-cnn"', report=True)
+    text = path.read_text().replace("[model.options]\nhidden = 16\n", "").replace("[train]\nepochs = 1\nlr = 0.002\n", "")
+    text = text.replace("bins = 4", "bins = 8").replace('record = ["lif2"]', 'record = ["lif1"]')
+    path.write_text(text.split("[[export]]")[0] + "[report]\nenabled = true\n")
+    result = run_pipeline(path, quiet=True)
+    assert result["executed"] == ["data", "model", "evaluate", "early_exit", "report"]
+    assert result["results"]["model"]["source"] == "pretrained:saccade-cnn"
+    assert result["results"]["evaluate"]["backends"]["numba-event"]["accuracy"] >= 0.75
+    page = Path(result["report"])
+    assert "The train stage did not run" in page.read_text() and "could not be drawn" not in page.read_text()
+    assert page.name == "report.html" and page.parent == tmp_path / "run" / "report"
+    again = run_pipeline(path, quiet=True)
+    assert again["executed"] == [] and again["report"] == result["report"]
+    page.write_text("edited")  # a report that is gone or changed is written again
+    assert run_pipeline(path, quiet=True)["executed"] == ["report"]
 
 
 def test_not_toml_and_missing_tables(tmp_path):
