@@ -306,6 +306,23 @@ def test_a_pretrained_model_without_training_and_the_report(tmp_path, data_root)
     assert run_pipeline(path, quiet=True)["executed"] == ["report"]
 
 
+def test_an_ann_to_convert(tmp_path, data_root):
+    """[model] convert: the QCFS ANN trained on time-averaged frames, converted to IF neurons; its
+    SNN (rate code: the output summed over time) agrees with the ANN on most test samples."""
+    path = tiny(tmp_path, data_root=data_root, model='convert = "qcfs-mlp"')
+    text = path.read_text().replace("hidden = 16", "hidden = 32\nlevels = 4\npool = 1").replace("epochs = 1", "epochs = 20")
+    text = text.replace("bins = 4", "bins = 8").replace('record = ["lif2"]', "record = []").replace("robustness = false", "")
+    # both targets refuse the conversion's half-threshold pulse sub-graph (checked before training)
+    path.write_text(text.split("[[export]]", 1)[0] + "[report]\nenabled = false\n")
+    result = run_pipeline(path, quiet=True)
+    r = result["results"]
+    assert result["executed"] == ["data", "model", "train", "evaluate", "early_exit"]
+    assert r["model"]["source"] == "convert:qcfs-mlp" and r["train"]["strategy"] == "ann (converted)"
+    assert len(r["train"]["history"]["loss"]) == 20 and r["train"]["history"]["loss"][-1] < r["train"]["history"]["loss"][0]
+    acc = {b: v["accuracy"] for b, v in r["evaluate"]["backends"].items()}
+    assert acc["torch"] == acc["numba-event"] >= 0.5  # 8 test digits, 30 training digits
+
+
 def test_not_toml_and_missing_tables(tmp_path):
     with pytest.raises(PipelineError, match="not valid TOML"):
         run_pipeline(write(tmp_path, "[data\n"), quiet=True)
