@@ -41,6 +41,10 @@ _LAZY = {
     "plot_frame_grid": "plots",
     "plot_raster": "plots",
     "event_image": "plots",
+    "pydoc_topics_text": "text",
+    "split_text": "text",
+    "encode_text": "text",
+    "char_streams": "text",
 }
 
 

@@ -74,6 +74,16 @@ def _check_model(p: Pipeline) -> None:
             raise p.error("model", "pretrained", f"unknown pretrained model {model['pretrained']!r}; shipped: {names}")
 
 
+    if model["convert"] is not None:
+        from spikeflow.models.ann import ANNS
+
+        if model["convert"] not in ANNS:
+            raise p.error("model", "convert", f"unknown ANN {model['convert']!r}; known: {sorted(ANNS)}")
+        _check_signature(p, "model", "options", ANNS[model["convert"]], model["options"], {"input_shape", "classes", "seed"})
+        if "train" not in p.config:
+            raise p.error("model", "convert", "an ANN to convert is trained first: add a [train] table (epochs, lr)")
+
+
 def _check_backends(p: Pipeline) -> None:
     from spikeflow.backends import backend_names
 

@@ -15,7 +15,7 @@ from typing import Any
 from spikeflow.errors import SpikeflowError
 
 STAGES = ("data", "model", "train", "evaluate", "early_exit", "export", "report")
-MODEL_SOURCES = ("zoo", "graph", "nir", "pretrained")
+MODEL_SOURCES = ("zoo", "graph", "nir", "pretrained", "convert")
 STRATEGY_ALIASES = {"lean": "bptt", "online": "ottt"}  # the contract's names -> spikeflow.train's
 TASKS = ("classify",)
 
@@ -59,7 +59,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "val_fraction": Key(FLOAT, _fraction, 0.1), "options": Key(TABLE, default={}),
     },
     "model": {
-        "zoo": Key(STR), "graph": Key(STR), "nir": Key(STR), "pretrained": Key(STR),
+        "zoo": Key(STR), "graph": Key(STR), "nir": Key(STR), "pretrained": Key(STR), "convert": Key(STR),
         "dt": Key(FLOAT, _positive), "options": Key(TABLE, default={}),
     },
     "train": {
