@@ -287,10 +287,10 @@ def layers(run: Mapping, out: Path) -> list:
 def early_exit(run: Mapping, out: Path) -> list:
     """The accuracy/latency curve of the dynamic-confidence exit, with the chosen threshold.
 
-    ``curve`` is the calibration's sweep (on the validation split); ``chosen`` the threshold with
-    its accuracy and mean steps (on the test split; ``validation_accuracy`` and
-    ``validation_mean_steps`` place it on the curve when given). Optional: ``full`` (``accuracy``
-    and ``synaptic_events`` without the exit) and ``synaptic_events`` (with it), per sample.
+    ``curve`` is the calibration's sweep and ``chosen`` the threshold picked from it, with its
+    accuracy and mean steps, both on the calibration (validation) split. Optional, per sample on the
+    test split: ``test`` (``accuracy``, ``mean_steps``, ``samples`` with the exit), ``full``
+    (``accuracy``, ``synaptic_events`` without it) and ``synaptic_events`` (with it).
     """
     from spikeflow.plots import accuracy_latency
 
@@ -299,32 +299,32 @@ def early_exit(run: Mapping, out: Path) -> list:
         return [not_run("early_exit", "every sample runs all its time steps")]
     curve = part(x, "curve", Mapping, "run['early_exit']") or {}
     chosen = part(x, "chosen", Mapping, "run['early_exit']") or {}
+    test = part(x, "test", Mapping, "run['early_exit']") or {}
     full = part(x, "full", Mapping, "run['early_exit']") or {}
     steps = x.get("full_steps")
 
     def pct(v):
         return fmt(None if v is None else 100 * float(v), ".2f")
 
+    def saved(mean_steps):
+        return "n/a" if not steps or mean_steps is None else fmt(100 * (1 - float(mean_steps) / float(steps)), ".1f")
+
     rows = [("backend", x.get("backend", "n/a")), ("chosen confidence threshold", fmt(chosen.get("threshold"))),
-            ("accuracy with the exit (%)", pct(chosen.get("accuracy")))]
-    if full.get("accuracy") is not None:
-        rows.append(("accuracy at full length (%)", pct(full["accuracy"])))
-    rows += [("mean time steps", fmt(chosen.get("mean_steps"))), ("full time steps", fmt(steps))]
-    if steps and chosen.get("mean_steps") is not None:
-        rows.append(("latency saved (%)", fmt(100 * (1 - float(chosen["mean_steps"]) / float(steps)), ".1f")))
-    if x.get("synaptic_events") is not None:
-        rows.append(("synaptic events / sample with the exit", fmt(x["synaptic_events"])))
-    if full.get("synaptic_events") is not None:
-        rows.append(("synaptic events / sample at full length", fmt(full["synaptic_events"])))
-    if chosen.get("validation_accuracy") is not None:
-        rows.append(("validation accuracy / mean steps at the threshold",
-                     f"{pct(chosen['validation_accuracy'])} % / {fmt(chosen.get('validation_mean_steps'))}"))
-    blocks: list = [Table(["field", "value"], rows)]
+            ("full time steps", fmt(steps))]
+    head = ["", "calibration split"]
+    cols = [[pct(chosen.get("accuracy")), fmt(chosen.get("mean_steps")), saved(chosen.get("mean_steps")), "n/a"]]
+    if test or full:
+        head.append(f"test split{'' if test.get('samples') is None else ' (' + fmt(test['samples']) + ' samples)'}")
+        cols.append([pct(test.get("accuracy")), fmt(test.get("mean_steps")), saved(test.get("mean_steps")), fmt(x.get("synaptic_events"))])
+        head.append("test split, full length")
+        cols.append([pct(full.get("accuracy")), fmt(steps), "0.0", fmt(full.get("synaptic_events"))])
+    names = ["accuracy (%)", "mean time steps", "latency saved (%)", "synaptic events / sample"]
+    blocks: list = [Table(["field", "value"], rows),
+                    Table(head, [(name, *(c[i] for c in cols)) for i, name in enumerate(names)], "with the exit at the chosen threshold")]
     if not curve.get("mean_steps"):
         blocks.append(Text("The calibration kept no accuracy/latency curve.", "note"))
         return blocks
-    on_curve = ("validation_mean_steps", "validation_accuracy") if chosen.get("validation_accuracy") is not None else ("mean_steps", "accuracy")
-    point = None if chosen.get(on_curve[0]) is None else (float(chosen[on_curve[0]]), float(chosen[on_curve[1]]))
+    point = None if chosen.get("mean_steps") is None or chosen.get("accuracy") is None else (float(chosen["mean_steps"]), float(chosen["accuracy"]))
     accuracy_latency({"confidence threshold sweep": (curve["mean_steps"], curve["accuracy"])}, out / "early_exit-curve.png", chosen=point,
                      t_max=None if steps is None else int(steps), title="accuracy against mean latency (calibration split)")
     blocks.append(Figure(out / "early_exit-curve.png", "accuracy against mean time steps per sample on the calibration split; "

@@ -104,8 +104,10 @@ def test_sections_show_the_runs_numbers(full_report, real_run):
     assert "lif1" in page.text("model") and "Conv2d" in page.text("model")
     acc = real_run["evaluate"]["backends"]["numba-event"]["accuracy"]
     assert f"{100 * acc:.2f}" in page.text("evaluate") and "n/a" in page.text("evaluate")  # torch gave no event count
-    chosen = real_run["early_exit"]["chosen"]
-    assert f"{100 * chosen['accuracy']:.2f}" in page.text("early_exit")
+    ex = real_run["early_exit"]
+    for value in (ex["chosen"]["accuracy"], ex["test"]["accuracy"], ex["full"]["accuracy"]):
+        assert f"{100 * value:.2f}" in page.text("early_exit")
+    assert f"test split ({ex['test']['samples']} samples)" in page.text("early_exit")
     s2 = real_run["exports"]["spinnaker2"]["report"]
     assert f"{s2['pes']}" in page.text("export-spinnaker2") and "weight quantisation per layer" in page.text("export-spinnaker2")
     assert "robustness" in page.text("export-rram-lsm") and "87.00" in page.text("export-rram-lsm")
