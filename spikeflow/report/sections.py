@@ -23,11 +23,12 @@ EXAMPLES_SHOWN = 4  # input samples drawn as frames
 TRACES_SHOWN = 5  # neurons per recorded node whose membrane potential is drawn
 
 
-def part(run: Mapping, key: str, kind: type = Mapping, where: str = "run") -> Any:
+def part(run: Mapping, key: str, kind: type | tuple[type, ...] = Mapping, where: str = "run") -> Any:
     """``run[key]`` checked to be a ``kind`` (a DataError names the key otherwise); None when absent."""
     value = run.get(key)
     if value is not None and not isinstance(value, kind):
-        raise DataError(f"{where}[{key!r}]: expected {kind.__name__}, got {type(value).__name__}")
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DataError(f"{where}[{key!r}]: expected {expected}, got {type(value).__name__}")
     return value
 
 

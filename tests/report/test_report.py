@@ -191,6 +191,8 @@ def test_broken_runs_are_named(tmp_path):
         write_report({"name": "x"}, tmp_path / "file")
     with pytest.raises(DataError, match=r"run\['evaluate'\]\['backends'\]: expected Mapping, got list"):
         write_report({"name": "x", "evaluate": {"backends": ["torch"]}}, tmp_path / "a", strict=True)
+    with pytest.raises(DataError, match=r"run\['cached'\]: expected list or tuple, got str"):
+        write_report({"name": "x", "cached": "train"}, tmp_path / "d", strict=True)
     with pytest.raises(DataError, match=r"run\['data'\]\['examples'\]\[0\]"):
         write_report({"name": "x", "data": {"sensor_size": (4, 4, 2), "examples": [np.zeros(3)]}}, tmp_path / "b", strict=True)
     with pytest.raises(DataError, match="'sensor_size' is missing"):
