@@ -253,7 +253,7 @@ def activity(run: Mapping, out: Path) -> list:
         keep = _most_active(spikes.get(k), v, TRACES_SHOWN)
         threshold = thresholds.get(k)
         threshold = None if threshold is None else float(np.mean(threshold))
-        file = out / f"activity-v-{_file_safe(k)}.png"
+        file = out / f"activity-v-{file_safe(k)}.png"
         membrane_traces(v[:, keep], file, dt=dt, threshold=threshold, labels=[f"neuron {i}" for i in keep],
                         title=f"{k}: membrane potential of its {len(keep)} most active neurons",
                         spikes=None if k not in spikes else spikes[k][:, keep])
@@ -261,7 +261,8 @@ def activity(run: Mapping, out: Path) -> list:
     return blocks or [Text("The recording holds no spikes and no membrane potentials.", "note")]
 
 
-def _file_safe(name: str) -> str:
+def file_safe(name: str) -> str:
+    """``name`` with every character but letters, digits, '-' and '_' replaced by '_' (for file names)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name))
 
 
