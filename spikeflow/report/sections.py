@@ -72,10 +72,10 @@ def overview(run: Mapping, out: Path) -> list:
     from spikeflow.plots import metric_bars
 
     rows = stage_status(run)
-    total = sum(s for _, _, s in rows if s is not None)
+    timed = [(k, status, s) for k, status, s in rows if s is not None]
+    total = sum(s for *_, s in timed) if timed else None
     blocks = [Table(["stage", "status", "seconds"], [(k, status, fmt(s, ".2f")) for k, status, s in rows]
                     + [("total", "", fmt(total, ".2f"))], "stages in pipeline order (cached: result read from the run's cache)")]
-    timed = [(k, status, s) for k, status, s in rows if s is not None]
     if timed:
         metric_bars([f"{k} (cached)" if status == "cached" else k for k, status, _ in timed], {"wall time (s)": [s for *_, s in timed]},
                     out / "overview-stages.png", hatched=[status == "cached" for _, status, _ in timed], formats={"wall time (s)": ".2f"})
