@@ -126,6 +126,17 @@ def test_a_rerun_does_no_stage_work(first):
     assert all(s == 0.0 for s in again["seconds"].values())
 
 
+def test_a_cached_rerun_loads_neither_torch_nor_the_data(first):
+    """What keeps a rerun cheap: only the file checks run (no torch import, no frames read)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from spikeflow.pipeline import run_pipeline; r = run_pipeline(sys.argv[1], quiet=True); "
+            "print(r['executed'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(first[0])], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["[]", "False"], out.stdout + out.stderr
+
+
 def test_changing_only_export_options_reruns_only_the_export(first, tmp_path, data_root):
     path, result = first
     changed = tiny(path.parent, data_root=data_root, export_percentile=99.0)
@@ -141,6 +152,16 @@ def test_from_and_only(first):
     assert run_pipeline(path, from_stage="early_exit", quiet=True)["executed"] == ["early_exit", "export"]
     only = run_pipeline(path, only="evaluate", quiet=True)
     assert only["executed"] == ["evaluate"] and "export" not in only["results"]
+
+
+def test_the_cli_reruns_and_ends_with_the_result_path(first, capsys):
+    path, result = first
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(result["out"] / "run.json")  # report disabled: the run summary
+    assert main(["run", str(path), "--from", "export"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "[export] running (spinnaker2)" in out and "[evaluate] cached" in out
+    assert out[-1] == str(result["out"] / "run.json")
 
 
 def test_only_without_cached_inputs_fails(tmp_path, data_root):
