@@ -286,6 +286,9 @@ target = "spinnaker2"
     (('target = "spinnaker2"', 'target = "rram-lsm"\n[export.options]\nflux = 1'),
      r"\[\[export\]\] #1 options: target 'rram-lsm' refuses them: unknown crossbar options \['flux'\]", 11),
     (("[model]", "[modle]"), r"\[modle\]: unknown table", 6),
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\nstrategy = "tbptt"'), r"\[train\] tbptt: strategy 'tbptt' needs", 8),  # absent key: the table's line
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\nstrategy = "lean"\nmax_rate = 0.1'), r"\[train\] max_rate: the rate bound", 10),
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\ntask = "next-char"'), r"\[train\] task: must be one of \['classify'\]", 9),
     (('dataset = "digit-saccades"', 'dataset = "nmnist"'), r"\[data\] root: .* does not exist", 3),
 ])
 def test_bad_files_fail_before_any_work_naming_key_and_line(tmp_path, change, key, line):
@@ -325,6 +328,18 @@ def test_a_pretrained_model_without_training_and_the_report(tmp_path, data_root)
     assert again["executed"] == [] and again["report"] == result["report"]
     page.write_text("edited")  # a report that is gone or changed is written again
     assert run_pipeline(path, quiet=True)["executed"] == ["report"]
+
+
+@pytest.mark.parametrize("strategy", ['strategy = "lean"\nchunk = 2', 'strategy = "tbptt"\ntbptt = 2', 'strategy = "online"'])
+def test_long_sequence_strategies_train(tmp_path, data_root, strategy):
+    path = tiny(tmp_path, data_root=data_root)
+    text = path.read_text().replace("lr = 0.002", f"lr = 0.002\n{strategy}")
+    path.write_text(text.split("[evaluate]")[0] + "[report]\nenabled = false\n")
+    result = run_pipeline(path, quiet=True)
+    assert result["executed"] == ["data", "model", "train"]
+    history = result["results"]["train"]["history"]
+    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
+    assert result["results"]["train"]["strategy"] == {"lean": "bptt", "tbptt": "tbptt", "online": "ottt"}[strategy.split('"')[1]]
 
 
 def test_an_ann_to_convert(tmp_path, data_root):

@@ -228,6 +228,9 @@ def _check_types(path: Path, text: str, raw: dict[str, Any]) -> dict[str, Any]:
         train["strategy"] = STRATEGY_ALIASES.get(train["strategy"], train["strategy"])
         if train["strategy"] == "tbptt" and train["tbptt"] < 1:
             raise _error(path, text, "train", "tbptt", "strategy 'tbptt' needs tbptt = chunk length >= 1")
+        if train["max_rate"] > 0 and (train["strategy"] != "full" or train["chunk"]):
+            raise _error(path, text, "train", "max_rate", "the rate bound needs whole-sequence recordings: "
+                         f"it does not combine with strategy {train['strategy']!r} or chunk (use strategy = 'full')")
     return config
 
 
