@@ -59,12 +59,14 @@ def test_digits_mlp_accuracy_is_reproduced():
     assert stored["accuracy"] > 0.9
 
 
+@pytest.mark.slow  # generates the DigitSaccades test split (~15 s) once for the module
 def test_saccade_cnn_accuracy_is_reproduced(saccade_root):
     graph = pretrained("saccade-cnn")
     stored = check_reproduced("saccade-cnn", graph, evaluate("saccade-cnn", graph, saccade_root))
     assert stored["accuracy"] > 0.9
 
 
+@pytest.mark.slow
 def test_converted_exit_accuracy_and_latency_are_reproduced(saccade_root):
     graph = pretrained("converted-exit")
     policy = sf.exit.get_exit_policy(graph)  # the calibrated exit travels in the file
