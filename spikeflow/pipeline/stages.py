@@ -82,6 +82,8 @@ def zoo_options(name: str, options: dict[str, Any], info: dict[str, Any], seed: 
         sized["n_out"] = len(info["classes"])
     if "bins" in params:
         sized["bins"] = info["bins"]
+    if "vocab" in params:  # a char-LM: one input per character of the text's vocabulary
+        sized["vocab"] = len(info["classes"])
     return {**{k: v for k, v in sized.items() if k in params}, **options}
 
 
@@ -97,6 +99,10 @@ def run_model(ctx, entry: Entry) -> dict[str, Any]:
         graph = sf.load(cfg["graph"])
     elif cfg["nir"] is not None:
         graph = sf.from_nir(cfg["nir"], dt=cfg["dt"])
+    elif cfg["convert"] is not None:
+        from spikeflow.pipeline.zoo_stages import convert_model
+
+        graph = convert_model(ctx)
     else:
         from spikeflow.models import pretrained
 
@@ -123,6 +129,10 @@ def run_train(ctx, entry: Entry) -> dict[str, Any]:
     from spikeflow.train import RateUpperBound, Trainer
 
     cfg = ctx.config["train"]
+    if cfg["task"] == "next-char":
+        from spikeflow.pipeline.zoo_stages import train_next_char
+
+        return train_next_char(ctx, entry)
     data = ctx.frames()
     graph = ctx.graph("model")
     x_train = shape_for(graph, data["x_train"], "[train]")
@@ -184,6 +194,10 @@ def fan_out(graph) -> dict[str, float]:
 def run_evaluate(ctx, entry: Entry) -> dict[str, Any]:
     import spikeflow as sf
 
+    from spikeflow.pipeline.zoo_stages import TEXT_DATASETS, evaluate_next_char
+
+    if ctx.config["data"]["dataset"] in TEXT_DATASETS:
+        return evaluate_next_char(ctx, entry)
     cfg = ctx.config["evaluate"]
     graph = ctx.graph(ctx.graph_stage)
     data = ctx.frames()
