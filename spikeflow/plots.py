@@ -229,7 +229,7 @@ def readable(value: float) -> str:
 
 def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]], path: str | Path,
                 title: str | None = None, formats: Mapping[str, str] | None = None,
-                hatched: Sequence[bool] | None = None) -> Path:
+                hatched: Sequence[bool] | None = None, log: Sequence[str] = ()) -> Path:
     """Horizontal bar charts side by side, one panel per metric, categories down the y axis, each
     bar labelled with its value (e.g. accuracy, synaptic events and time per sample per backend).
 
@@ -240,7 +240,11 @@ def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]
         title: figure title.
         formats: ``panel title -> format spec`` of the value labels (default :func:`readable`).
         hatched: per category, draw its bars hatched and pale (e.g. stages that came from a cache).
+        log: panel titles drawn on a logarithmic axis (values spanning decades, such as the time
+            per sample of a compiled simulator next to Brian 2).
     """
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
     categories = [str(c) for c in categories]
     if not categories or not metrics:
         raise DataError(f"metric_bars: need categories and metrics, got {len(categories)} and {len(metrics)}")
@@ -261,7 +265,14 @@ def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]
                 bar.set(hatch="//", alpha=0.45)
         labels = ["n/a" if np.isnan(v) else format(v, formats[name]) if name in formats else readable(v) for v in values]
         ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
-        ax.set_title(name, fontsize=10)
+        if name in log and np.nanmin(values) > 0:
+            ax.set_xscale("log")
+            ax.set_title(f"{name} (log scale)", fontsize=10)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+            if np.nanmax(np.abs(shown)) >= 1e4:
+                ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 300k, not 300000 (tick labels would run together)
+            ax.set_title(name, fontsize=10)
         ax.margins(x=0.25)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, categories)

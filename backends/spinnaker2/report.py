@@ -161,7 +161,7 @@ def sram_png(rep: Report, path) -> None:
     ax.set_xlabel("PE")
     ax.set_ylabel("KB")
     ax.set_title("SRAM per PE")
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -173,9 +173,9 @@ def _population_colours(rep: Report) -> dict[str, tuple]:
     """One colour per population, in the order the PEs list them."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab20"]
+    cmap = colormaps["tab10"]
     names = list(dict.fromkeys(pe["population"] for pe in rep.sram))
-    return {name: cmap(k % 20) for k, name in enumerate(names)}
+    return {name: cmap(k % 10) for k, name in enumerate(names)}
 
 
 def pe_map_png(rep: Report, path, columns: int = 16, max_chips: int = 4):
@@ -189,7 +189,7 @@ def pe_map_png(rep: Report, path, columns: int = 16, max_chips: int = 4):
     colours = _population_colours(rep)
     chips = sorted({pe["chip"] for pe in rep.sram})[:max_chips]
     rows = max(1, -(-(max(pe["core"] for pe in rep.sram) + 1) // columns))
-    fig = new_figure(min(1.0 + 0.55 * columns, 11.0), 1.3 + (0.55 * rows + 0.4) * len(chips))
+    fig = new_figure(min(1.0 + 0.55 * columns, 11.0), 0.9 + (0.6 * rows + 0.3) * len(chips))
     axes = fig.subplots(len(chips), 1, squeeze=False)[:, 0]
     label = len(rep.sram) <= 64
     for ax, chip in zip(axes, chips):
@@ -237,7 +237,8 @@ def routing_png(rep: Report, routes: dict, path):
     for src in sorted(routes):
         dests = [pe_at[d] for d in routes[src] if d in pe_at]
         if dests:
-            ax_map.scatter(dests, [src] * len(dests), s=12, marker="s", color=colours.get(population.get(src), "black"), lw=0)
+            ax_map.scatter(dests, [src] * len(dests), s=max(6.0, min(40.0, 4000.0 / rep.pes**2 * 4)), marker="s",
+                           color=colours.get(population.get(src), "black"), lw=0)
     ax_map.set_xlim(-0.5, rep.pes - 0.5)
     ax_map.set_ylim(rep.pes - 0.5, -0.5)
     ax_map.set_xlabel("receiving PE")

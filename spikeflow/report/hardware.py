@@ -107,12 +107,14 @@ def rram(prog, stem: str, out: Path) -> list:
 DRAWINGS = {"spinnaker2": spinnaker2, "rram-lsm": rram}
 
 
-def robustness(report: dict) -> list:
-    """The robustness table (accuracy under device effects, ...) when the run measured one."""
-    rob = report.get("robustness")
+def robustness(rob) -> list:
+    """The robustness table (accuracy under device effects, ...) when the run measured one:
+    ``{"rows": [{"case", "accuracy"}, ...]}`` beside the export's report (or inside it)."""
     if not rob:
         return []
-    rows = part(rob, "rows", list, "export report['robustness']") or []
+    if not isinstance(rob, Mapping):
+        raise DataError(f"export 'robustness': expected a dict with 'rows', got {type(rob).__name__}")
+    rows = part(rob, "rows", list, "export ['robustness']") or []
     return [Table(["case", "accuracy (%)"], [(r.get("case", "n/a"), fmt(None if r.get("accuracy") is None else 100 * r["accuracy"], ".2f"))
                                               for r in rows], "robustness")]
 
@@ -139,7 +141,7 @@ def _export(target: str, entry: Mapping, stem: str, out: Path) -> list:
     if not isinstance(entry, Mapping):
         raise DataError(f"run['exports'][{target!r}]: expected a dict with 'path' and 'report', got {type(entry).__name__}")
     report = _as_dict(entry.get("report"))
-    blocks: list = [Text(f"export folder: {entry.get('path', 'n/a')}")]
+    blocks: list = [Text(f"export folder: {entry.get('path', 'n/a')}", "meta")]
     drawing = DRAWINGS.get(target)
     if entry.get("path") is None:
         blocks.append(Text("The run names no export folder to reload: no figures.", "note"))
@@ -148,4 +150,4 @@ def _export(target: str, entry: Mapping, stem: str, out: Path) -> list:
         blocks += [Table(["field", "value"], scalars, "the target's report"), Text(f"The report draws no figures for target {target!r}.", "note")]
     else:
         blocks += drawing(load_export(entry["path"]), stem, out)
-    return blocks + robustness(report)
+    return blocks + robustness(entry.get("robustness") or report.get("robustness"))

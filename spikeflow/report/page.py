@@ -36,8 +36,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Text:
-    """A paragraph; ``kind`` styles it: "skipped" (a stage that did not run), "note" (nothing to show) or
-    "problem" (a section that could not be drawn)."""
+    """A paragraph; ``kind`` styles it: "skipped" (a stage that did not run), "note" (nothing to show),
+    "meta" (a path) or "problem" (a section that could not be drawn)."""
 
     text: str
     kind: str = ""
@@ -84,6 +84,7 @@ th, td { border: 1px solid #dde1e6; padding: 4px 10px; text-align: left; }
 th { background: #f0f2f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 p.note, p.skipped { color: #6c757d; font-style: italic; }
+p.meta { color: #5a636c; font-size: 13px; font-family: ui-monospace, Menlo, Consolas, monospace; }
 p.problem { color: #9b2226; background: #fdf0ef; padding: 6px 10px; border-radius: 4px; }
 pre { background: #f6f8fa; border: 1px solid #dde1e6; padding: 12px; overflow-x: auto; font-size: 13px; }
 """

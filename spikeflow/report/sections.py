@@ -23,11 +23,12 @@ EXAMPLES_SHOWN = 4  # input samples drawn as frames
 TRACES_SHOWN = 5  # neurons per recorded node whose membrane potential is drawn
 
 
-def part(run: Mapping, key: str, kind: type = Mapping, where: str = "run") -> Any:
+def part(run: Mapping, key: str, kind: type | tuple[type, ...] = Mapping, where: str = "run") -> Any:
     """``run[key]`` checked to be a ``kind`` (a DataError names the key otherwise); None when absent."""
     value = run.get(key)
     if value is not None and not isinstance(value, kind):
-        raise DataError(f"{where}[{key!r}]: expected {kind.__name__}, got {type(value).__name__}")
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DataError(f"{where}[{key!r}]: expected {expected}, got {type(value).__name__}")
     return value
 
 
@@ -199,12 +200,16 @@ def evaluate(run: Mapping, out: Path) -> list:
     def column(key: str, scale: float = 1.0) -> list[float]:
         return [float("nan") if backends[b].get(key) is None else scale * float(backends[b][key]) for b in names]
 
-    acc, events, ms = column("accuracy", 100.0), column("synaptic_events"), column("seconds_per_sample", 1e3)
-    metric_bars(names, {"accuracy (%)": acc, "synaptic events / sample": events, "time / sample (ms)": ms}, out / "evaluate-backends.png",
-                formats={"accuracy (%)": ".1f"},
-                title="the same graph on each backend")
-    return [Table(["backend", "accuracy (%)", "synaptic events / sample", "time / sample (ms)"],
-                  [(b, fmt(a, ".2f"), fmt(s), fmt(t)) for b, a, s, t in zip(names, acc, events, ms)]),
+    acc, events, ms, samples = column("accuracy", 100.0), column("synaptic_events"), column("seconds_per_sample", 1e3), column("samples")
+    # a backend checked on fewer samples (Brian 2) says so on its bars
+    counts = {int(n) for n in samples if not np.isnan(n)}
+    labels = [f"{b} ({int(n)} samples)" if len(counts) > 1 and not np.isnan(n) else b for b, n in zip(names, samples)]
+    spread = [v for v in ms if v > 0]
+    metric_bars(labels, {"accuracy (%)": acc, "synaptic events / sample": events, "time / sample (ms)": ms}, out / "evaluate-backends.png",
+                formats={"accuracy (%)": ".1f"}, title="the same graph on each backend",
+                log=["time / sample (ms)"] if spread and max(spread) > 100 * min(spread) else [])
+    return [Table(["backend", "samples", "accuracy (%)", "synaptic events / sample", "time / sample (ms)"],
+                  [(b, fmt(n), fmt(a, ".2f"), fmt(s), fmt(t)) for b, n, a, s, t in zip(names, samples, acc, events, ms)]),
             Figure(out / "evaluate-backends.png", "accuracy, synaptic events and time per sample by backend")]
 
 
@@ -281,7 +286,13 @@ def layers(run: Mapping, out: Path) -> list:
 
 
 def early_exit(run: Mapping, out: Path) -> list:
-    """The accuracy/latency curve of the dynamic-confidence exit, with the chosen threshold."""
+    """The accuracy/latency curve of the dynamic-confidence exit, with the chosen threshold.
+
+    ``curve`` is the calibration's sweep and ``chosen`` the threshold picked from it, with its
+    accuracy and mean steps, both on the calibration (validation) split. Optional, per sample on the
+    test split: ``test`` (``accuracy``, ``mean_steps``, ``samples`` with the exit), ``full``
+    (``accuracy``, ``synaptic_events`` without it) and ``synaptic_events`` (with it).
+    """
     from spikeflow.plots import accuracy_latency
 
     x = part(run, "early_exit")
@@ -289,21 +300,36 @@ def early_exit(run: Mapping, out: Path) -> list:
         return [not_run("early_exit", "every sample runs all its time steps")]
     curve = part(x, "curve", Mapping, "run['early_exit']") or {}
     chosen = part(x, "chosen", Mapping, "run['early_exit']") or {}
-    full = x.get("full_steps")
-    rows = [("backend", x.get("backend", "n/a")), ("chosen threshold", fmt(chosen.get("threshold"))),
-            ("accuracy at the threshold (%)", fmt(None if chosen.get("accuracy") is None else 100 * chosen["accuracy"], ".2f")),
-            ("mean time steps", fmt(chosen.get("mean_steps"))), ("full time steps", fmt(full))]
-    if full and chosen.get("mean_steps") is not None:
-        rows.append(("latency saved (%)", fmt(100 * (1 - float(chosen["mean_steps"]) / float(full)), ".1f")))
-    blocks: list = [Table(["field", "value"], rows)]
+    test = part(x, "test", Mapping, "run['early_exit']") or {}
+    full = part(x, "full", Mapping, "run['early_exit']") or {}
+    steps = x.get("full_steps")
+
+    def pct(v):
+        return fmt(None if v is None else 100 * float(v), ".2f")
+
+    def saved(mean_steps):
+        return "n/a" if not steps or mean_steps is None else fmt(100 * (1 - float(mean_steps) / float(steps)), ".1f")
+
+    rows = [("backend", x.get("backend", "n/a")), ("chosen confidence threshold", fmt(chosen.get("threshold"))),
+            ("full time steps", fmt(steps))]
+    head = ["", "calibration split"]
+    cols = [[pct(chosen.get("accuracy")), fmt(chosen.get("mean_steps")), saved(chosen.get("mean_steps")), "n/a"]]
+    if test or full:
+        head.append(f"test split{'' if test.get('samples') is None else ' (' + fmt(test['samples']) + ' samples)'}")
+        cols.append([pct(test.get("accuracy")), fmt(test.get("mean_steps")), saved(test.get("mean_steps")), fmt(x.get("synaptic_events"))])
+        head.append("test split, full length")
+        cols.append([pct(full.get("accuracy")), fmt(steps), "0.0", fmt(full.get("synaptic_events"))])
+    names = ["accuracy (%)", "mean time steps", "latency saved (%)", "synaptic events / sample"]
+    blocks: list = [Table(["field", "value"], rows),
+                    Table(head, [(name, *(c[i] for c in cols)) for i, name in enumerate(names)], "with the exit at the chosen threshold")]
     if not curve.get("mean_steps"):
         blocks.append(Text("The calibration kept no accuracy/latency curve.", "note"))
         return blocks
-    curves = {"confidence threshold sweep": (curve["mean_steps"], curve["accuracy"])}
-    point = None if chosen.get("mean_steps") is None else (float(chosen["mean_steps"]), float(chosen["accuracy"]))
-    accuracy_latency(curves, out / "early_exit-curve.png", chosen=point, t_max=None if full is None else int(full),
-                     title="accuracy against mean latency")
-    blocks.append(Figure(out / "early_exit-curve.png", "accuracy against mean time steps per sample; star: the chosen exit threshold"))
+    point = None if chosen.get("mean_steps") is None or chosen.get("accuracy") is None else (float(chosen["mean_steps"]), float(chosen["accuracy"]))
+    accuracy_latency({"confidence threshold sweep": (curve["mean_steps"], curve["accuracy"])}, out / "early_exit-curve.png", chosen=point,
+                     t_max=None if steps is None else int(steps), title="accuracy against mean latency (calibration split)")
+    blocks.append(Figure(out / "early_exit-curve.png", "accuracy against mean time steps per sample on the calibration split; "
+                                                        "star: the chosen exit threshold; dotted: the full length"))
     return blocks
 
 

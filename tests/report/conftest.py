@@ -41,7 +41,8 @@ def build_run(folder: Path) -> dict:
     s2 = sf.export(graph, target="spinnaker2", path=folder / "s2", samples=x[:, :4])
     mlp = sf.models.build("digits-mlp", hidden=24)
     rram_report = sf.export(mlp, target="rram-lsm", path=folder / "rram")
-    rram_report["robustness"] = {"rows": [{"case": "ideal device", "accuracy": 0.91}, {"case": "drift 1 day <b>", "accuracy": 0.87}]}
+    robustness = {"rows": [{"case": "ideal device", "accuracy": 0.91}, {"case": "drift 1 day <b>", "accuracy": 0.87}]}
+    exits = sf.exit.simulate(graph, x, backend="numba-event", policy=calib.policy)
 
     n_neurons = {k: one[k].shape[1] for k in spiking}
     return {
@@ -66,9 +67,12 @@ def build_run(folder: Path) -> dict:
         "early_exit": {"curve": {"threshold": calib.pareto["threshold"].tolist(), "accuracy": calib.pareto["accuracy"].tolist(),
                                  "mean_steps": calib.pareto["mean_steps"].tolist()},
                        "chosen": {"threshold": calib.threshold, "accuracy": calib.accuracy, "mean_steps": calib.mean_steps},
+                       "test": {"accuracy": exits.accuracy(y_test), "mean_steps": float(exits.exit_steps.mean()), "samples": len(y_test)},
+                       "full": {"accuracy": acc, "synaptic_events": res.stats["synaptic_events"] / x.shape[1]},
+                       "synaptic_events": exits.stats["synaptic_events"] / x.shape[1],
                        "full_steps": calib.t_max, "backend": "numba-event"},
         "exports": {"spinnaker2": {"path": str(folder / "s2"), "report": s2.to_dict()},
-                    "rram-lsm": {"path": str(folder / "rram"), "report": rram_report}},
+                    "rram-lsm": {"path": str(folder / "rram"), "report": rram_report, "robustness": robustness}},
     }
 
 

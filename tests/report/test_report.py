@@ -104,8 +104,10 @@ def test_sections_show_the_runs_numbers(full_report, real_run):
     assert "lif1" in page.text("model") and "Conv2d" in page.text("model")
     acc = real_run["evaluate"]["backends"]["numba-event"]["accuracy"]
     assert f"{100 * acc:.2f}" in page.text("evaluate") and "n/a" in page.text("evaluate")  # torch gave no event count
-    chosen = real_run["early_exit"]["chosen"]
-    assert f"{100 * chosen['accuracy']:.2f}" in page.text("early_exit")
+    ex = real_run["early_exit"]
+    for value in (ex["chosen"]["accuracy"], ex["test"]["accuracy"], ex["full"]["accuracy"]):
+        assert f"{100 * value:.2f}" in page.text("early_exit")
+    assert f"test split ({ex['test']['samples']} samples)" in page.text("early_exit")
     s2 = real_run["exports"]["spinnaker2"]["report"]
     assert f"{s2['pes']}" in page.text("export-spinnaker2") and "weight quantisation per layer" in page.text("export-spinnaker2")
     assert "robustness" in page.text("export-rram-lsm") and "87.00" in page.text("export-rram-lsm")
@@ -189,6 +191,8 @@ def test_broken_runs_are_named(tmp_path):
         write_report({"name": "x"}, tmp_path / "file")
     with pytest.raises(DataError, match=r"run\['evaluate'\]\['backends'\]: expected Mapping, got list"):
         write_report({"name": "x", "evaluate": {"backends": ["torch"]}}, tmp_path / "a", strict=True)
+    with pytest.raises(DataError, match=r"run\['cached'\]: expected list or tuple, got str"):
+        write_report({"name": "x", "cached": "train"}, tmp_path / "d", strict=True)
     with pytest.raises(DataError, match=r"run\['data'\]\['examples'\]\[0\]"):
         write_report({"name": "x", "data": {"sensor_size": (4, 4, 2), "examples": [np.zeros(3)]}}, tmp_path / "b", strict=True)
     with pytest.raises(DataError, match="'sensor_size' is missing"):
@@ -208,3 +212,27 @@ def test_without_strict_a_broken_section_says_why_and_the_rest_is_kept(real_run,
     assert {"data", "train", "early_exit"} <= {img["section"] for img in page.images}
     with pytest.raises(FormatError, match="no such folder"):
         write_report(dict(real_run, exports=run["exports"]), tmp_path / "strict", strict=True)
+
+
+def test_one_dimensional_sensors_show_event_rasters(tmp_path):
+    from spikeflow.datasets.events import make_events
+
+    rng = np.random.default_rng(0)
+    samples = [(make_events(rng.integers(0, 64, 300), np.zeros(300, int), np.sort(rng.integers(0, 500_000, 300)), np.ones(300, int)), k)
+                for k in range(2)]
+    run = {"name": "audio", "data": {"dataset": "spoken-digits", "sensor_size": (64, 1, 1), "classes": ["zero", "one"], "examples": samples}}
+    page = Page(write_report(run, tmp_path, strict=True).read_text(encoding="utf-8"))
+    assert [img["section"] for img in page.images] == ["data"] and "event rasters" in page.images[0]["alt"]
+    width, height = png_size(base64.b64decode(page.images[0]["src"].split(",", 1)[1]))
+    assert width >= 600 and height >= 300
+
+
+def test_a_target_without_drawings_shows_its_report_numbers(real_run, tmp_path):
+    run = {"name": "other", "exports": {"loihi-like": {"path": real_run["exports"]["rram-lsm"]["path"],
+                                                       "report": {"cores": 12, "energy_uj": 3.5, "ok": True, "nested": {"a": 1}},
+                                                       "robustness": {"rows": [{"case": "fixed point", "accuracy": 0.5}]}}}}
+    page = Page(write_report(run, tmp_path, strict=True).read_text(encoding="utf-8"))
+    text = page.text("export-loihi-like")
+    assert "cores 12" in text and "energy_uj 3.5" in text and "nested" not in text
+    assert "draws no figures for target 'loihi-like'" in text and "fixed point 50.00" in text
+    assert page.images == []
