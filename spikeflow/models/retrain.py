@@ -48,6 +48,8 @@ EVAL_BATCH = 120  # samples per float64 forward pass (bounded memory)
 # char-LM training settings the pipeline schema has no key for (those of examples/egru_language_model.py)
 LM_SETTINGS = {"zoneout": 0.1, "act_rate": 5.0, "target_rate": 0.2, "act_warmup": 0.2, "clip": 1.0}
 EXIT_MAX_DROP = 0.0025  # accuracy the exit may cost on validation (as examples/early_exit_digits.py)
+# training of an ANN before conversion, overridable in ``[model.options]`` (as examples/early_exit_digits.py)
+CONVERT_TRAINING = {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-4}
 
 
 # -------------------------------------------------------------------------------- recipes
@@ -274,26 +276,44 @@ def _train_saccade(recipe, root, progress):
 
 def train_char_lm(recipe: dict, progress: bool = True, text: str | None = None):
     """Train the EGRU char-LM of ``recipe`` on the train part of ``text`` (default: this Python's
-    reference-manual topics); keep the epoch with the best validation bits per character.
+    reference-manual topics); see :func:`fit_char_lm`.
 
     Returns:
         ``(graph, history)``: the graph carries its vocabulary in ``metadata["vocabulary"]``.
+    """
+    from spikeflow.datasets.text import encode_text, pydoc_topics_text, split_text
+    from spikeflow.models import build
+
+    parts = split_text(pydoc_topics_text() if text is None else text)
+    vocabulary = "".join(sorted(set(parts["train"]) | set(parts["val"]) | set(parts["test"])))
+    options = {k: v for k, v in _section(recipe, "model").get("options", {}).items() if k != "vocab"}
+    init = build(_setting(recipe, "model", "zoo"), vocab=len(vocabulary), seed=_seed(recipe), **options)
+    return fit_char_lm(init, vocabulary, encode_text(parts["train"], vocabulary), encode_text(parts["val"], vocabulary),
+                       seq=int(_setting(recipe, "data", "bins")), batch=int(_setting(recipe, "data", "batch_size")),
+                       epochs=int(_setting(recipe, "train", "epochs")), lr=float(_setting(recipe, "train", "lr")),
+                       seed=_seed(recipe), progress=progress)
+
+
+def fit_char_lm(init, vocabulary: str, train_ids: np.ndarray, val_ids: np.ndarray, *, seq: int, batch: int, epochs: int,
+                lr: float, seed: int = 0, progress: bool = True):
+    """Train a char-LM graph (``embed`` -> ``egru`` -> ``readout``, as :func:`spikeflow.models.egru_char_lm`)
+    for next-character prediction; keep the epoch with the best validation bits per character.
+
+    Truncated BPTT over chunks of ``seq`` characters of ``batch`` parallel streams (the state is
+    carried between chunks), Adam with a one-cycle schedule peaking at ``lr``, gradient clipping,
+    zoneout and an event-rate regulariser ramped in (:data:`LM_SETTINGS`).
+
+    Returns:
+        ``(graph, history)`` with ``history = {"train_bpc", "val_bpc", "kept_epoch"}``.
     """
     import torch
     from torch import nn
     from tqdm.auto import tqdm
 
-    from spikeflow.datasets.text import char_streams, encode_text, pydoc_topics_text, split_text
+    from spikeflow.datasets.text import char_streams
     from spikeflow.ir import nodes
-    from spikeflow.models import build
+    from spikeflow.ir.graph import Graph
     from spikeflow.torch.egru import egru_from_node
-
-    parts = split_text(pydoc_topics_text() if text is None else text)
-    vocabulary = "".join(sorted(set(parts["train"]) | set(parts["val"]) | set(parts["test"])))
-    seed, seq = _seed(recipe), int(_setting(recipe, "data", "bins"))
-    epochs, lr = int(_setting(recipe, "train", "epochs")), float(_setting(recipe, "train", "lr"))
-    options = {k: v for k, v in _section(recipe, "model").get("options", {}).items() if k != "vocab"}
-    init = build(_setting(recipe, "model", "zoo"), vocab=len(vocabulary), seed=seed, **options)
 
     class CharNet(nn.Module):
         def __init__(self):
@@ -313,19 +333,19 @@ def train_char_lm(recipe: dict, progress: bool = True, text: str | None = None):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CharNet()
-        train_ids = torch.from_numpy(char_streams(encode_text(parts["train"], vocabulary), int(_setting(recipe, "data", "batch_size"))))
-        val_ids = torch.from_numpy(char_streams(encode_text(parts["val"], vocabulary), 16))
-        per_epoch = (len(train_ids) - 1) // seq
+        train = torch.from_numpy(char_streams(train_ids, batch))
+        val = torch.from_numpy(char_streams(val_ids, min(16, max(1, len(val_ids) // 2))))
+        per_epoch = max(1, (len(train) - 1) // seq)
         total = epochs * per_epoch
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.1)
-        history: dict[str, list[float]] = {"train_bpc": [], "val_bpc": []}
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 2), pct_start=0.1)
+        history: dict[str, Any] = {"train_bpc": [], "val_bpc": []}
         best, best_state, step = math.inf, None, 0
         for epoch in range(epochs):
             model.train()
             state, losses = None, []
             for i in tqdm(range(per_epoch), desc=f"char-LM: epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
-                chunk = train_ids[i * seq : (i + 1) * seq + 1]
+                chunk = train[i * seq : (i + 1) * seq + 1]
                 state = None if state is None else type(state)(*(s.detach() for s in state))
                 logits, state = model(chunk[:-1], state)
                 loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[1:].reshape(-1))
@@ -340,15 +360,16 @@ def train_char_lm(recipe: dict, progress: bool = True, text: str | None = None):
                 losses.append(loss.item() / math.log(2))
             model.eval()
             with torch.no_grad():
-                logits, _ = model(val_ids[:-1])
-                val = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), val_ids[1:].reshape(-1)).item() / math.log(2)
+                logits, _ = model(val[:-1])
+                bpc = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), val[1:].reshape(-1)).item() / math.log(2)
             history["train_bpc"].append(float(np.mean(losses)))
-            history["val_bpc"].append(val)
+            history["val_bpc"].append(bpc)
             if progress:
-                tqdm.write(f"char-LM epoch {epoch + 1}/{epochs}: train bpc {history['train_bpc'][-1]:.3f}, val bpc {val:.3f}")
-            if val < best:
-                best, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(best_state)
+                tqdm.write(f"char-LM epoch {epoch + 1}/{epochs}: train bpc {history['train_bpc'][-1]:.3f}, val bpc {bpc:.3f}")
+            if bpc < best:
+                best, best_state = bpc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if best_state is not None:
+            model.load_state_dict(best_state)
     (egru,) = model.rnn.to_nodes()
     layers = {
         "input": nodes.Input(shape=(len(vocabulary),)),
@@ -358,10 +379,8 @@ def train_char_lm(recipe: dict, progress: bool = True, text: str | None = None):
         "output": nodes.Output(shape=(len(vocabulary),)),
     }
     names = list(layers)
-    from spikeflow.ir.graph import Graph
-
     graph = Graph(layers, list(zip(names, names[1:])), dt=init.dt, metadata={**init.metadata, "vocabulary": vocabulary}).validate()
-    history["kept_epoch"] = int(np.argmin(history["val_bpc"])) + 1
+    history["kept_epoch"] = int(np.argmin(history["val_bpc"])) + 1 if history["val_bpc"] else 0
     return graph, history
 
 
@@ -369,47 +388,71 @@ def _train_char_lm(recipe, root, progress):
     return train_char_lm(recipe, progress)
 
 
-def train_converted(recipe: dict, root: str | Path, progress: bool = True):
-    """Train the recipe's QCFS ANN on time-averaged DigitSaccades frames, convert it to an IF graph
-    (:func:`spikeflow.convert.ann_to_snn`) and store the exit policy calibrated on validation."""
+def convert_ann(name: str, options: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, *, batch_size: int = 64,
+                seed: int = 0, progress: bool = True):
+    """Train the ANN ``name`` of :data:`spikeflow.models.ann.ANNS` on time-averaged frames, then
+    convert it (:func:`spikeflow.convert.ann_to_snn`); the pipeline's ``[model] convert`` source.
+
+    Args:
+        name: the ANN builder.
+        options: its options, plus the training settings of :data:`CONVERT_TRAINING` (epochs, lr,
+            weight_decay).
+        x_train: frames ``[N, T, ...]``; the ANN sees their mean over time.
+        y_train: labels.
+
+    Returns:
+        ``(graph, ann)``: the IF graph and the trained ANN (eval mode).
+    """
     import torch
     from tqdm.auto import tqdm
 
     from spikeflow.convert import ann_to_snn
-    from spikeflow.exit import calibrate
-    from spikeflow.exit.policy import ExitPolicy
     from spikeflow.models.ann import ANNS
 
-    name = _setting(recipe, "model", "convert")
     if name not in ANNS:
         raise FormatError(f"recipe key 'model.convert': unknown ANN {name!r}; known: {sorted(ANNS)}")
-    data = saccade_split(recipe, root, progress)
-    seed, epochs, bins = _seed(recipe), int(_setting(recipe, "train", "epochs")), int(_setting(recipe, "data", "bins"))
-    ann = ANNS[name](input_shape=data["x_train"].shape[2:], seed=seed, **_section(recipe, "model").get("options", {}))
-    levels = max(m.levels for m in ann.modules() if hasattr(m, "levels"))
-    mean = lambda x: torch.as_tensor(x).float().mean(1)  # noqa: E731  (the ANN sees the time average)
-    x, y = mean(data["x_train"]), torch.as_tensor(data["y_train"])
+    options = dict(options)
+    train = {k: options.pop(k, v) for k, v in CONVERT_TRAINING.items()}
+    ann = ANNS[name](input_shape=tuple(x_train.shape[2:]), seed=seed, **options)
+    x, y = torch.as_tensor(np.asarray(x_train)).float().mean(1), torch.as_tensor(np.asarray(y_train))
+    epochs = int(train["epochs"])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        opt = torch.optim.Adam(ann.parameters(), lr=float(_setting(recipe, "train", "lr")), weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+        opt = torch.optim.Adam(ann.parameters(), lr=float(train["lr"]), weight_decay=float(train["weight_decay"]))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
         gen = torch.Generator().manual_seed(seed)
         for _ in tqdm(range(epochs), desc="QCFS ANN", disable=not progress):
             ann.train()
-            for idx in torch.randperm(len(y), generator=gen).split(int(_setting(recipe, "data", "batch_size"))):
+            for idx in torch.randperm(len(y), generator=gen).split(int(batch_size)):
                 loss = torch.nn.functional.cross_entropy(ann(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             sched.step()
     ann.eval()
+    return ann_to_snn(ann, input_shape=tuple(x_train.shape[2:])), ann
+
+
+def train_converted(recipe: dict, root: str | Path, progress: bool = True):
+    """Train and convert the recipe's QCFS ANN on DigitSaccades (:func:`convert_ann`), then store
+    the exit policy calibrated on the validation split (``[early_exit] max_accuracy_drop``)."""
+    import torch
+
+    from spikeflow.exit import calibrate
+    from spikeflow.exit.policy import ExitPolicy
+
+    data = saccade_split(recipe, root, progress)
+    bins = int(_setting(recipe, "data", "bins"))
+    graph, ann = convert_ann(_setting(recipe, "model", "convert"), _section(recipe, "model").get("options", {}), data["x_train"],
+                             data["y_train"], batch_size=int(_setting(recipe, "data", "batch_size")), seed=_seed(recipe), progress=progress)
     with torch.no_grad():
-        ann_acc = float((ann(mean(data["x_test"])).argmax(1) == torch.as_tensor(data["y_test"])).float().mean())
-    graph = ann_to_snn(ann, input_shape=data["x_train"].shape[2:])
-    calib = calibrate(graph, (direct_encoding(data["x_val"]), data["y_val"]), max_accuracy_drop=EXIT_MAX_DROP,
+        ann_acc = float((ann(torch.as_tensor(data["x_test"]).float().mean(1)).argmax(1) == torch.as_tensor(data["y_test"])).float().mean())
+    drop = float(_section(recipe, "early_exit").get("max_accuracy_drop", EXIT_MAX_DROP))
+    calib = calibrate(graph, (direct_encoding(data["x_val"]), data["y_val"]), max_accuracy_drop=drop,
                       policy=ExitPolicy(output="output", threshold=1.0, max_steps=bins), progress=progress)
     calib.apply(graph)
     graph.metadata["input"] = f"DigitSaccades frames [2, 34, 34] of {bins} bins, time-averaged, fed at every step"
+    levels = max(m.levels for m in ann.modules() if hasattr(m, "levels"))
     return graph, {"ann_test_acc": ann_acc, "levels": levels, "val_accuracy": float(calib.accuracy),
                    "val_mean_steps": float(calib.mean_steps)}
 

@@ -52,6 +52,10 @@ def split_frames(ds, bins: int, limit: int, progress: bool, what: str) -> tuple[
 def load_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[str, np.ndarray], dict[str, Any], list]:
     """Frames of every split (``x_train``, ``y_train``, ``x_val``, ..., ``x_test``), the facts the
     report shows, and a few raw test recordings ``[(events, label)]``."""
+    from spikeflow.pipeline.zoo_stages import ZOO_DATASETS, load_zoo_data
+
+    if cfg["dataset"] in ZOO_DATASETS:
+        return load_zoo_data(cfg, seed, progress)
     splits, info, examples = {}, {}, []
     for train in (True, False):
         limit = cfg["train_limit"] if train else cfg["test_limit"]
@@ -71,6 +75,9 @@ def load_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[str,
                 ds.close()
     if len(splits["y_train"]) == 0:
         raise DataError("the training split is empty after the validation cut: raise [data] train_limit")
+    if cfg["encoding"] == "mean":  # direct encoding: every step sees the recording's average frame
+        for key in ("x_train", "x_val", "x_test"):
+            splits[key] = np.repeat(splits[key].mean(1, keepdims=True), splits[key].shape[1], axis=1)
     info.update(dataset=cfg["dataset"], bins=cfg["bins"], n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
                 n_test=len(splits["y_test"]))
     return splits, info, examples
