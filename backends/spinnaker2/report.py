@@ -218,6 +218,7 @@ def routing_png(rep: Report, routes: dict, path):
     sending population). ``routes`` maps a sending PE to the ``(chip, core)`` pairs its key reaches
     (:attr:`~.executor.Program.routes`). Returns the path written."""
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     from spikeflow.plots import new_figure, save_png
 
@@ -231,6 +232,7 @@ def routing_png(rep: Report, routes: dict, path):
     ax_tab.bar(x - 0.2, [rep.routing_before.get(c, 0) for c in chips], width=0.4, label="before merging", color="tab:gray")
     ax_tab.bar(x + 0.2, [rep.routing_after[c] for c in chips], width=0.4, label="after merging", color="tab:blue")
     ax_tab.set_xticks(x, [f"chip {c}" for c in chips])
+    ax_tab.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_tab.set_ylabel("routing table entries")
     ax_tab.set_title("multicast routing tables", fontsize=10)
     ax_tab.legend(fontsize=8)

@@ -247,3 +247,21 @@ def test_nothing_to_draw_gives_a_note_not_an_empty_figure(tmp_path):
     assert "reported no numbers" in page.text("evaluate") and "n/a" in page.text("evaluate")
     assert "did not spike on this sample" in page.text("activity")
     assert [img["alt"] for img in page.images] == ["membrane potential of lif1 (dashed: threshold; dots: spikes)"]
+
+
+def test_an_egru_export_on_many_chips_is_drawn(tmp_path):
+    """The FP32 EGRU export (value events) placed across several chips: PE map per chip and routing."""
+    import spikeflow as sf
+    from tests.backends.spinnaker2.test_egru import _graph, _layer
+
+    rng = np.random.default_rng(0)
+    graph = _graph(_layer(rng, 5, 12), _layer(rng, 12, 10))
+    rep = sf.export(graph, target="spinnaker2", path=tmp_path / "s2", chip={"max_atoms_per_core": 7, "app_pes_per_chip": 3, "chips": 9})
+    assert rep.chips > 1
+    run = {"name": "egru", "model": {"graph": graph, "source": "test:egru"},
+           "exports": {"spinnaker2": {"path": str(tmp_path / "s2"), "report": rep.to_dict()}}}
+    page = Page(write_report(run, tmp_path / "report", strict=True).read_text(encoding="utf-8"))
+    assert [img["alt"].split(":")[0] for img in page.images] == ["PE map", "SRAM per PE by part, against the data budget",
+                                                                  "routing table entries per chip, and which PEs receive each PE's packets"]
+    assert f"{rep.pes}" in page.text("export-spinnaker2") and "weight quantisation" not in page.text("export-spinnaker2")
+    assert "EGRU" in page.text("model")
