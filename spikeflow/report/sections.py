@@ -155,10 +155,10 @@ def model(run: Mapping, out: Path) -> list:
         return blocks
     flat = graph.flatten()
     shapes = flat.shapes()
-    rows = [(name, type(flat.nodes[name]).__name__, "x".join(str(s) for s in shapes[name]) or "scalar", _parameters(flat.nodes[name]),
+    counts = {name: _parameters(flat.nodes[name]) for name in flat.order()}
+    rows = [(name, type(flat.nodes[name]).__name__, "x".join(str(s) for s in shapes[name]) or "scalar", f"{counts[name]:,}",
              "yes" if flat.nodes[name].spiking else "") for name in flat.order()]
-    blocks.append(Table(["node", "type", "output shape", "parameters", "spiking"], rows,
-                        f"{sum(r[3] for r in rows)} parameters in total"))
+    blocks.append(Table(["node", "type", "output shape", "parameters", "spiking"], rows, f"{sum(counts.values()):,} parameters in total"))
     return blocks
 
 
