@@ -36,8 +36,9 @@ def _check_data(p: Pipeline) -> None:
     from spikeflow.pipeline.zoo_stages import TEXT_DATASETS, ZOO_DATASETS
 
     data = p.config["data"]
-    next_char = p.config.get("train", {}).get("task") == "next-char"
-    if next_char != (data["dataset"] in TEXT_DATASETS):
+    task = p.config.get("train", {}).get("task")
+    next_char = task == "next-char"
+    if task is not None and next_char != (data["dataset"] in TEXT_DATASETS):
         raise p.error("train" if next_char else "data", "task" if next_char else "dataset",
                       f"task 'next-char' and a text dataset {list(TEXT_DATASETS)} go together")
     if data["dataset"] in ZOO_DATASETS:
