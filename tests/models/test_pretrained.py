@@ -190,3 +190,18 @@ def test_models_command_reports_an_unknown_model_to_retrain(capsys):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted and not result.failed
+
+
+@pytest.mark.slow
+def test_retrain_writes_a_measured_file_and_leaves_the_shipped_one(tmp_path, capsys):
+    """``spikeflow models --retrain digits-mlp --out DIR``: the recipe's settings, a new sealed file
+    whose metadata holds its measured figures (retrain reloads and re-measures it itself)."""
+    shipped = (PRETRAINED_DIR / "digits-mlp.h5").read_bytes()
+    index = (PRETRAINED_DIR / "index.json").read_text()
+    assert main(["models", "--retrain", "digits-mlp", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert "digits-mlp: test accuracy" in capsys.readouterr().out
+    graph = sf.load(tmp_path / "digits-mlp.h5")
+    stamp = graph.metadata["pretrained"]
+    assert stamp["name"] == "digits-mlp" and stamp["metrics"] == evaluate("digits-mlp", graph)
+    assert stamp["metrics"]["accuracy"] > 0.9 and len(stamp["history"]["val_acc"]) == 15  # the recipe's 15 epochs
+    assert (PRETRAINED_DIR / "digits-mlp.h5").read_bytes() == shipped and (PRETRAINED_DIR / "index.json").read_text() == index
