@@ -126,6 +126,17 @@ def test_a_rerun_does_no_stage_work(first):
     assert all(s == 0.0 for s in again["seconds"].values())
 
 
+def test_a_cached_rerun_loads_neither_torch_nor_the_data(first):
+    """What keeps a rerun cheap: only the file checks run (no torch import, no frames read)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from spikeflow.pipeline import run_pipeline; r = run_pipeline(sys.argv[1], quiet=True); "
+            "print(r['executed'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(first[0])], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["[]", "False"], out.stdout + out.stderr
+
+
 def test_changing_only_export_options_reruns_only_the_export(first, tmp_path, data_root):
     path, result = first
     changed = tiny(path.parent, data_root=data_root, export_percentile=99.0)
@@ -141,6 +152,16 @@ def test_from_and_only(first):
     assert run_pipeline(path, from_stage="early_exit", quiet=True)["executed"] == ["early_exit", "export"]
     only = run_pipeline(path, only="evaluate", quiet=True)
     assert only["executed"] == ["evaluate"] and "export" not in only["results"]
+
+
+def test_the_cli_reruns_and_ends_with_the_result_path(first, capsys):
+    path, result = first
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(result["out"] / "run.json")  # report disabled: the run summary
+    assert main(["run", str(path), "--from", "export"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "[export] running (spinnaker2)" in out and "[evaluate] cached" in out
+    assert out[-1] == str(result["out"] / "run.json")
 
 
 def test_only_without_cached_inputs_fails(tmp_path, data_root):
@@ -265,6 +286,10 @@ target = "spinnaker2"
     (('target = "spinnaker2"', 'target = "rram-lsm"\n[export.options]\nflux = 1'),
      r"\[\[export\]\] #1 options: target 'rram-lsm' refuses them: unknown crossbar options \['flux'\]", 11),
     (("[model]", "[modle]"), r"\[modle\]: unknown table", 6),
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\nstrategy = "tbptt"'), r"\[train\] tbptt: strategy 'tbptt' needs", 8),  # absent key: the table's line
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\nstrategy = "lean"\nmax_rate = 0.1'), r"\[train\] max_rate: the rate bound", 10),
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\ntask = "regress"'), r"\[train\] task: must be one of \['classify', 'next-char'\]", 9),
+    (('zoo = "mlp"', 'zoo = "mlp"\n[train]\ntask = "next-char"'), r"\[train\] task: task 'next-char' and a text dataset", 9),
     (('dataset = "digit-saccades"', 'dataset = "nmnist"'), r"\[data\] root: .* does not exist", 3),
 ])
 def test_bad_files_fail_before_any_work_naming_key_and_line(tmp_path, change, key, line):
@@ -304,6 +329,35 @@ def test_a_pretrained_model_without_training_and_the_report(tmp_path, data_root)
     assert again["executed"] == [] and again["report"] == result["report"]
     page.write_text("edited")  # a report that is gone or changed is written again
     assert run_pipeline(path, quiet=True)["executed"] == ["report"]
+
+
+@pytest.mark.parametrize("strategy", ['strategy = "lean"\nchunk = 2', 'strategy = "tbptt"\ntbptt = 2', 'strategy = "online"'])
+def test_long_sequence_strategies_train(tmp_path, data_root, strategy):
+    path = tiny(tmp_path, data_root=data_root)
+    text = path.read_text().replace("lr = 0.002", f"lr = 0.002\n{strategy}")
+    path.write_text(text.split("[evaluate]")[0] + "[report]\nenabled = false\n")
+    result = run_pipeline(path, quiet=True)
+    assert result["executed"] == ["data", "model", "train"]
+    history = result["results"]["train"]["history"]
+    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
+    assert result["results"]["train"]["strategy"] == {"lean": "bptt", "tbptt": "tbptt", "online": "ottt"}[strategy.split('"')[1]]
+
+
+def test_an_ann_to_convert(tmp_path, data_root):
+    """[model] convert: the QCFS ANN trained on time-averaged frames, converted to IF neurons; its
+    SNN (rate code: the output summed over time) agrees with the ANN on most test samples."""
+    path = tiny(tmp_path, data_root=data_root, model='convert = "qcfs-mlp"')
+    text = path.read_text().replace("hidden = 16", "hidden = 32\nlevels = 4\npool = 1").replace("epochs = 1", "epochs = 20")
+    text = text.replace("bins = 4", "bins = 8").replace('record = ["lif2"]', "record = []").replace("robustness = false", "")
+    # both targets refuse the conversion's half-threshold pulse sub-graph (checked before training)
+    path.write_text(text.split("[[export]]", 1)[0] + "[report]\nenabled = false\n")
+    result = run_pipeline(path, quiet=True)
+    r = result["results"]
+    assert result["executed"] == ["data", "model", "train", "evaluate", "early_exit"]
+    assert r["model"]["source"] == "convert:qcfs-mlp" and r["train"]["strategy"] == "ann (converted)"
+    assert len(r["train"]["history"]["loss"]) == 20 and r["train"]["history"]["loss"][-1] < r["train"]["history"]["loss"][0]
+    acc = {b: v["accuracy"] for b, v in r["evaluate"]["backends"].items()}
+    assert acc["torch"] == acc["numba-event"] >= 0.5  # 8 test digits, 30 training digits
 
 
 def test_not_toml_and_missing_tables(tmp_path):

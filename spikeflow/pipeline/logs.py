@@ -5,6 +5,7 @@ tells runs apart); both files are rewritten atomically."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import time
@@ -24,26 +25,20 @@ class Metrics:
         self.rows: list[dict[str, Any]] = []
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S")
         self._writer = None
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:  # TensorBoard logging is optional
-            self._writer_cls = None
-        else:
-            self._writer_cls = SummaryWriter
+        # found, not imported: tensorboardX imports torch (seconds), which a cached rerun never needs
+        self.tensorboard = importlib.util.find_spec("tensorboardX") is not None
 
     def log(self, stage: str, step: int, values: dict[str, float]) -> None:
         for name, value in values.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             self.rows.append({"time": self.started, "stage": stage, "step": int(step), "name": name, "value": float(value)})
-            if self._writer_cls is not None:
+            if self.tensorboard:
                 if self._writer is None:
-                    self._writer = self._writer_cls(logdir=str(self.folder / "tensorboard"))
-                self._writer.add_scalar(f"{stage}/{name}", float(value), int(step))
+                    from tensorboardX import SummaryWriter
 
-    @property
-    def tensorboard(self) -> bool:
-        return self._writer_cls is not None
+                    self._writer = SummaryWriter(logdir=str(self.folder / "tensorboard"))
+                self._writer.add_scalar(f"{stage}/{name}", float(value), int(step))
 
     def close(self) -> None:
         if self._writer is not None:

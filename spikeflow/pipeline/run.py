@@ -35,6 +35,12 @@ class Context:
         self._graphs: dict[str, Any] = {}
 
     @property
+    def readout(self) -> str:
+        """How outputs become classes: a converted ANN's rate code sums over time, the LI readouts
+        of trained networks take their maximum."""
+        return "sum" if self.config["model"]["convert"] is not None else "max"
+
+    @property
     def graph_stage(self) -> str:
         """The stage whose graph the later stages use: the trained one when there is training."""
         return "train" if "train" in self.config else "model"
@@ -50,8 +56,15 @@ class Context:
         self.metrics.log(stage, step, values)
 
     def frames(self) -> dict[str, np.ndarray]:
+        """The data stage's frames; for a converted ANN, each split's time average fed at every
+        step (direct encoding, as in QCFS conversion)."""
         if self._frames is None:
             self._frames = read_arrays(self.entries["data"].path(st.DATA))
+            if self.config["model"]["convert"] is not None:
+                from spikeflow.models.retrain import direct_encoding
+
+                for k in [k for k in self._frames if k.startswith("x_")]:
+                    self._frames[k] = direct_encoding(self._frames[k]).astype(np.float32)
         return self._frames
 
     def graph(self, stage: str):

@@ -57,8 +57,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dataset": Key(STR), "root": Key(STR, default="data"), "bins": Key(INT, _min(1), 8),
         "batch_size": Key(INT, _min(1), 64), "train_limit": Key(INT, _min(0), 0), "test_limit": Key(INT, _min(0), 0),
         "val_fraction": Key(FLOAT, _fraction, 0.1), "options": Key(TABLE, default={}),
-        # counts: per-bin event counts; mean: the time-averaged frame at every step (converted ANNs)
-        "encoding": Key(STR, _choice("counts", "mean"), "counts"),
     },
     "model": {
         "zoo": Key(STR), "graph": Key(STR), "nir": Key(STR), "pretrained": Key(STR), "convert": Key(STR),
@@ -230,6 +228,9 @@ def _check_types(path: Path, text: str, raw: dict[str, Any]) -> dict[str, Any]:
         train["strategy"] = STRATEGY_ALIASES.get(train["strategy"], train["strategy"])
         if train["strategy"] == "tbptt" and train["tbptt"] < 1:
             raise _error(path, text, "train", "tbptt", "strategy 'tbptt' needs tbptt = chunk length >= 1")
+        if train["max_rate"] > 0 and (train["strategy"] != "full" or train["chunk"]):
+            raise _error(path, text, "train", "max_rate", "the rate bound needs whole-sequence recordings: "
+                         f"it does not combine with strategy {train['strategy']!r} or chunk (use strategy = 'full')")
     return config
 
 

@@ -25,9 +25,10 @@ ROBUSTNESS_SAMPLES = 100  # test samples run through each export's own executor
 RECORD_BACKEND = "numba-event"  # records spikes and membrane traces of any node
 
 
-def predict(output: np.ndarray) -> np.ndarray:
-    """Classes from ``[T, B, C]`` outputs: the largest value over time (the LI readout's score)."""
-    return output.max(0).argmax(-1)
+def predict(output: np.ndarray, readout: str = "max") -> np.ndarray:
+    """Classes from ``[T, B, C]`` outputs: the largest value over time (``"max"``, the LI readout's
+    score) or the largest sum over time (``"sum"``, a converted network's rate code)."""
+    return (output.sum(0) if readout == "sum" else output.max(0)).argmax(-1)
 
 
 def time_major(x: np.ndarray) -> np.ndarray:
@@ -99,14 +100,14 @@ def run_model(ctx, entry: Entry) -> dict[str, Any]:
         graph = sf.load(cfg["graph"])
     elif cfg["nir"] is not None:
         graph = sf.from_nir(cfg["nir"], dt=cfg["dt"])
-    elif cfg["convert"] is not None:
-        from spikeflow.pipeline.zoo_stages import convert_model
-
-        graph = convert_model(ctx)
-    else:
+    elif cfg["pretrained"] is not None:
         from spikeflow.models import pretrained
 
         graph = pretrained(cfg["pretrained"])
+    else:  # the untrained ANN, converted: its shape and layers for the checks; [train] trains it
+        from spikeflow.convert import ann_to_snn
+
+        graph = ann_to_snn(build_ann(ctx), input_shape=tuple(ctx.frames()["x_train"].shape[2:]))
     sf.save(graph, entry.path(GRAPH))
     result = {"source": model_source(cfg), "nodes": len(graph.flatten().nodes)}
     entry.commit(result, [GRAPH])
@@ -122,7 +123,62 @@ def load_graph(entry: Entry):
 # ----------------------------------------------------------------------------------- train
 
 
+def build_ann(ctx):
+    """The ``[model] convert`` ANN (spikeflow.models.ann.ANNS), sized from the data, seeded."""
+    from spikeflow.models.ann import ANNS
+
+    cfg, info = ctx.config["model"], ctx.results["data"]
+    frame = tuple(ctx.frames()["x_train"].shape[2:])
+    return ANNS[cfg["convert"]](input_shape=frame, classes=len(info["classes"]), seed=ctx.seed, **cfg["options"])
+
+
+def train_converted(ctx, entry: Entry) -> dict[str, Any]:
+    """Train the ANN on time-averaged frames (cross-entropy, Adam, cosine schedule), then convert it
+    to IF neurons (:func:`spikeflow.convert.ann_to_snn`); the SNN sees that average at every step."""
+    import torch
+
+    import spikeflow as sf
+    from spikeflow.convert import ann_to_snn
+
+    cfg, data = ctx.config["train"], ctx.frames()
+    ann = build_ann(ctx)
+    mean = {k: torch.as_tensor(data[f"x_{k}"][:, :1]).float()[:, 0] for k in ("train", "val")}  # frames() holds the averages
+    labels = {k: torch.as_tensor(data[f"y_{k}"]) for k in ("train", "val")}
+    history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
+    with torch.random.fork_rng():
+        torch.manual_seed(ctx.seed)
+        opt = torch.optim.Adam(ann.parameters(), lr=cfg["lr"], weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg["epochs"], 1))
+        gen = torch.Generator().manual_seed(ctx.seed)
+        for _ in progress_bar(range(cfg["epochs"]), desc="train: ANN epochs", enabled=ctx.progress, unit="epoch"):
+            ann.train()
+            losses, correct = [], 0
+            for idx in torch.randperm(len(labels["train"]), generator=gen).split(ctx.config["data"]["batch_size"]):
+                out = ann(mean["train"][idx])
+                loss = torch.nn.functional.cross_entropy(out, labels["train"][idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()) * len(idx))
+                correct += int((out.argmax(1) == labels["train"][idx]).sum())
+            sched.step()
+            history["loss"].append(sum(losses) / len(labels["train"]))
+            history["train_acc"].append(correct / len(labels["train"]))
+            if len(labels["val"]):
+                ann.eval()
+                with torch.no_grad():
+                    out = ann(mean["val"])
+                history["val_loss"].append(float(torch.nn.functional.cross_entropy(out, labels["val"])))
+                history["val_acc"].append(float((out.argmax(1) == labels["val"]).float().mean()))
+    ann.eval()
+    sf.save(ann_to_snn(ann, input_shape=tuple(mean["train"].shape[1:])), entry.path(GRAPH))
+    return history
+
+
 def run_train(ctx, entry: Entry) -> dict[str, Any]:
+    if ctx.config["model"]["convert"] is not None:
+        history = train_converted(ctx, entry)
+        return _finish_train(ctx, entry, history, "ann (converted)")
     import torch
 
     import spikeflow as sf
@@ -151,8 +207,13 @@ def run_train(ctx, entry: Entry) -> dict[str, Any]:
                       seed=ctx.seed, progress=ctx.progress, regularizers=regularizers, **long)
     history = trainer.fit((x_train, data["y_train"]), (x_val, data["y_val"]) if len(data["y_val"]) else None)
     sf.save(sf.to_graph(net), entry.path(GRAPH))
+    return _finish_train(ctx, entry, history, cfg["strategy"])
+
+
+def _finish_train(ctx, entry: Entry, history: dict[str, list], strategy: str) -> dict[str, Any]:
+    cfg = ctx.config["train"]
     result = {"history": {k: [float(v) for v in history.get(k, [])] for k in ("loss", "train_acc", "val_loss", "val_acc")},
-              "strategy": cfg["strategy"], "epochs": cfg["epochs"]}
+              "strategy": strategy, "epochs": cfg["epochs"]}
     entry.commit(result, [GRAPH])
     for epoch in range(len(result["history"]["loss"])):
         ctx.log("train", epoch + 1, {k: v[epoch] for k, v in result["history"].items() if len(v) > epoch})
@@ -209,7 +270,7 @@ def run_evaluate(ctx, entry: Entry) -> dict[str, Any]:
         x, y = x_all[:, :n], y_all[:n]
         sf.simulate(graph, x[:, :1], backend=name)  # warm-up: numba compiles or loads its kernels
         res = sf.simulate(graph, x, backend=name)
-        backends[name] = {"accuracy": float((predict(res.output) == y).mean()), "samples": n,
+        backends[name] = {"accuracy": float((predict(res.output, ctx.readout) == y).mean()), "samples": n,
                           "synaptic_events": float(res.stats["synaptic_events"]) / n,
                           "seconds_per_sample": float(res.stats["wall_time"]) / n}
         ctx.log("evaluate", 0, {f"{name}/{k}": v for k, v in backends[name].items()})
@@ -272,7 +333,7 @@ def run_early_exit(ctx, entry: Entry) -> dict[str, Any]:
         # the chosen point sits on the validation curve it was picked from; "test" is the held-out check
         "chosen": {"threshold": float(calib.threshold), "accuracy": float(calib.accuracy), "mean_steps": float(calib.mean_steps)},
         "test": {"accuracy": run.accuracy(y_test), "mean_steps": float(np.mean(run.exit_steps)), "samples": int(n_test)},
-        "full": {"accuracy": float((predict(full.output) == y_test).mean()), "synaptic_events": float(full.stats["synaptic_events"]) / n_test},
+        "full": {"accuracy": float((predict(full.output, ctx.readout) == y_test).mean()), "synaptic_events": float(full.stats["synaptic_events"]) / n_test},
         "synaptic_events": float(run.stats["synaptic_events"]) / n_test,
         "full_steps": int(calib.t_max), "backend": cfg["backend"], "policy": calib.policy.to_dict() if hasattr(calib.policy, "to_dict") else None,
     }
@@ -305,23 +366,27 @@ def run_export(ctx, entry: Entry, spec: dict[str, Any]) -> dict[str, Any]:
     program = sf.load_export(folder)
     result = {"path": str(folder), "report": _report_dict(program.report)}
     if spec["robustness"]:
-        result["robustness"] = {"rows": robustness(graph, program, spec["target"], x_test[:, :ROBUSTNESS_SAMPLES], y_test[:ROBUSTNESS_SAMPLES])}
+        result["robustness"] = {"rows": robustness(graph, program, spec["target"], x_test[:, :ROBUSTNESS_SAMPLES], y_test[:ROBUSTNESS_SAMPLES],
+                                                  ctx.readout)}
         for row in result["robustness"]["rows"]:
             ctx.log("export", 0, {f"{spec['target']}/{row['case']}": row["accuracy"]})
     entry.commit(result, [spec["target"]])
     return result
 
 
-def robustness(graph, program, target: str, x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
+def robustness(graph, program, target: str, x: np.ndarray, y: np.ndarray, readout: str = "max") -> list[dict[str, Any]]:
     """Test accuracy of the float graph next to the export's own executor (RRAM: also after drift)."""
     import spikeflow as sf
 
-    rows = [{"case": "float64 graph (numba-event)", "accuracy": float((predict(sf.simulate(graph, x).output) == y).mean())}]
+    def accuracy(output: np.ndarray) -> float:
+        return float((predict(output, readout) == y).mean())
+
+    rows = [{"case": "float64 graph (numba-event)", "accuracy": accuracy(sf.simulate(graph, x).output)}]
     if target == "rram-lsm":
         for label, age in (("programmed chip, 1 s", 1.0), ("after 1 day of drift", 86400.0), ("after 1 year of drift", 3.15e7)):
-            rows.append({"case": label, "accuracy": float((predict(program.run(x, age_s=age).output) == y).mean())})
+            rows.append({"case": label, "accuracy": accuracy(program.run(x, age_s=age).output)})
     else:
-        rows.append({"case": f"{target} executor (fixed point)", "accuracy": float((predict(program.run(x).output) == y).mean())})
+        rows.append({"case": f"{target} executor (fixed point)", "accuracy": accuracy(program.run(x).output)})
     return rows
 
 

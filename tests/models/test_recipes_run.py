@@ -15,7 +15,7 @@ from spikeflow.pipeline import PipelineError, load_pipeline, run_pipeline
 SMALL = {
     "digits-mlp": {("data", "train_limit"): 200, ("data", "test_limit"): 60, ("train", "epochs"): 1, ("evaluate", "samples"): 20},
     "egru-char-lm": {("data", "train_limit"): 8000, ("data", "test_limit"): 1000, ("train", "epochs"): 1, ("evaluate", "samples"): 4},
-    "converted-exit": {("data", "train_limit"): 200, ("data", "test_limit"): 40, ("model.options", "epochs"): 2,
+    "converted-exit": {("data", "train_limit"): 200, ("data", "test_limit"): 40, ("train", "epochs"): 2,
                        ("evaluate", "samples"): 20, ("early_exit", "samples"): 20},
     "saccade-cnn": {("data", "train_limit"): 100, ("data", "test_limit"): 20, ("train", "epochs"): 1, ("evaluate", "samples"): 10},
 }
