@@ -19,7 +19,7 @@ from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.models import PRETRAINED, pretrained, pretrained_info, pretrained_names
 from spikeflow.models import ann as ann_module
 from spikeflow.models import charlm
-from spikeflow.models.pretrained import PRETRAINED_DIR, pretrained_index, recipe_path
+from spikeflow.models.pretrained import PRETRAINED_DIR, pretrained_index
 from spikeflow.models.retrain import char_lm_metrics, evaluate, shipped_test_text
 
 # the module, not the function of the same name that spikeflow.models exports
