@@ -205,3 +205,24 @@ def test_retrain_writes_a_measured_file_and_leaves_the_shipped_one(tmp_path, cap
     assert stamp["name"] == "digits-mlp" and stamp["metrics"] == evaluate("digits-mlp", graph)
     assert stamp["metrics"]["accuracy"] > 0.9 and len(stamp["history"]["val_acc"]) == 15  # the recipe's 15 epochs
     assert (PRETRAINED_DIR / "digits-mlp.h5").read_bytes() == shipped and (PRETRAINED_DIR / "index.json").read_text() == index
+
+
+def test_broken_recipe_and_missing_evaluation_inputs_raise_clear_errors(tmp_path, monkeypatch):
+    from spikeflow.models import retrain
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\nbins = 8\n")
+    with pytest.raises(FormatError, match="bad.toml: not a readable recipe"):
+        retrain.read_recipe(bad)
+    with pytest.raises(FormatError, match="not a readable recipe"):
+        retrain.read_recipe(tmp_path / "missing.toml")
+    monkeypatch.setattr(retrain, "TEXT_PATH", tmp_path / "gone.txt")
+    with pytest.raises(FormatError, match="test text is missing"):
+        retrain.shipped_test_text()
+    graph = pretrained("egru-char-lm")
+    del graph.metadata["vocabulary"]
+    with pytest.raises(FormatError, match="metadata 'vocabulary'"):
+        char_lm_metrics(graph, "abc", 1)
+    graph = pretrained("egru-char-lm")
+    with pytest.raises(SpikeflowError, match="not in the vocabulary"):
+        char_lm_metrics(graph, "abc\u2603def", 1)
