@@ -14,7 +14,7 @@ import numpy as np
 
 from spikeflow.errors import DataError
 from spikeflow.report.page import Figure, Section, Table, Text
-from spikeflow.report.sections import _file_safe, fmt, not_run, part
+from spikeflow.report.sections import file_safe, fmt, not_run, part
 
 TILES_SHOWN = 6  # RRAM tiles drawn as conductance histograms
 
@@ -128,7 +128,7 @@ def export_sections(run: Mapping, out: Path, draw) -> list[Section]:
         return [draw(Section("export", "Hardware export"), lambda: [not_run("export", "no [[export]] table in the pipeline file")])]
     sections = []
     for target, entry in exports.items():
-        stem = f"export-{_file_safe(target)}"
+        stem = f"export-{file_safe(target)}"
         section = Section(stem, f"Hardware export: {target}")
         draw(section, lambda target=target, entry=entry, stem=stem: _export(target, entry, stem, out))
         sections.append(section)

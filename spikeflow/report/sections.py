@@ -72,10 +72,10 @@ def overview(run: Mapping, out: Path) -> list:
     from spikeflow.plots import metric_bars
 
     rows = stage_status(run)
-    total = sum(s for _, _, s in rows if s is not None)
+    timed = [(k, status, s) for k, status, s in rows if s is not None]
+    total = sum(s for *_, s in timed) if timed else None
     blocks = [Table(["stage", "status", "seconds"], [(k, status, fmt(s, ".2f")) for k, status, s in rows]
                     + [("total", "", fmt(total, ".2f"))], "stages in pipeline order (cached: result read from the run's cache)")]
-    timed = [(k, status, s) for k, status, s in rows if s is not None]
     if timed:
         metric_bars([f"{k} (cached)" if status == "cached" else k for k, status, _ in timed], {"wall time (s)": [s for *_, s in timed]},
                     out / "overview-stages.png", hatched=[status == "cached" for _, status, _ in timed], formats={"wall time (s)": ".2f"})
@@ -204,13 +204,16 @@ def evaluate(run: Mapping, out: Path) -> list:
     # a backend checked on fewer samples (Brian 2) says so on its bars
     counts = {int(n) for n in samples if not np.isnan(n)}
     labels = [f"{b} ({int(n)} samples)" if len(counts) > 1 and not np.isnan(n) else b for b, n in zip(names, samples)]
+    table = Table(["backend", "samples", "accuracy (%)", "synaptic events / sample", "time / sample (ms)"],
+                  [(b, fmt(n), fmt(a, ".2f"), fmt(s), fmt(t)) for b, n, a, s, t in zip(names, samples, acc, events, ms)])
+    panels = {k: v for k, v in {"accuracy (%)": acc, "synaptic events / sample": events, "time / sample (ms)": ms}.items()
+              if not np.isnan(v).all()}  # a measure no backend reported gets no empty panel
+    if not panels:
+        return [table, Text("The backends reported no numbers to draw.", "note")]
     spread = [v for v in ms if v > 0]
-    metric_bars(labels, {"accuracy (%)": acc, "synaptic events / sample": events, "time / sample (ms)": ms}, out / "evaluate-backends.png",
-                formats={"accuracy (%)": ".1f"}, title="the same graph on each backend",
+    metric_bars(labels, panels, out / "evaluate-backends.png", formats={"accuracy (%)": ".1f"}, title="the same graph on each backend",
                 log=["time / sample (ms)"] if spread and max(spread) > 100 * min(spread) else [])
-    return [Table(["backend", "samples", "accuracy (%)", "synaptic events / sample", "time / sample (ms)"],
-                  [(b, fmt(n), fmt(a, ".2f"), fmt(s), fmt(t)) for b, n, a, s, t in zip(names, samples, acc, events, ms)]),
-            Figure(out / "evaluate-backends.png", "accuracy, synaptic events and time per sample by backend")]
+    return [table, Figure(out / "evaluate-backends.png", "accuracy, synaptic events and time per sample by backend")]
 
 
 def _most_active(spikes: np.ndarray | None, v: np.ndarray, count: int) -> np.ndarray:
@@ -243,7 +246,9 @@ def activity(run: Mapping, out: Path) -> list:
     sample = f"one test sample (label {_label_name(label, classes)})" if label is not None else "one test sample"
     spikes = {k: _time_major_2d(v, f"run['evaluate']['record']['spikes'][{k!r}]") for k, v in (rec.get("spikes") or {}).items()}
     blocks: list = []
-    if spikes:
+    if spikes and not any(s.any() for s in spikes.values()):
+        blocks.append(Text(f"The recorded nodes ({', '.join(spikes)}) did not spike on this sample.", "note"))
+    elif spikes:
         spike_raster(spikes, out / "activity-raster.png", dt=dt, title=f"spikes of the recorded nodes on {sample}")
         counts = ", ".join(f"{k}: {int(s.sum())} spikes from {s.shape[1]} neurons" for k, s in spikes.items())
         blocks.append(Figure(out / "activity-raster.png", f"spike raster ({counts})"))
@@ -253,7 +258,7 @@ def activity(run: Mapping, out: Path) -> list:
         keep = _most_active(spikes.get(k), v, TRACES_SHOWN)
         threshold = thresholds.get(k)
         threshold = None if threshold is None else float(np.mean(threshold))
-        file = out / f"activity-v-{_file_safe(k)}.png"
+        file = out / f"activity-v-{file_safe(k)}.png"
         membrane_traces(v[:, keep], file, dt=dt, threshold=threshold, labels=[f"neuron {i}" for i in keep],
                         title=f"{k}: membrane potential of its {len(keep)} most active neurons",
                         spikes=None if k not in spikes else spikes[k][:, keep])
@@ -261,7 +266,8 @@ def activity(run: Mapping, out: Path) -> list:
     return blocks or [Text("The recording holds no spikes and no membrane potentials.", "note")]
 
 
-def _file_safe(name: str) -> str:
+def file_safe(name: str) -> str:
+    """``name`` with every character but letters, digits, '-' and '_' replaced by '_' (for file names)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name))
 
 

@@ -236,3 +236,14 @@ def test_a_target_without_drawings_shows_its_report_numbers(real_run, tmp_path):
     assert "cores 12" in text and "energy_uj 3.5" in text and "nested" not in text
     assert "draws no figures for target 'loihi-like'" in text and "fixed point 50.00" in text
     assert page.images == []
+
+
+def test_nothing_to_draw_gives_a_note_not_an_empty_figure(tmp_path):
+    v = np.linspace(0.0, 0.8, 20)[:, None] * np.ones((1, 3))
+    run = {"name": "silent", "evaluate": {"backends": {"torch": {}},
+                                          "record": {"dt": 1e-3, "spikes": {"lif1": np.zeros((20, 3))}, "v": {"lif1": v},
+                                                     "threshold": {"lif1": 1.0}, "label": 3}}}
+    page = Page(write_report(run, tmp_path, strict=True).read_text(encoding="utf-8"))
+    assert "reported no numbers" in page.text("evaluate") and "n/a" in page.text("evaluate")
+    assert "did not spike on this sample" in page.text("activity")
+    assert [img["alt"] for img in page.images] == ["membrane potential of lif1 (dashed: threshold; dots: spikes)"]
