@@ -48,8 +48,7 @@ EVAL_BATCH = 120  # samples per float64 forward pass (bounded memory)
 # char-LM training settings the pipeline schema has no key for (those of examples/egru_language_model.py)
 LM_SETTINGS = {"zoneout": 0.1, "act_rate": 5.0, "target_rate": 0.2, "act_warmup": 0.2, "clip": 1.0}
 EXIT_MAX_DROP = 0.0025  # accuracy the exit may cost on validation (as examples/early_exit_digits.py)
-# training of an ANN before conversion, overridable in ``[model.options]`` (as examples/early_exit_digits.py)
-CONVERT_TRAINING = {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-4}
+WEIGHT_DECAY = 1e-4  # of the ANN trained for conversion (as examples/early_exit_digits.py and the pipeline)
 
 
 # -------------------------------------------------------------------------------- recipes
@@ -388,17 +387,18 @@ def _train_char_lm(recipe, root, progress):
     return train_char_lm(recipe, progress)
 
 
-def convert_ann(name: str, options: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, *, batch_size: int = 64,
-                seed: int = 0, progress: bool = True):
-    """Train the ANN ``name`` of :data:`spikeflow.models.ann.ANNS` on time-averaged frames, then
-    convert it (:func:`spikeflow.convert.ann_to_snn`); the pipeline's ``[model] convert`` source.
+def convert_ann(name: str, options: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, *, epochs: int, lr: float,
+                batch_size: int = 64, seed: int = 0, progress: bool = True):
+    """Train the ANN ``name`` of :data:`spikeflow.models.ann.ANNS` on time-averaged frames
+    (cross-entropy, Adam with weight decay, cosine schedule), then convert it
+    (:func:`spikeflow.convert.ann_to_snn`).
 
     Args:
         name: the ANN builder.
-        options: its options, plus the training settings of :data:`CONVERT_TRAINING` (epochs, lr,
-            weight_decay).
+        options: its options.
         x_train: frames ``[N, T, ...]``; the ANN sees their mean over time.
         y_train: labels.
+        epochs, lr, batch_size, seed: training settings.
 
     Returns:
         ``(graph, ann)``: the IF graph and the trained ANN (eval mode).
@@ -411,14 +411,11 @@ def convert_ann(name: str, options: dict[str, Any], x_train: np.ndarray, y_train
 
     if name not in ANNS:
         raise FormatError(f"recipe key 'model.convert': unknown ANN {name!r}; known: {sorted(ANNS)}")
-    options = dict(options)
-    train = {k: options.pop(k, v) for k, v in CONVERT_TRAINING.items()}
     ann = ANNS[name](input_shape=tuple(x_train.shape[2:]), seed=seed, **options)
     x, y = torch.as_tensor(np.asarray(x_train)).float().mean(1), torch.as_tensor(np.asarray(y_train))
-    epochs = int(train["epochs"])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        opt = torch.optim.Adam(ann.parameters(), lr=float(train["lr"]), weight_decay=float(train["weight_decay"]))
+        opt = torch.optim.Adam(ann.parameters(), lr=float(lr), weight_decay=WEIGHT_DECAY)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
         gen = torch.Generator().manual_seed(seed)
         for _ in tqdm(range(epochs), desc="QCFS ANN", disable=not progress):
@@ -444,7 +441,8 @@ def train_converted(recipe: dict, root: str | Path, progress: bool = True):
     data = saccade_split(recipe, root, progress)
     bins = int(_setting(recipe, "data", "bins"))
     graph, ann = convert_ann(_setting(recipe, "model", "convert"), _section(recipe, "model").get("options", {}), data["x_train"],
-                             data["y_train"], batch_size=int(_setting(recipe, "data", "batch_size")), seed=_seed(recipe), progress=progress)
+                             data["y_train"], epochs=int(_setting(recipe, "train", "epochs")), lr=float(_setting(recipe, "train", "lr")),
+                             batch_size=int(_setting(recipe, "data", "batch_size")), seed=_seed(recipe), progress=progress)
     with torch.no_grad():
         ann_acc = float((ann(torch.as_tensor(data["x_test"]).float().mean(1)).argmax(1) == torch.as_tensor(data["y_test"])).float().mean())
     drop = float(_section(recipe, "early_exit").get("max_accuracy_drop", EXIT_MAX_DROP))

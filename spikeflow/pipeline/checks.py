@@ -36,8 +36,9 @@ def _check_data(p: Pipeline) -> None:
     from spikeflow.pipeline.zoo_stages import TEXT_DATASETS, ZOO_DATASETS
 
     data = p.config["data"]
-    next_char = p.config.get("train", {}).get("task") == "next-char"
-    if next_char != (data["dataset"] in TEXT_DATASETS):
+    task = p.config.get("train", {}).get("task")
+    next_char = task == "next-char"
+    if task is not None and next_char != (data["dataset"] in TEXT_DATASETS):
         raise p.error("train" if next_char else "data", "task" if next_char else "dataset",
                       f"task 'next-char' and a text dataset {list(TEXT_DATASETS)} go together")
     if data["dataset"] in ZOO_DATASETS:
@@ -73,14 +74,6 @@ def _check_model(p: Pipeline) -> None:
         fn = models.MODELS[model["zoo"]]
         own = {"n_in", "bins"}  # sized from the data by the pipeline
         _check_signature(p, "model", "options", fn, model["options"], own)
-    if model["convert"] is not None:
-        from spikeflow.models.ann import ANNS
-        from spikeflow.models.retrain import CONVERT_TRAINING
-
-        if model["convert"] not in ANNS:
-            raise p.error("model", "convert", f"unknown ANN {model['convert']!r}; known: {sorted(ANNS)}")
-        options = {k: v for k, v in model["options"].items() if k not in CONVERT_TRAINING}
-        _check_signature(p, "model", "options", ANNS[model["convert"]], options, {"input_shape", "seed"})
     for key in ("graph", "nir"):
         if model[key] is not None and not _relative(p, model[key]).is_file():
             raise p.error("model", key, f"{model[key]!r}: no such file")
@@ -88,6 +81,16 @@ def _check_model(p: Pipeline) -> None:
         names = models.pretrained_names() if hasattr(models, "pretrained_names") else []
         if model["pretrained"] not in names:
             raise p.error("model", "pretrained", f"unknown pretrained model {model['pretrained']!r}; shipped: {names}")
+
+
+    if model["convert"] is not None:
+        from spikeflow.models.ann import ANNS
+
+        if model["convert"] not in ANNS:
+            raise p.error("model", "convert", f"unknown ANN {model['convert']!r}; known: {sorted(ANNS)}")
+        _check_signature(p, "model", "options", ANNS[model["convert"]], model["options"], {"input_shape", "classes", "seed"})
+        if "train" not in p.config:
+            raise p.error("model", "convert", "an ANN to convert is trained first: add a [train] table (epochs, lr)")
 
 
 def _check_backends(p: Pipeline) -> None:

@@ -75,9 +75,6 @@ def load_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[str,
                 ds.close()
     if len(splits["y_train"]) == 0:
         raise DataError("the training split is empty after the validation cut: raise [data] train_limit")
-    if cfg["encoding"] == "mean":  # direct encoding: every step sees the recording's average frame
-        for key in ("x_train", "x_val", "x_test"):
-            splits[key] = np.repeat(splits[key].mean(1, keepdims=True), splits[key].shape[1], axis=1)
     info.update(dataset=cfg["dataset"], bins=cfg["bins"], n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
                 n_test=len(splits["y_test"]))
     return splits, info, examples

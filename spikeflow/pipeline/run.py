@@ -56,8 +56,15 @@ class Context:
         self.metrics.log(stage, step, values)
 
     def frames(self) -> dict[str, np.ndarray]:
+        """The data stage's frames; for a converted ANN, each split's time average fed at every
+        step (direct encoding, as in QCFS conversion)."""
         if self._frames is None:
             self._frames = read_arrays(self.entries["data"].path(st.DATA))
+            if self.config["model"]["convert"] is not None:
+                from spikeflow.models.retrain import direct_encoding
+
+                for k in [k for k in self._frames if k.startswith("x_")]:
+                    self._frames[k] = direct_encoding(self._frames[k]).astype(np.float32)
         return self._frames
 
     def graph(self, stage: str):

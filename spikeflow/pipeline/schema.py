@@ -57,8 +57,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dataset": Key(STR), "root": Key(STR, default="data"), "bins": Key(INT, _min(1), 8),
         "batch_size": Key(INT, _min(1), 64), "train_limit": Key(INT, _min(0), 0), "test_limit": Key(INT, _min(0), 0),
         "val_fraction": Key(FLOAT, _fraction, 0.1), "options": Key(TABLE, default={}),
-        # counts: per-bin event counts; mean: the time-averaged frame at every step (converted ANNs)
-        "encoding": Key(STR, _choice("counts", "mean"), "counts"),
     },
     "model": {
         "zoo": Key(STR), "graph": Key(STR), "nir": Key(STR), "pretrained": Key(STR), "convert": Key(STR),

@@ -100,14 +100,14 @@ def run_model(ctx, entry: Entry) -> dict[str, Any]:
         graph = sf.load(cfg["graph"])
     elif cfg["nir"] is not None:
         graph = sf.from_nir(cfg["nir"], dt=cfg["dt"])
-    elif cfg["convert"] is not None:
-        from spikeflow.pipeline.zoo_stages import convert_model
-
-        graph = convert_model(ctx)
-    else:
+    elif cfg["pretrained"] is not None:
         from spikeflow.models import pretrained
 
         graph = pretrained(cfg["pretrained"])
+    else:  # the untrained ANN, converted: its shape and layers for the checks; [train] trains it
+        from spikeflow.convert import ann_to_snn
+
+        graph = ann_to_snn(build_ann(ctx), input_shape=tuple(ctx.frames()["x_train"].shape[2:]))
     sf.save(graph, entry.path(GRAPH))
     result = {"source": model_source(cfg), "nodes": len(graph.flatten().nodes)}
     entry.commit(result, [GRAPH])
@@ -123,7 +123,62 @@ def load_graph(entry: Entry):
 # ----------------------------------------------------------------------------------- train
 
 
+def build_ann(ctx):
+    """The ``[model] convert`` ANN (spikeflow.models.ann.ANNS), sized from the data, seeded."""
+    from spikeflow.models.ann import ANNS
+
+    cfg, info = ctx.config["model"], ctx.results["data"]
+    frame = tuple(ctx.frames()["x_train"].shape[2:])
+    return ANNS[cfg["convert"]](input_shape=frame, classes=len(info["classes"]), seed=ctx.seed, **cfg["options"])
+
+
+def train_converted(ctx, entry: Entry) -> dict[str, Any]:
+    """Train the ANN on time-averaged frames (cross-entropy, Adam, cosine schedule), then convert it
+    to IF neurons (:func:`spikeflow.convert.ann_to_snn`); the SNN sees that average at every step."""
+    import torch
+
+    import spikeflow as sf
+    from spikeflow.convert import ann_to_snn
+
+    cfg, data = ctx.config["train"], ctx.frames()
+    ann = build_ann(ctx)
+    mean = {k: torch.as_tensor(data[f"x_{k}"][:, :1]).float()[:, 0] for k in ("train", "val")}  # frames() holds the averages
+    labels = {k: torch.as_tensor(data[f"y_{k}"]) for k in ("train", "val")}
+    history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
+    with torch.random.fork_rng():
+        torch.manual_seed(ctx.seed)
+        opt = torch.optim.Adam(ann.parameters(), lr=cfg["lr"], weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg["epochs"], 1))
+        gen = torch.Generator().manual_seed(ctx.seed)
+        for _ in progress_bar(range(cfg["epochs"]), desc="train: ANN epochs", enabled=ctx.progress, unit="epoch"):
+            ann.train()
+            losses, correct = [], 0
+            for idx in torch.randperm(len(labels["train"]), generator=gen).split(ctx.config["data"]["batch_size"]):
+                out = ann(mean["train"][idx])
+                loss = torch.nn.functional.cross_entropy(out, labels["train"][idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()) * len(idx))
+                correct += int((out.argmax(1) == labels["train"][idx]).sum())
+            sched.step()
+            history["loss"].append(sum(losses) / len(labels["train"]))
+            history["train_acc"].append(correct / len(labels["train"]))
+            if len(labels["val"]):
+                ann.eval()
+                with torch.no_grad():
+                    out = ann(mean["val"])
+                history["val_loss"].append(float(torch.nn.functional.cross_entropy(out, labels["val"])))
+                history["val_acc"].append(float((out.argmax(1) == labels["val"]).float().mean()))
+    ann.eval()
+    sf.save(ann_to_snn(ann, input_shape=tuple(mean["train"].shape[1:])), entry.path(GRAPH))
+    return history
+
+
 def run_train(ctx, entry: Entry) -> dict[str, Any]:
+    if ctx.config["model"]["convert"] is not None:
+        history = train_converted(ctx, entry)
+        return _finish_train(ctx, entry, history, "ann (converted)")
     import torch
 
     import spikeflow as sf

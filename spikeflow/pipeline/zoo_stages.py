@@ -3,8 +3,6 @@
 * data: ``dataset = "sklearn-digits"`` (scikit-learn's 8x8 digits, Bernoulli rate-coded into
   ``bins`` steps) and ``dataset = "pydoc-topics"`` (CPython's reference-manual text, for the
   char-LM); neither needs a ``root``;
-* model: ``convert = NAME``, an ANN of :data:`spikeflow.models.ann.ANNS` trained on the
-  time-averaged training frames and converted to an IF graph (:func:`spikeflow.models.retrain.convert_ann`);
 * train and evaluate with ``task = "next-char"``: the EGRU char-LM trained by truncated BPTT
   (:func:`spikeflow.models.retrain.fit_char_lm`) and measured in bits per character and
   next-character accuracy on every backend.
@@ -67,20 +65,6 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
     info.update(dataset=cfg["dataset"], bins=cfg["bins"], n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
                 n_test=len(splits["y_test"]))
     return splits, info, []
-
-
-# ----------------------------------------------------------------------------------- model
-
-
-def convert_model(ctx):
-    """The ``[model] convert`` source: train the named ANN on the training frames and convert it."""
-    from spikeflow.models.retrain import convert_ann
-
-    cfg = ctx.config["model"]
-    data = ctx.frames()
-    graph, _ = convert_ann(cfg["convert"], cfg["options"], data["x_train"], data["y_train"],
-                           batch_size=ctx.config["data"]["batch_size"], seed=ctx.seed, progress=ctx.progress)
-    return graph
 
 
 # ------------------------------------------------------------------------------- next-char

@@ -19,7 +19,7 @@ from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.models import PRETRAINED, pretrained, pretrained_info, pretrained_names
 from spikeflow.models import ann as ann_module
 from spikeflow.models import charlm
-from spikeflow.models.pretrained import PRETRAINED_DIR, pretrained_index, recipe_path
+from spikeflow.models.pretrained import PRETRAINED_DIR, pretrained_index
 from spikeflow.models.retrain import char_lm_metrics, evaluate, shipped_test_text
 
 # the module, not the function of the same name that spikeflow.models exports
@@ -190,3 +190,39 @@ def test_models_command_reports_an_unknown_model_to_retrain(capsys):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted and not result.failed
+
+
+@pytest.mark.slow
+def test_retrain_writes_a_measured_file_and_leaves_the_shipped_one(tmp_path, capsys):
+    """``spikeflow models --retrain digits-mlp --out DIR``: the recipe's settings, a new sealed file
+    whose metadata holds its measured figures (retrain reloads and re-measures it itself)."""
+    shipped = (PRETRAINED_DIR / "digits-mlp.h5").read_bytes()
+    index = (PRETRAINED_DIR / "index.json").read_text()
+    assert main(["models", "--retrain", "digits-mlp", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert "digits-mlp: test accuracy" in capsys.readouterr().out
+    graph = sf.load(tmp_path / "digits-mlp.h5")
+    stamp = graph.metadata["pretrained"]
+    assert stamp["name"] == "digits-mlp" and stamp["metrics"] == evaluate("digits-mlp", graph)
+    assert stamp["metrics"]["accuracy"] > 0.9 and len(stamp["history"]["val_acc"]) == 15  # the recipe's 15 epochs
+    assert (PRETRAINED_DIR / "digits-mlp.h5").read_bytes() == shipped and (PRETRAINED_DIR / "index.json").read_text() == index
+
+
+def test_broken_recipe_and_missing_evaluation_inputs_raise_clear_errors(tmp_path, monkeypatch):
+    from spikeflow.models import retrain
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\nbins = 8\n")
+    with pytest.raises(FormatError, match="bad.toml: not a readable recipe"):
+        retrain.read_recipe(bad)
+    with pytest.raises(FormatError, match="not a readable recipe"):
+        retrain.read_recipe(tmp_path / "missing.toml")
+    monkeypatch.setattr(retrain, "TEXT_PATH", tmp_path / "gone.txt")
+    with pytest.raises(FormatError, match="test text is missing"):
+        retrain.shipped_test_text()
+    graph = pretrained("egru-char-lm")
+    del graph.metadata["vocabulary"]
+    with pytest.raises(FormatError, match="metadata 'vocabulary'"):
+        char_lm_metrics(graph, "abc", 1)
+    graph = pretrained("egru-char-lm")
+    with pytest.raises(SpikeflowError, match="not in the vocabulary"):
+        char_lm_metrics(graph, "abc\u2603def", 1)

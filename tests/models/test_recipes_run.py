@@ -15,7 +15,7 @@ from spikeflow.pipeline import PipelineError, load_pipeline, run_pipeline
 SMALL = {
     "digits-mlp": {("data", "train_limit"): 200, ("data", "test_limit"): 60, ("train", "epochs"): 1, ("evaluate", "samples"): 20},
     "egru-char-lm": {("data", "train_limit"): 8000, ("data", "test_limit"): 1000, ("train", "epochs"): 1, ("evaluate", "samples"): 4},
-    "converted-exit": {("data", "train_limit"): 200, ("data", "test_limit"): 40, ("model.options", "epochs"): 2,
+    "converted-exit": {("data", "train_limit"): 200, ("data", "test_limit"): 40, ("train", "epochs"): 2,
                        ("evaluate", "samples"): 20, ("early_exit", "samples"): 20},
     "saccade-cnn": {("data", "train_limit"): 100, ("data", "test_limit"): 20, ("train", "epochs"): 1, ("evaluate", "samples"): 10},
 }
@@ -95,3 +95,25 @@ def test_an_unknown_ann_to_convert_is_named(tmp_path):
     path.write_text(override(recipe_path("converted-exit").read_text(), {("model", "convert"): "resnet"}))
     with pytest.raises(PipelineError, match=r"\[model\] convert: unknown ANN 'resnet'"):
         load_pipeline(path)
+
+
+def test_a_pipeline_evaluates_the_shipped_char_lm_to_its_stored_figure(tmp_path):
+    """``[model] pretrained = "egru-char-lm"`` without training: the pipeline's next-char evaluation
+    of the shipped file on this interpreter's test text gives the stored bits per character (when
+    that text is the shipped one; Python releases may change the reference manual)."""
+    from spikeflow.datasets.text import pydoc_topics_text, split_text
+    from spikeflow.models import pretrained_info
+    from spikeflow.models.retrain import shipped_test_text
+
+    path = tmp_path / "lm.toml"
+    path.write_text(f'[run]\nout = "{tmp_path / "out"}"\n[data]\ndataset = "pydoc-topics"\n[model]\npretrained = "egru-char-lm"\n'
+                    '[evaluate]\nbackends = ["torch", "numba-event"]\nsamples = 16\n[report]\nenabled = false\n')
+    result = run_pipeline(path, quiet=True)
+    assert result["executed"] == ["data", "model", "evaluate"]
+    stored = pretrained_info("egru-char-lm")["metrics"]
+    for backend in result["results"]["evaluate"]["backends"].values():
+        if split_text(pydoc_topics_text())["test"] == shipped_test_text():
+            assert backend["bits_per_char"] == pytest.approx(stored["bits_per_char"], rel=1e-9)
+            assert backend["accuracy"] == stored["accuracy"]
+        else:
+            assert abs(backend["bits_per_char"] - stored["bits_per_char"]) < 0.5
