@@ -23,7 +23,8 @@ $(BENCH_STAMP): $(STAMP)
 
 install: $(STAMP)
 
-# espeak-ng (Debian package) synthesises the SpokenDigits data set; installed where we are root.
+# Debian packages, installed where we are root: espeak-ng synthesises the SpokenDigits data set;
+# chromium renders the run report in the browser check (tests/report/test_browser.py).
 system-deps:
 	@command -v espeak-ng >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -31,9 +32,15 @@ system-deps:
 	  else \
 	    echo "note: espeak-ng is missing; SpokenDigits needs it (install the Debian package 'espeak-ng' as root)"; \
 	  fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium; \
+	  else \
+	    echo "note: chromium is missing; the report's browser check is skipped (install the Debian package 'chromium' as root)"; \
+	  fi; }
 
 demo: $(STAMP)
-	$(PY) -m spikeflow demo
+	$(PY) -m spikeflow run examples/demo.toml
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider

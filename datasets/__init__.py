@@ -38,8 +38,13 @@ _LAZY = {
     "delta_encode": "encode",
     "plot_event_frame": "plots",
     "plot_frame_strip": "plots",
+    "plot_frame_grid": "plots",
     "plot_raster": "plots",
     "event_image": "plots",
+    "pydoc_topics_text": "text",
+    "split_text": "text",
+    "encode_text": "text",
+    "char_streams": "text",
 }
 
 

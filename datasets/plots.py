@@ -60,21 +60,46 @@ def plot_event_frame(events: np.ndarray, sensor_size: Sequence[int], path: str |
 
 def plot_frame_strip(events: np.ndarray, sensor_size: Sequence[int], path: str | os.PathLike, n_frames: int = 6, duration: float | None = None, title: str | None = None) -> Path:
     """Save a strip of ``n_frames`` ON/OFF frames over time (an animation laid out left to right)."""
+    return plot_frame_grid([events], sensor_size, path, n_frames, duration, title=title)
+
+
+def plot_frame_grid(samples: Sequence[np.ndarray], sensor_size: Sequence[int], path: str | os.PathLike, n_frames: int = 6,
+                    duration: float | None = None, row_labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """Save one strip of ``n_frames`` ON/OFF frames per sample, samples stacked as rows.
+
+    Args:
+        samples: event arrays (one per row), all of one sensor.
+        sensor_size: ``(W, H, P)``.
+        path: PNG file to write.
+        n_frames: frames per row; each spans an equal share of ``duration``.
+        duration: length of a sample in µs (default: each sample's last event time + 1).
+        row_labels: one label per row, written left of it.
+        title: figure title.
+    """
     if n_frames < 1:
-        raise DataError(f"plot_frame_strip: n_frames must be >= 1, got {n_frames}")
-    frames = to_frames(events, sensor_size, n_frames, duration)
-    edges = np.linspace(0, duration if duration is not None else (events["t"].max() + 1 if len(events) else 1), n_frames + 1)
+        raise DataError(f"plot_frame_grid: n_frames must be >= 1, got {n_frames}")
+    if len(samples) == 0:
+        raise DataError("plot_frame_grid: no samples given")
+    if row_labels is not None and len(row_labels) != len(samples):
+        raise DataError(f"plot_frame_grid: {len(row_labels)} row labels for {len(samples)} samples")
+    strips = [to_frames(events, sensor_size, n_frames, duration) for events in samples]  # checks every sample first
     plt = _pyplot()
-    fig, axes = plt.subplots(1, n_frames, figsize=(2 * n_frames, 2.3), squeeze=False)
-    for k, ax in enumerate(axes[0]):
-        rgb = np.zeros((*frames.shape[2:], 3))
-        on = frames[k, 1] if frames.shape[1] > 1 else frames[k, 0]
-        off = frames[k, 0] if frames.shape[1] > 1 else np.zeros_like(on)
-        top = max(int(on.max()), int(off.max()), 1)
-        rgb[..., 0], rgb[..., 2] = on / top, off / top
-        ax.imshow(rgb, interpolation="nearest")
-        ax.set_title(f"{edges[k] / 1000:.0f}-{edges[k + 1] / 1000:.0f} ms", fontsize=8)
-        ax.set_axis_off()
+    fig, axes = plt.subplots(len(samples), n_frames, figsize=(2 * n_frames, 2.3 * len(samples)), squeeze=False)
+    for row, (events, frames) in enumerate(zip(samples, strips)):
+        end = duration if duration is not None else (events["t"].max() + 1 if len(events) else 1)
+        edges = np.linspace(0, end, n_frames + 1)
+        for k, ax in enumerate(axes[row]):
+            rgb = np.zeros((*frames.shape[2:], 3))
+            on = frames[k, 1] if frames.shape[1] > 1 else frames[k, 0]
+            off = frames[k, 0] if frames.shape[1] > 1 else np.zeros_like(on)
+            top = max(int(on.max()), int(off.max()), 1)
+            rgb[..., 0], rgb[..., 2] = on / top, off / top
+            ax.imshow(rgb, interpolation="nearest")
+            ax.set_title(f"{edges[k] / 1000:.0f}-{edges[k + 1] / 1000:.0f} ms", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[row], fontsize=9)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -24,6 +24,8 @@ from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, SpikeflowError
 from spikeflow.models import digits_mlp, saccade_cnn
 from spikeflow.models.cnn import saccade_duration_us as _duration_us
+from spikeflow.pipeline.data import split_validation
+from spikeflow.pipeline.stages import predict as _predict  # one rule for the demo and the pipeline
 
 # hyper-parameters of the digits MLP (64 -> hidden LIF -> 10 LI), chosen to train in seconds
 DIGITS_DEFAULTS = {
@@ -189,11 +191,9 @@ def saccade_data(root: str | Path, bins: int, subset: int | None = None, val_fra
     from spikeflow.datasets import digit_saccade_frames
 
     frames = digit_saccade_frames(root, n_bins=bins, subset=subset, progress=progress)
-    (x, y), (x_test, y_test) = frames["train"], frames["test"]
-    perm = np.random.default_rng(seed).permutation(len(y))
-    n_val = int(round(val_fraction * len(y)))
-    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    return {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val], "x_test": x_test, "y_test": y_test}
+    (x_test, y_test) = frames["test"]
+    (x_train, y_train), (x_val, y_val) = split_validation(*frames["train"], val_fraction, seed)
+    return {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val, "x_test": x_test, "y_test": y_test}
 
 
 def train_saccade_cnn(out_dir: str | Path, epochs: int | None = None, progress: bool = True, data_root: str | Path | None = None,
@@ -353,11 +353,6 @@ def compared_backends() -> tuple[str, str]:
     from spikeflow.backends import backend_names
 
     return backend_names(engine="torch")[0], backend_names(event_input=True)[0]
-
-
-def _predict(output: np.ndarray) -> np.ndarray:
-    """Classes from ``[T, B, C]`` outputs: the largest value over time (the LI readout's score)."""
-    return output.max(0).argmax(-1)
 
 
 def _batch1(graph, backend: str, x: np.ndarray, events, sensor_size) -> tuple[float, np.ndarray]:

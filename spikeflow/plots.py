@@ -106,7 +106,7 @@ def _raster_points(values, name: str, dt: float | None, max_neurons: int | None)
 
 
 def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: float | None = None,
-                    labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+                    labels: Sequence[str] | None = None, title: str | None = None, spikes=None) -> Path:
     """Membrane potential of a few neurons over time.
 
     Args:
@@ -116,15 +116,26 @@ def membrane_traces(v, path: str | Path, dt: float | None = None, threshold: flo
         threshold: draws a dashed line at the firing threshold.
         labels: one legend entry per neuron.
         title: figure title.
+        spikes: ``[T, N]`` spikes of the same neurons, drawn as dots in each neuron's colour at the
+            threshold (at the trace without one): a recorded potential is taken after the reset,
+            so the trace itself never shows the crossing.
     """
     v = _array(v, "membrane_traces", 2)
     if labels is not None and len(labels) != v.shape[1]:
         raise DataError(f"membrane_traces: expected {v.shape[1]} labels, got {len(labels)}")
+    if spikes is not None:
+        spikes = np.asarray(spikes)
+        if spikes.shape != v.shape:
+            raise DataError(f"membrane_traces: spikes have shape {spikes.shape}, potentials {v.shape}")
     times, label = _time_axis(v.shape[0], dt)
     fig = new_figure()
     ax = fig.subplots()
     for i in range(v.shape[1]):
-        ax.plot(times, v[:, i], lw=1.2, label=None if labels is None else labels[i])
+        (line,) = ax.plot(times, v[:, i], lw=1.2, marker="." if v.shape[0] <= 60 else None, ms=4,  # few steps: mark each
+                          label=None if labels is None else labels[i])
+        if spikes is not None:
+            at = np.flatnonzero(spikes[:, i])
+            ax.plot(times[at], np.full(at.size, threshold) if threshold is not None else v[at, i], "o", ms=4, color=line.get_color())
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="gray", lw=1, label="threshold")
     ax.set_xlabel(label)
@@ -208,4 +219,64 @@ def accuracy_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[float]
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title)
+    return save_png(fig, path)
+
+
+def readable(value: float) -> str:
+    """A number for a label: thousands separated from 1000 on (``26,660``), else 3 significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def metric_bars(categories: Sequence[str], metrics: Mapping[str, Sequence[float]], path: str | Path,
+                title: str | None = None, formats: Mapping[str, str] | None = None,
+                hatched: Sequence[bool] | None = None, log: Sequence[str] = ()) -> Path:
+    """Horizontal bar charts side by side, one panel per metric, categories down the y axis, each
+    bar labelled with its value (e.g. accuracy, synaptic events and time per sample per backend).
+
+    Args:
+        categories: one name per bar.
+        metrics: ``panel title -> one value per category`` (NaN: no bar, labelled "n/a").
+        path: PNG file to write.
+        title: figure title.
+        formats: ``panel title -> format spec`` of the value labels (default :func:`readable`).
+        hatched: per category, draw its bars hatched and pale (e.g. stages that came from a cache).
+        log: panel titles drawn on a logarithmic axis (values spanning decades, such as the time
+            per sample of a compiled simulator next to Brian 2).
+    """
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    categories = [str(c) for c in categories]
+    if not categories or not metrics:
+        raise DataError(f"metric_bars: need categories and metrics, got {len(categories)} and {len(metrics)}")
+    if hatched is not None and len(hatched) != len(categories):
+        raise DataError(f"metric_bars: {len(hatched)} hatched flags for {len(categories)} categories")
+    formats = dict(formats or {})
+    fig = new_figure(min(3.2 * len(metrics) + 1.5, 14.0), 1.2 + 0.32 * len(categories))
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    y = np.arange(len(categories))
+    for ax, (name, values) in zip(axes, metrics.items()):
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.size != len(categories):
+            raise DataError(f"metric_bars: panel {name!r} has {values.size} values for {len(categories)} categories")
+        shown = np.nan_to_num(values, nan=0.0)
+        bars = ax.barh(y, shown, color="tab:blue", height=0.6)
+        for k, bar in enumerate(bars):
+            if hatched is not None and hatched[k]:
+                bar.set(hatch="//", alpha=0.45)
+        labels = ["n/a" if np.isnan(v) else format(v, formats[name]) if name in formats else readable(v) for v in values]
+        ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
+        if name in log and np.nanmin(values) > 0:
+            ax.set_xscale("log")
+            ax.set_title(f"{name} (log scale)", fontsize=10)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+            if np.nanmax(np.abs(shown)) >= 1e4:
+                ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 300k, not 300000 (tick labels would run together)
+            ax.set_title(name, fontsize=10)
+        ax.margins(x=0.25)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, categories)
+    axes[0].invert_yaxis()
+    if title:
+        fig.suptitle(title)
     return save_png(fig, path)

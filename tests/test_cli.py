@@ -8,7 +8,7 @@ import spikeflow as sf
 from spikeflow import cli, demo
 from spikeflow.cli import bench
 
-SUBCOMMANDS = ("demo", "train", "simulate", "export", "convert", "info", "sweep", "bench")
+SUBCOMMANDS = ("run", "demo", "train", "simulate", "export", "convert", "info", "sweep", "bench", "models")
 
 
 def small_graph():

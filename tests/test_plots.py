@@ -50,3 +50,26 @@ def test_bad_inputs_raise_data_error(tmp_path):
     with pytest.raises(DataError, match="2 latencies but 3 accuracies"):
         plots.accuracy_latency({"m": ([1, 2], [0.1, 0.2, 0.3])}, tmp_path / "x.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_metric_bars_labels_every_bar_and_marks_missing_values(tmp_path):
+    out = plots.metric_bars(["numba-event", "torch"], {"accuracy (%)": [91.5, 90.0], "events": [26660.0, float("nan")]},
+                            tmp_path / "bars.png", formats={"accuracy (%)": ".1f"}, hatched=[False, True])
+    img = read_png(out)
+    assert img.shape[1] > 300 and img[..., :3].min() < 0.3  # bars drawn
+    assert plots.readable(26660.0) == "26,660" and plots.readable(0.01234) == "0.0123"
+    with pytest.raises(DataError, match="panel 'events' has 1 values for 2 categories"):
+        plots.metric_bars(["a", "b"], {"events": [1.0]}, tmp_path / "bad.png")
+    with pytest.raises(DataError, match="hatched"):
+        plots.metric_bars(["a", "b"], {"x": [1.0, 2.0]}, tmp_path / "bad.png", hatched=[True])
+    with pytest.raises(DataError, match="need categories"):
+        plots.metric_bars([], {}, tmp_path / "bad.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png"]
+
+
+def test_membrane_traces_mark_spikes_at_the_threshold(tmp_path):
+    v = np.array([[0.2, 0.0], [0.6, 0.5], [0.0, 0.9], [0.3, 0.0]])
+    z = np.array([[0, 0], [0, 0], [1, 0], [0, 1]])
+    read_png(plots.membrane_traces(v, tmp_path / "v.png", threshold=1.0, spikes=z))
+    with pytest.raises(DataError, match="spikes have shape"):
+        plots.membrane_traces(v, tmp_path / "bad.png", spikes=z[:2])

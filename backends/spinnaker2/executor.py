@@ -250,6 +250,8 @@ class Program:
         # which source slice sends a key, and where the tables deliver it
         slices = {im["pe"]: im for im in images}
         reach = {pe: deliver(tables, im["key"], im["chip"], chips) for pe, im in slices.items()}
+        self.routes = {pe: sorted(cores) for pe, cores in reach.items()}
+        """Where the routing tables deliver each PE's packets: ``{sending PE: [(chip, core), ...]}``."""
         if self.precision == "float32":
             from . import egru
 

@@ -161,9 +161,91 @@ def sram_png(rep: Report, path) -> None:
     ax.set_xlabel("PE")
     ax.set_ylabel("KB")
     ax.set_title("SRAM per PE")
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
 
+
+
+def _population_colours(rep: Report) -> dict[str, tuple]:
+    """One colour per population, in the order the PEs list them."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    names = list(dict.fromkeys(pe["population"] for pe in rep.sram))
+    return {name: cmap(k % 10) for k, name in enumerate(names)}
+
+
+def pe_map_png(rep: Report, path, columns: int = 16, max_chips: int = 4):
+    """The placement as a map: each chip's used PEs as a grid of cells (colour: population; the
+    dark bar inside each cell: its SRAM use against the data budget, with the KB written when
+    the grid is small). Returns the path written."""
+    from matplotlib.patches import Patch, Rectangle
+
+    from spikeflow.plots import new_figure, save_png
+
+    colours = _population_colours(rep)
+    chips = sorted({pe["chip"] for pe in rep.sram})[:max_chips]
+    rows = max(1, -(-(max(pe["core"] for pe in rep.sram) + 1) // columns))
+    fig = new_figure(min(1.0 + 0.55 * columns, 11.0), 0.9 + (0.6 * rows + 0.3) * len(chips))
+    axes = fig.subplots(len(chips), 1, squeeze=False)[:, 0]
+    label = len(rep.sram) <= 64
+    for ax, chip in zip(axes, chips):
+        for pe in (p for p in rep.sram if p["chip"] == chip):
+            r, c = divmod(pe["core"], columns)
+            fill = min(sum(pe["bytes"].values()) / rep.data_bytes, 1.0)
+            ax.add_patch(Rectangle((c, r), 0.92, 0.92, facecolor=colours[pe["population"]], edgecolor="black", lw=0.5))
+            ax.add_patch(Rectangle((c + 0.06, r + 0.86 - 0.8 * fill), 0.12, 0.8 * fill, facecolor="black", lw=0))
+            if label:
+                ax.text(c + 0.55, r + 0.46, f"{sum(pe['bytes'].values()) / 1024:.0f}", ha="center", va="center", fontsize=7)
+        ax.set_xlim(-0.1, columns)
+        ax.set_ylim(rows, -0.1)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"chip {chip}: {sum(p['chip'] == chip for p in rep.sram)} PEs used", fontsize=9)
+    fig.legend(handles=[Patch(facecolor=c, edgecolor="black", label=k) for k, c in colours.items()], loc="outside lower center",
+               fontsize=8, ncol=min(len(colours), 6))
+    fig.suptitle(f"PE map ({'KB of ' if label else ''}{rep.data_bytes / 1024:.0f} KB data per PE; bar: SRAM fill)", fontsize=10)
+    return save_png(fig, path)
+
+
+def routing_png(rep: Report, routes: dict, path):
+    """Routing: the multicast table entries per chip before and after merging (left), and where the
+    tables deliver each PE's packets (right: sending PE against receiving PE, coloured by the
+    sending population). ``routes`` maps a sending PE to the ``(chip, core)`` pairs its key reaches
+    (:attr:`~.executor.Program.routes`). Returns the path written."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    from spikeflow.plots import new_figure, save_png
+
+    colours = _population_colours(rep)
+    pe_at = {(pe["chip"], pe["core"]): pe["pe"] for pe in rep.sram}
+    population = {pe["pe"]: pe["population"] for pe in rep.sram}
+    fig = new_figure(10.0, 4.2)
+    ax_tab, ax_map = fig.subplots(1, 2, width_ratios=[1, 1.6])
+    chips = sorted(rep.routing_after, key=int)
+    x = np.arange(len(chips))
+    ax_tab.bar(x - 0.2, [rep.routing_before.get(c, 0) for c in chips], width=0.4, label="before merging", color="tab:gray")
+    ax_tab.bar(x + 0.2, [rep.routing_after[c] for c in chips], width=0.4, label="after merging", color="tab:blue")
+    ax_tab.set_xticks(x, [f"chip {c}" for c in chips])
+    ax_tab.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_tab.set_ylabel("routing table entries")
+    ax_tab.set_title("multicast routing tables", fontsize=10)
+    ax_tab.legend(fontsize=8)
+    for src in sorted(routes):
+        dests = [pe_at[d] for d in routes[src] if d in pe_at]
+        if dests:
+            ax_map.scatter(dests, [src] * len(dests), s=max(6.0, min(40.0, 4000.0 / rep.pes**2 * 4)), marker="s",
+                           color=colours.get(population.get(src), "black"), lw=0)
+    ax_map.set_xlim(-0.5, rep.pes - 0.5)
+    ax_map.set_ylim(rep.pes - 0.5, -0.5)
+    ax_map.set_xlabel("receiving PE")
+    ax_map.set_ylabel("sending PE")
+    ax_map.set_title("packet delivery", fontsize=10)
+    ax_map.grid(alpha=0.3)
+    ax_map.legend(handles=[Patch(color=c, label=k) for k, c in colours.items()], fontsize=7, loc="upper right")
+    return save_png(fig, path)

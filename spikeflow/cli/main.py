@@ -15,7 +15,7 @@ from importlib import import_module
 from spikeflow.errors import SpikeflowError
 
 # command name -> module of this package, in the order --help lists them
-COMMANDS = ("demo", "train", "simulate", "export", "convert", "info", "sweep", "bench")
+COMMANDS = ("run", "demo", "train", "simulate", "export", "convert", "info", "sweep", "bench", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 Each builder returns a fresh, untrained :class:`spikeflow.Graph` from its hyper-parameters and a
 seed. ``MODELS`` names them for the command line (``spikeflow train --model NAME``).
+``pretrained(name)`` returns a *trained* graph shipped with spikeflow (``PRETRAINED``, docs/models.md).
 
 Example:
     >>> import spikeflow as sf
@@ -11,9 +12,11 @@ Example:
 """
 
 from spikeflow.errors import GraphError
+from spikeflow.models.charlm import egru_char_lm
 from spikeflow.models.cnn import saccade_cnn
 from spikeflow.models.lsm import reservoir
 from spikeflow.models.mlp import digits_mlp, spiking_mlp
+from spikeflow.models.pretrained import PRETRAINED, pretrained, pretrained_info, pretrained_names
 
 # name -> builder(**options) -> Graph
 MODELS = {
@@ -21,6 +24,7 @@ MODELS = {
     "saccade-cnn": saccade_cnn,
     "mlp": spiking_mlp,
     "lsm-reservoir": reservoir,
+    "egru-char-lm": egru_char_lm,
 }
 
 
@@ -31,4 +35,7 @@ def build(name: str, **options):
     return MODELS[name](**options)
 
 
-__all__ = ["MODELS", "build", "digits_mlp", "reservoir", "saccade_cnn", "spiking_mlp"]
+__all__ = [
+    "MODELS", "PRETRAINED", "build", "digits_mlp", "egru_char_lm", "pretrained", "pretrained_info", "pretrained_names",
+    "reservoir", "saccade_cnn", "spiking_mlp",
+]

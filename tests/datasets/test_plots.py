@@ -39,3 +39,22 @@ def test_plot_errors(tmp_path):
     with pytest.raises(DataError):
         plot_event_frame(make_events([9], [0], [0], [0]), (2, 2, 2), tmp_path / "f.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_frame_grid_one_row_per_sample(tmp_path):
+    from spikeflow.datasets.plots import plot_frame_grid
+
+    a = make_events([1, 2, 3], [1, 2, 3], [0, 50_000, 100_000], [1, 0, 1])
+    b = make_events([5, 6], [5, 6], [10_000, 200_000], [0, 1])
+    one = plot_frame_strip(a, (8, 8, 2), tmp_path / "one.png", n_frames=3, duration=300_000)
+    two = plot_frame_grid([a, b], (8, 8, 2), tmp_path / "two.png", n_frames=3, duration=300_000, row_labels=["label 1", "label 2"])
+    import matplotlib.image
+
+    assert matplotlib.image.imread(two).shape[0] > 1.6 * matplotlib.image.imread(one).shape[0]
+    with pytest.raises(DataError, match="row labels"):
+        plot_frame_grid([a, b], (8, 8, 2), tmp_path / "bad.png", row_labels=["x"])
+    with pytest.raises(DataError, match="no samples"):
+        plot_frame_grid([], (8, 8, 2), tmp_path / "bad.png")
+    with pytest.raises(DataError):  # an event outside the sensor, in the second sample: nothing written
+        plot_frame_grid([a, make_events([9], [0], [0], [0])], (8, 8, 2), tmp_path / "bad.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.png", "two.png"]

@@ -1,0 +1,140 @@
+"""What the pretrained models' recipes need from a pipeline beyond event classification (docs/models.md):
+
+* data: ``dataset = "sklearn-digits"`` (scikit-learn's 8x8 digits, Bernoulli rate-coded into
+  ``bins`` steps) and ``dataset = "pydoc-topics"`` (CPython's reference-manual text, for the
+  char-LM); neither needs a ``root``;
+* train and evaluate with ``task = "next-char"``: the EGRU char-LM trained by truncated BPTT
+  (:func:`spikeflow.models.retrain.fit_char_lm`) and measured in bits per character and
+  next-character accuracy on every backend.
+
+The stages in :mod:`spikeflow.pipeline.stages` hand over to these functions; their results have the
+shapes of the run dict (docs/pipeline.md), so caching, logs and the report work unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+ZOO_DATASETS = ("sklearn-digits", "pydoc-topics")
+TEXT_DATASETS = ("pydoc-topics",)
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[str, np.ndarray], dict[str, Any], list]:
+    """The data stage for :data:`ZOO_DATASETS`: splits, facts for the report, no event examples.
+
+    ``sklearn-digits``: ``x_*`` spike frames ``[N, bins, 64]`` (train, validation and test spikes
+    drawn once, seeded ``seed``, ``seed + 1``, ``seed + 10``; the last is the pretrained model's test
+    input). ``pydoc-topics``: ``x_*`` and ``y_*`` are the character ids of each part; ``classes``
+    is the vocabulary.
+    """
+    if cfg["dataset"] == "sklearn-digits":
+        import torch
+
+        from spikeflow.demo import _encoder, digits_split
+
+        data = digits_split(seed)
+        encode = _encoder(cfg["bins"])
+        splits = {}
+        for part, offset in (("train", 0), ("val", 1), ("test", 10)):
+            limit = cfg["test_limit"] if part == "test" else cfg["train_limit"]
+            x, y = data[f"x_{part}"], data[f"y_{part}"]
+            x, y = (x[:limit], y[:limit]) if limit else (x, y)
+            spikes = encode(torch.as_tensor(x), torch.Generator().manual_seed(seed + offset))
+            splits[f"x_{part}"] = np.ascontiguousarray(np.swapaxes(spikes.numpy(), 0, 1), dtype=np.float32)
+            splits[f"y_{part}"] = np.asarray(y, dtype=np.int64)
+        info = {"sensor_size": [8, 8, 1], "classes": [str(c) for c in range(10)]}
+    else:
+        from spikeflow.datasets.text import encode_text, pydoc_topics_text, split_text
+
+        parts = split_text(pydoc_topics_text())
+        vocabulary = "".join(sorted(set("".join(parts.values()))))
+        splits = {}
+        for part in ("train", "val", "test"):
+            limit = cfg["test_limit"] if part == "test" else cfg["train_limit"]
+            ids = encode_text(parts[part], vocabulary)
+            ids = ids[:limit] if limit else ids
+            splits[f"x_{part}"] = splits[f"y_{part}"] = ids
+        info = {"sensor_size": [len(vocabulary), 1, 1], "classes": list(vocabulary)}
+    info.update(dataset=cfg["dataset"], bins=cfg["bins"], n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
+                n_test=len(splits["y_test"]))
+    return splits, info, []
+
+
+# ------------------------------------------------------------------------------- next-char
+
+
+def train_next_char(ctx, entry) -> dict[str, Any]:
+    """The train stage for ``task = "next-char"``: the model's char-LM graph trained on the text."""
+    import spikeflow as sf
+    from spikeflow.models.retrain import fit_char_lm
+    from spikeflow.pipeline.stages import GRAPH
+
+    cfg = ctx.config["train"]
+    data = ctx.frames()
+    vocabulary = "".join(ctx.results["data"]["classes"])
+    seq = cfg["tbptt"] or ctx.config["data"]["bins"]
+    graph, history = fit_char_lm(ctx.graph("model"), vocabulary, data["x_train"], data["x_val"], seq=seq,
+                                 batch=ctx.config["data"]["batch_size"], epochs=cfg["epochs"], lr=cfg["lr"], seed=ctx.seed,
+                                 progress=ctx.progress)
+    sf.save(graph, entry.path(GRAPH))
+    # bits per character in the loss columns; the report's training curves show them
+    result = {"history": {"loss": history["train_bpc"], "train_acc": [], "val_loss": history["val_bpc"], "val_acc": []},
+              "strategy": cfg["strategy"], "epochs": cfg["epochs"], "kept_epoch": history["kept_epoch"]}
+    entry.commit(result, [GRAPH])
+    for epoch, (train_bpc, val_bpc) in enumerate(zip(history["train_bpc"], history["val_bpc"])):
+        ctx.log("train", epoch + 1, {"train_bpc": train_bpc, "val_bpc": val_bpc})
+    return result
+
+
+def evaluate_next_char(ctx, entry) -> dict[str, Any]:
+    """The evaluate stage for ``task = "next-char"``: the test text in ``samples`` parallel streams
+    on every backend (bits per character, next-character accuracy, synaptic events, time), and the
+    EGRU's events of the first stream for the report."""
+    import torch
+
+    import spikeflow as sf
+    from spikeflow.datasets.text import char_streams
+    from spikeflow.pipeline.cache import write_arrays
+    from spikeflow.pipeline.stages import RECORD
+
+    cfg = ctx.config["evaluate"]
+    graph = ctx.graph(ctx.graph_stage)
+    ids = ctx.frames()["x_test"]
+    vocab = len(ctx.results["data"]["classes"])
+    backends = {}
+    for name in cfg["backends"]:
+        streams = max(1, min(cfg["sample_limits"].get(name, cfg["samples"]), len(ids) // 2))
+        stream_ids = char_streams(ids, streams)
+        x = np.eye(vocab)[stream_ids[:-1]]
+        res = sf.simulate(graph, x, backend=name)
+        logits, target = torch.from_numpy(np.asarray(res.output, dtype=np.float64)), torch.from_numpy(stream_ids[1:])
+        nll = float(torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), target.reshape(-1), reduction="sum"))
+        n = int(target.numel())
+        backends[name] = {"accuracy": float((logits.argmax(-1) == target).double().mean()), "bits_per_char": nll / n / math.log(2),
+                          "samples": streams, "synaptic_events": float(res.stats["synaptic_events"]) / streams,
+                          "seconds_per_sample": float(res.stats["wall_time"]) / streams}
+        ctx.log("evaluate", 0, {f"{name}/{k}": v for k, v in backends[name].items()})
+        ctx.say(f"  {name}: {backends[name]['bits_per_char']:.3f} bits/char, next-character accuracy "
+                f"{backends[name]['accuracy']:.1%} on {streams} streams")
+    egru = next(k for k, v in graph.flatten().nodes.items() if isinstance(v, sf.ir.EGRU))
+    first = char_streams(ids, 1)[:200, 0]
+    start = time.perf_counter()
+    with torch.no_grad():
+        _, rec = sf.to_torch(graph, dtype=torch.float64).run(torch.from_numpy(np.eye(vocab)[first][:, None]), record=(egru,))
+    y = rec[egru][:, 0].numpy()
+    write_arrays(entry.path(RECORD), {f"spikes/{egru}": (y != 0).astype(np.float64), f"v/{egru}": y})
+    node = graph.flatten().nodes[egru]
+    fan_out = 3 * node.hidden_size + vocab  # each event drives the recurrent gates and the readout
+    layers = {egru: {"rate": float(np.mean(y != 0)), "synaptic_events": float(np.sum(y != 0)) * fan_out}}
+    result = {"backends": backends, "layers": layers,
+              "record": {"dt": float(graph.dt), "nodes": [egru], "threshold": {egru: float(np.mean(node.threshold))}, "label": int(first[1])},
+              "record_seconds": time.perf_counter() - start}
+    entry.commit(result, [RECORD])
+    return result
