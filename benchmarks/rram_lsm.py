@@ -12,8 +12,9 @@
    LI output needs) until its test accuracy reaches the LSM's minus one point; its time is the sum
    of its training epochs up to then.
    Both are timed the same way: ``perf_counter`` around the training calls only (evaluation is not
-   timed), after one untimed warm-up each. The LSM's whole training runs once after every BPTT epoch (interleaved, so both sides
-   see the same machine load) and its median is reported. Both sides: this process, ``--threads``.
+   timed), after one untimed warm-up each. The LSM's whole training runs once after every BPTT
+   epoch (interleaved, so both sides see the same machine load) and its median is reported. Both
+   sides: this process, ``--threads``.
 2. Crossbar reference simulation (numpy, reading the export, ideal device) vs the numba
    fixed-point simulator running ``prog.graph`` at ``prog.precision``: the same spikes (asserted),
    test-set samples per second, median of 5 runs.
