@@ -2,12 +2,17 @@
 statistics, run on the crossbar target, with only small digital readouts trained.
 
 1. Accuracy: readout-only LSMs on DigitSaccades (images as events) and SpokenDigits (espeak-ng
-   speech through a cochlea), linear probe and MLP, software reservoir vs RRAM reservoir on the chip.
+   speech through a cochlea; also its harder setting ``condition=HARD``: 5 dB SNR white noise,
+   unseen speakers), linear probe and MLP, software reservoir vs RRAM reservoir on the chip.
 2. Device robustness (DigitSaccades): ideal device, the device model's defaults, 10% programming
    noise, 1% and 5% stuck cells, one day of drift; readouts trained against the sampled chip vs in
    software.
 3. Zero-shot: CLIP-style projection heads trained on 7 digit classes (audio <-> image), audio -> image
-   retrieval on the 3 unseen classes (chance 33%), with software and RRAM reservoirs.
+   retrieval on the 3 unseen classes (chance 33%), with software and RRAM reservoirs; mean of 3 seeds,
+   each drawing new reservoirs (and, for RRAM, new chips) as well as new heads.
+
+Linear probes are the closed-form ridge readout; software reservoirs run through
+:func:`reservoir_features` (one batched torch run), chips through their crossbar simulation.
 
 Writes ``OUT/results.json``, ``OUT/results.md`` and ``OUT/robustness.png``. Run:
 
@@ -25,7 +30,8 @@ import numpy as np
 
 import spikeflow as sf
 from spikeflow._atomic import atomic_path
-from spikeflow.models.lsm import binary_frames, reservoir
+from spikeflow.datasets.spoken_digits import HARD
+from spikeflow.models.lsm import binary_frames, reservoir, reservoir_features
 from spikeflow.models.readout import features, retrieval_accuracy, train_contrastive, train_readout
 
 IMAGE_STEPS, AUDIO_BINS = 50, 100
@@ -40,28 +46,28 @@ ROBUSTNESS = {
     "drift, 1 day": ("default", {"age_s": 86400.0}),
 }
 SEEN, UNSEEN = list(range(7)), [7, 8, 9]
+DATA_NAMES = {"image": "DigitSaccades", "audio": "SpokenDigits", "audio_hard": "SpokenDigits, hard (5 dB SNR, unseen speakers)"}
 BATCH = 512
 
 
 def load_data(root: Path, subset: int | None, progress: bool) -> dict:
-    """Binary image spikes ``[50, N, 578]`` and audio counts ``[100, N, 64]`` with labels, per split."""
+    """Binary image spikes ``[50, N, 578]`` and audio counts ``[100, N, 64]`` (clean and hard) with labels, per split."""
     out = {}
     for split in ("train", "test"):
         images = sf.datasets.DigitSaccades(root, train=split == "train", subset=subset, progress=progress)
         frames, y_img = images.frames(IMAGE_STEPS)
         audio = sf.datasets.SpokenDigits(root, train=split == "train", subset=subset, progress=progress)
         counts, y_aud = audio.frames(AUDIO_BINS, time_major=True)
-        out[split] = {"image": (binary_frames(frames), y_img), "audio": (counts.astype(np.float64), y_aud)}
+        hard = sf.datasets.SpokenDigits(root, train=split == "train", subset=subset, progress=progress, condition=HARD)
+        hard_counts, y_hard = hard.frames(AUDIO_BINS, time_major=True)
+        out[split] = {"image": (binary_frames(frames), y_img), "audio": (counts.astype(np.float64), y_aud),
+                      "audio_hard": (hard_counts.astype(np.float64), y_hard)}
     return out
 
 
 def simulate_spikes(run, x: np.ndarray) -> np.ndarray:
     """Reservoir spikes ``[T, N, size]`` of ``run(x_batch)``, in batches."""
     return np.concatenate([run(x[:, i : i + BATCH]) for i in range(0, x.shape[1], BATCH)], axis=1)
-
-
-def software(graph):
-    return lambda x: sf.simulate(graph, x, record=["lif"]).spikes["lif"]
 
 
 def on_chip(graph, folder: Path, device="default", seed: int = 0, **overrides):
@@ -73,26 +79,29 @@ def on_chip(graph, folder: Path, device="default", seed: int = 0, **overrides):
 
 
 def feats(run, data, modality) -> tuple:
+    """Train and test features of a reservoir: ``run`` is a graph (software, batched torch run) or a chip runner."""
     xtr, ytr = data["train"][modality]
     xte, yte = data["test"][modality]
+    if isinstance(run, sf.Graph):
+        return reservoir_features(run, xtr, windows=5), ytr, reservoir_features(run, xte, windows=5), yte
     return features(simulate_spikes(run, xtr), windows=5), ytr, features(simulate_spikes(run, xte), windows=5), yte
 
 
 def accuracy_rows(name, f) -> dict:
     ftr, ytr, fte, yte = f
-    lin = train_readout(ftr, ytr, epochs=60)
+    lin = train_readout(ftr, ytr)
     mlp = train_readout(ftr, ytr, hidden=128, epochs=60, dropout=0.2)
     return {"case": name, "linear": lin.accuracy(fte, yte), "mlp": mlp.accuracy(fte, yte), "linear_train_s": lin.train_seconds}
 
 
-def zero_shot(img, aud, seeds=(0, 1, 2)) -> dict:
+def zero_shot(features_of, seeds=(0, 1, 2)) -> dict:
     """Linear projection heads (dimension 64, as in the paper) trained on SEEN classes (train split);
-    retrieval of test audio against test images; mean (and each) over ``seeds`` of the heads."""
-    fi_tr, yi_tr, fi_te, yi_te = img
-    fa_tr, ya_tr, fa_te, ya_te = aud
-    s_i, s_a = np.isin(yi_tr, SEEN), np.isin(ya_tr, SEEN)
+    retrieval of test audio against test images; mean (and each) over ``seeds``: ``features_of(seed)``
+    gives the (image, audio) features of that seed's reservoirs, the heads are seeded alike."""
     seen, unseen = [], []
     for seed in seeds:
+        (fi_tr, yi_tr, fi_te, yi_te), (fa_tr, ya_tr, fa_te, ya_te) = features_of(seed)
+        s_i, s_a = np.isin(yi_tr, SEEN), np.isin(ya_tr, SEEN)
         pair = train_contrastive(fa_tr[s_a], ya_tr[s_a], fi_tr[s_i], yi_tr[s_i], dim=64, epochs=400, seed=seed)
         seen.append(retrieval_accuracy(pair, fa_te, ya_te, fi_te[np.isin(yi_te, SEEN)], yi_te[np.isin(yi_te, SEEN)], classes=SEEN))
         unseen.append(retrieval_accuracy(pair, fa_te, ya_te, fi_te[np.isin(yi_te, UNSEEN)], yi_te[np.isin(yi_te, UNSEEN)], classes=UNSEEN))
@@ -110,27 +119,38 @@ def main(out: Path, root: Path = Path("data"), quick: bool = False, progress: bo
         ("audio", "software"): reservoir(n_aud, **AUDIO_RESERVOIR, weights="software", seed=1),
         ("audio", "rram"): reservoir(n_aud, **AUDIO_RESERVOIR, weights="device", seed=1),
     }
+    graphs["audio_hard", "software"], graphs["audio_hard", "rram"] = graphs["audio", "software"], graphs["audio", "rram"]
     results: dict = {"accuracy": [], "robustness": [], "zero_shot": {}}
     f = {}
     start = time.perf_counter()
     for (modality, kind), g in graphs.items():
-        run = software(g) if kind == "software" else on_chip(g, out / f"chip_{modality}")
+        run = g if kind == "software" else on_chip(g, out / f"chip_{modality}")
         f[modality, kind] = feats(run, data, modality)
-        label = {"software": "software reservoir (float64)", "rram": "RRAM reservoir on the chip (device defaults)"}[kind]
-        results["accuracy"].append({"data": {"image": "DigitSaccades", "audio": "SpokenDigits"}[modality], **accuracy_rows(label, f[modality, kind])})
+        label = {"software": "software reservoir (float32)", "rram": "RRAM reservoir on the chip (device defaults)"}[kind]
+        results["accuracy"].append({"data": DATA_NAMES[modality], **accuracy_rows(label, f[modality, kind])})
         print(results["accuracy"][-1], flush=True)
     # robustness: the software-weight image reservoir on chips of each condition; readouts trained
     # against that chip, or in software (on the float64 reservoir) and then run on the chip
     ftr_sw, ytr, _, yte = f["image", "software"]
-    sw_readout = train_readout(ftr_sw, ytr, epochs=60)
+    sw_readout = train_readout(ftr_sw, ytr)
     for name, (device, overrides) in ROBUSTNESS.items():
         fc = feats(on_chip(graphs["image", "software"], out / "chip_robustness", device, **overrides), data, "image")
-        chip_readout = train_readout(fc[0], fc[1], epochs=60)
+        chip_readout = train_readout(fc[0], fc[1])
         results["robustness"].append({"device": name, "readout trained on the chip": chip_readout.accuracy(fc[2], fc[3]),
                                       "readout trained in software": sw_readout.accuracy(fc[2], fc[3])})
         print(results["robustness"][-1], flush=True)
     for kind in ("software", "rram"):
-        results["zero_shot"][kind] = zero_shot(f["image", kind], f["audio", kind])
+        def features_of(seed, kind=kind):
+            """Seed 0: the reservoirs above; others: new reservoirs (image seed 2s, audio 2s + 1) and chips."""
+            if seed == 0:
+                return f["image", kind], f["audio", kind]
+            pair = []
+            for modality, config, n_in in (("image", IMAGE_RESERVOIR, n_img), ("audio", AUDIO_RESERVOIR, n_aud)):
+                g = reservoir(n_in, **config, weights="software" if kind == "software" else "device", seed=2 * seed + (modality == "audio"))
+                pair.append(feats(g if kind == "software" else on_chip(g, out / f"chip_{modality}_{seed}", seed=seed), data, modality))
+            return pair
+
+        results["zero_shot"][kind] = zero_shot(features_of)
         print(kind, results["zero_shot"][kind], flush=True)
     results["seconds"] = time.perf_counter() - start
     results["quick"] = quick

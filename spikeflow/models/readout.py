@@ -3,8 +3,9 @@ projection heads evaluated zero-shot on held-out classes.
 
 Only these small digital parts are trained (the paper's point: no backpropagation through time).
 Features come from recorded reservoir spikes ``[T, B, N]``: spike counts per neuron and per time
-window, and the final value of an exponential trace. Training is minibatch Adam in torch on
-standardised features.
+window, and the final value of an exponential trace. The linear probe is solved in closed form by
+default (ridge regression on standardised features, float64, its regularisation chosen by
+generalised cross-validation), or trained by minibatch Adam in torch like the MLP.
 
 Example:
     >>> import numpy as np
@@ -42,13 +43,15 @@ def features(spikes: np.ndarray, windows: int = 1, trace_decay: float | None = 0
 
 @dataclass
 class Readout:
-    """A trained readout: standardisation, a torch module, its training time and loss history."""
+    """A trained readout: standardisation, a torch module, its training time (standardisation
+    included), loss history (gradient training) and ridge penalty (closed-form probe)."""
 
     mean: np.ndarray
     std: np.ndarray
     module: object
     train_seconds: float
     history: list = field(default_factory=list)
+    alpha: float | None = None
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         import torch
@@ -76,16 +79,79 @@ def _check(x, y):
     return x, y
 
 
-def train_readout(x, y, *, hidden: int | None = None, n_classes: int | None = None, epochs: int = 60, lr: float = 3e-3,
-                  weight_decay: float = 1e-4, batch: int = 128, dropout: float = 0.0, seed: int = 0) -> Readout:
-    """Train a linear probe (``hidden=None``) or a one-hidden-layer MLP on features ``x`` ``[N, F]``."""
+#: Ridge penalties tried by generalised cross-validation, relative to the mean eigenvalue of X^T X.
+RIDGE_GRID = np.logspace(-5, 1, 25)
+
+
+def ridge_fit(x: np.ndarray, targets: np.ndarray, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ridge regression of ``targets`` ``[N, C]`` on ``x`` ``[N, F]`` with an unpenalised intercept,
+    in float64: ``(W [F, C], b [C], alpha)``.
+
+    ``alpha=None`` picks the penalty from ``RIDGE_GRID * trace(X^T X) / F`` (centred ``X``) with the
+    least generalised cross-validation error ``N RSS / (N - 1 - df)^2`` (Golub, Heath & Wahba
+    1979), all from one eigendecomposition of ``X^T X``; a given ``alpha`` is one Cholesky solve.
+    """
+    import torch
+
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    yt = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
+    x_mean, y_mean = xt.mean(0), yt.mean(0)
+    xc, yc = xt - x_mean, yt - y_mean
+    gram, xty = xc.T @ xc, xc.T @ yc
+    n, f = xt.shape
+    if alpha is None:
+        e, v = torch.linalg.eigh(gram)
+        e = e.clamp(min=0.0)
+        proj = v.T @ xty  # X^T Y in the eigenbasis
+        b2 = (proj**2).sum(1)
+        lams = torch.as_tensor(RIDGE_GRID * float(e.sum()) / f, dtype=torch.float64)
+        inv = 1.0 / (e[None, :] + lams[:, None])
+        rss = float((yc**2).sum()) - (b2[None, :] * (2 * inv - e[None, :] * inv**2)).sum(1)
+        df = (e[None, :] * inv).sum(1)
+        gcv = n * rss / (n - 1 - df).clamp(min=1e-9) ** 2
+        best = int(torch.argmin(gcv))
+        alpha = float(lams[best])
+        w = v @ (inv[best][:, None] * proj)
+    else:
+        if alpha <= 0:
+            raise DataError(f"ridge: alpha must be > 0 (or None to choose it), got {alpha}")
+        w = torch.cholesky_solve(xty, torch.linalg.cholesky(gram + alpha * torch.eye(f, dtype=torch.float64)))
+    b = y_mean - x_mean @ w
+    return w.numpy(), b.numpy(), float(alpha)
+
+
+def train_readout(x, y, *, hidden: int | None = None, n_classes: int | None = None, method: str | None = None,
+                  alpha: float | None = None, epochs: int = 60, lr: float = 3e-3, weight_decay: float = 1e-4,
+                  batch: int = 128, dropout: float = 0.0, seed: int = 0) -> Readout:
+    """Train a linear probe (``hidden=None``) or a one-hidden-layer MLP on features ``x`` ``[N, F]``.
+
+    Args:
+        method: "ridge" (the linear probe's default: closed-form ridge regression on one-hot
+            targets, :func:`ridge_fit`, penalty ``alpha`` or chosen by generalised cross-validation)
+            or "gradient" (minibatch Adam on the cross-entropy, ``epochs``, ``lr``, ``weight_decay``,
+            ``batch``, ``dropout``; the MLP's only method).
+    """
     import torch
 
     x, y = _check(x, y)
+    method = method or ("ridge" if hidden is None else "gradient")
+    if method not in ("ridge", "gradient"):
+        raise DataError(f"train_readout: method must be 'ridge' or 'gradient', got {method!r}")
+    if method == "ridge" and hidden is not None:
+        raise DataError("train_readout: method='ridge' fits a linear probe only; use method='gradient' for an MLP (hidden=...)")
+    start = time.perf_counter()
     mean, std = _standardise(x)
     n_classes = int(y.max()) + 1 if n_classes is None else n_classes
     torch.manual_seed(seed)
     f = x.shape[1]
+    if method == "ridge":
+        w, b, alpha = ridge_fit((x - mean) / std, np.eye(n_classes)[y], alpha)
+        module = torch.nn.Linear(f, n_classes)
+        with torch.no_grad():
+            module.weight.copy_(torch.as_tensor(w.T))
+            module.bias.copy_(torch.as_tensor(b))
+        module.eval()
+        return Readout(mean, std, module, time.perf_counter() - start, [], alpha)
     if hidden is None:
         module = torch.nn.Linear(f, n_classes)
     else:
@@ -95,7 +161,6 @@ def train_readout(x, y, *, hidden: int | None = None, n_classes: int | None = No
     yt = torch.as_tensor(y)
     gen = torch.Generator().manual_seed(seed)
     history = []
-    start = time.perf_counter()
     module.train()
     for _ in range(epochs):
         total = 0.0

@@ -80,3 +80,25 @@ def test_espeak_output_that_is_not_audio_is_a_clear_error(monkeypatch):
 
 def test_docstring_examples():
     assert doctest.testmod(sd, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_hard_condition_is_noisy_speaker_independent_and_cached_apart(tmp_path):
+    clean = sd.SpokenDigits(tmp_path, subset=2, progress=False)
+    hard = sd.SpokenDigits(tmp_path, subset=2, progress=False, condition=sd.HARD)
+    assert hard.path != clean.path and "condition" not in clean.params  # the default's cache key is unchanged
+    # noise over the whole window: events before and after the speech, and more of them
+    assert len(hard[0][0]) > 1.5 * len(clean[0][0]) and hard[0][0]["t"].max() > 900_000
+    train = sd.utterances(True, 300, 0, sd.DEFAULT_COCHLEA, speaker_independent=True)
+    test = sd.utterances(False, 100, 0, sd.DEFAULT_COCHLEA, speaker_independent=True)
+    variant = lambda items: {v.split("+")[1] for _, v, _, _ in items}  # noqa: E731
+    assert variant(test) == set(sd.TEST_VARIANTS) and not variant(train) & variant(test)
+    rng = np.random.default_rng(0)
+    speech = np.sin(np.arange(8000) / 5.0)
+    noisy = sd.add_noise(speech, 16000, 10.0, rng)
+    assert len(noisy) == 16000 and np.mean((noisy[:8000] - speech) ** 2) == pytest.approx(0.05, rel=0.1)  # 10 dB below 0.5
+    with pytest.raises(DataError, match="unknown condition"):
+        sd.SpokenDigits(tmp_path, condition={"snr": 5})
+    with pytest.raises(DataError, match="noise_snr_db"):
+        sd.SpokenDigits(tmp_path, condition={"noise_snr_db": "loud"})
+    with pytest.raises(DataError, match="speaker_independent"):
+        sd.SpokenDigits(tmp_path, condition={"speaker_independent": 1})

@@ -95,3 +95,71 @@ def test_contrastive_heads_retrieve_unseen_classes_zero_shot():
     assert acc > 0.8  # chance is 1/3
     with pytest.raises(DataError):
         train_contrastive(xa[ya == 0], ya[ya == 0], xb[yb == 0], yb[yb == 0])
+
+
+def test_ridge_probe_matches_the_hat_matrix_reference():
+    from spikeflow.models.readout import RIDGE_GRID, ridge_fit
+    from tests.reference import ridge as ref
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (60, 8)) * rng.uniform(0.1, 5, 8) + rng.normal(0, 3, 8)
+    y = rng.integers(0, 3, 60)
+    x[:, 3] += 2.0 * y  # one informative feature, so GCV picks a moderate penalty
+    targets = np.eye(3)[y]
+    w, b, alpha = ridge_fit(x, targets)
+    w_ref, b_ref, alpha_ref = ref.ridge_gcv(x, targets, RIDGE_GRID)
+    scale = np.sum((x - x.mean(0)) ** 2) / x.shape[1]
+    assert alpha == pytest.approx(alpha_ref) and RIDGE_GRID[0] < alpha / scale < RIDGE_GRID[-1]  # an interior choice
+    np.testing.assert_allclose(w, w_ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-8, atol=1e-10)
+    w2, _, _ = ridge_fit(x, targets, alpha=alpha_ref)  # a given penalty: one Cholesky solve, same weights
+    np.testing.assert_allclose(w2, w_ref, rtol=1e-8, atol=1e-10)
+    # the readout standardises as the reference does and carries the fit into its linear module
+    readout = train_readout(x, y)
+    mean, std = ref.standardise(x)
+    np.testing.assert_allclose(readout.mean[0], mean, rtol=1e-5)
+    np.testing.assert_allclose(readout.std[0], std, rtol=1e-4)
+    w3, b3, _ = ref.ridge_gcv((x - mean) / std, targets, RIDGE_GRID)
+    np.testing.assert_allclose(readout.logits(x), ((x - mean) / std) @ w3 + b3, rtol=1e-4, atol=1e-4)
+    with pytest.raises(DataError, match="alpha"):
+        ridge_fit(x, targets, alpha=0.0)
+    with pytest.raises(DataError, match="ridge"):
+        train_readout(x, y, hidden=8, method="ridge")
+    with pytest.raises(DataError, match="method"):
+        train_readout(x, y, method="magic")
+
+
+def test_ridge_readout_of_a_small_lsm_learns_and_reservoir_features_match_the_simulator():
+    from spikeflow.models.lsm import reservoir_features
+
+    # three classes of input patterns: each class drives its own third of the inputs more often
+    rng = np.random.default_rng(1)
+    n_in, steps = 30, 30
+
+    def data(n, seed):
+        r = np.random.default_rng(seed)
+        y = r.integers(0, 3, n)
+        rate = np.full((n, n_in), 0.05)
+        for i, c in enumerate(y):
+            rate[i, c * 10 : (c + 1) * 10] = 0.4
+        return (r.random((steps, n, n_in)) < rate[None]).astype(np.float32), y
+
+    (xtr, ytr), (xte, yte) = data(300, 2), data(150, 3)
+    g = reservoir(n_in, 60, p_in=0.3, input_scale=3.0, seed=int(rng.integers(100)))
+    spikes = sf.simulate(g, xtr, record=["lif"]).spikes["lif"]
+    slow = features(spikes, windows=3, trace_decay=0.8)
+    fast64 = reservoir_features(g, xtr, windows=3, trace_decay=0.8, dtype="float64", chunk=128)
+    np.testing.assert_allclose(fast64, slow, rtol=1e-5, atol=1e-5)  # counts equal, traces to float32
+    assert spikes.sum() > 0
+    fast32 = reservoir_features(g, xtr, windows=3, trace_decay=0.8)
+    assert np.mean(np.abs(fast32 - slow) > 1e-4) < 0.01
+    readout = train_readout(fast32, ytr)
+    assert readout.accuracy(reservoir_features(g, xte, windows=3, trace_decay=0.8), yte) > 0.9 and readout.alpha > 0
+    gradient = train_readout(fast32, ytr, method="gradient", epochs=30)
+    assert gradient.alpha is None and gradient.history[-1] < gradient.history[0]
+    with pytest.raises(GraphError, match="reservoir graph"):
+        reservoir_features(sf.models.spiking_mlp(4, 3, 2), xtr[:, :, :4])
+    with pytest.raises(GraphError, match="input"):
+        reservoir_features(g, xtr[:, :, :5])
+    with pytest.raises(DataError):
+        reservoir_features(g, xtr, windows=steps + 1)
