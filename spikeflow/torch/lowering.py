@@ -208,6 +208,19 @@ class GraphState:
     carried: dict[str, torch.Tensor]
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of the floating-point tensor ``t`` is finite.
+
+    One sum instead of ``isfinite(t).all()``: a NaN or inf anywhere makes the sum NaN or inf, and
+    the sum reads ``t`` once without a temporary of its size (``isfinite`` builds several, 20x
+    slower on spike trains; it ran twice per chunk in lean BPTT). A sum that overflows on finite
+    values falls back to the exact test.
+    """
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 class GraphModule(nn.Module):
     """A graph as an ``nn.Module``: ``net(x[T, B, ...]) -> y[T, B, ...]`` with a fresh state per call.
 
@@ -383,7 +396,7 @@ class GraphModule(nn.Module):
             lead = tuple(t.shape[:2])
             if t.is_complex():  # casting would drop the imaginary part: a silently wrong input
                 raise DataError(f"input {name!r}: expected real values, got a {t.dtype} tensor")
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if t.is_floating_point() and not _all_finite(t):
                 # NaN/inf would pass through thresholds as "no spike" and give finite, wrong outputs.
                 bad = tuple(int(i) for i in torch.nonzero(~torch.isfinite(t))[0])
                 raise DataError(f"input {name!r}: contains NaN or inf, first at index {bad}")

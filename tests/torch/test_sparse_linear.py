@@ -34,3 +34,28 @@ def test_dispatch_by_density_and_device():
     assert not sparse_linear.linear(dense, w).grad_fn.name().startswith("_SparseInputLinear")
     assert not sparse_linear.linear(x, w, limit=0).grad_fn.name().startswith("_SparseInputLinear")
     assert 0.0 < sparse_linear.density(x) < 0.2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_to_csr_equals_numpy_nonzero(dtype):
+    """The branch-free CSR compression against NumPy's nonzero: empty and full rows, the first and
+    last columns, values other than 1, a row count that is not a multiple of the row block."""
+    from spikeflow.torch import sparse_kernels
+
+    gen = torch.Generator().manual_seed(1)
+    x = ((torch.rand(203, 41, generator=gen) < 0.1) * torch.randn(203, 41, generator=gen)).to(dtype)
+    x[5] = 0
+    x[6] = 2.5
+    x[:, 0] = 1
+    x[7:9, -1] = -3
+    arr = x.numpy()
+    indptr, indices, values, binary = sparse_kernels.dense_to_csr(arr)
+    rows, cols = arr.nonzero()
+    assert indptr.tolist() == [0] + torch.tensor(arr != 0).sum(1).cumsum(0).tolist()
+    assert indices.tolist() == cols.tolist()
+    assert values.tolist() == arr[rows, cols].tolist()
+    assert not binary
+    spikes = (arr != 0).astype(arr.dtype)
+    assert sparse_kernels.dense_to_csr(spikes)[3]
+    empty = sparse_kernels.dense_to_csr(arr[:0])
+    assert empty[0].tolist() == [0] and len(empty[1]) == 0
