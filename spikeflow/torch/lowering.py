@@ -505,15 +505,15 @@ class GraphModule(nn.Module):
             sparse = self._sparse(flat, layer)
         if not sparse:
             return sparse_linear.linear(flat, weight, layer.bias, limit=self.sparse_limit)
-        # Inference on sparse input: the sparse product reads W transposed; hand it a view of a
-        # cached transposed copy (its .t().contiguous() is then free) instead of transposing the
-        # weight on every call, which costs more than the product for short chunks.
+        # Inference on sparse input: the sparse product reads W transposed; hand it a cached
+        # transposed copy instead of transposing the weight on every call, which costs more than
+        # the product for short chunks. No CSR arrays are built: nothing is kept for backward.
         key = (weight.data_ptr(), weight._version, weight.dtype)
         cached = self._transposed.get(id(layer))
         if cached is None or cached[0] != key:
             cached = (key, weight.detach().t().contiguous())
             self._transposed[id(layer)] = cached
-        return sparse_linear.linear(flat, cached[1].t(), layer.bias, limit=1.0)  # 1.0: the sparse product, as decided
+        return sparse_linear.inference_linear(flat, cached[1], layer.bias)
 
     def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int, state: GraphState) -> None:
         like = self._probe
