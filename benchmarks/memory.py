@@ -34,10 +34,17 @@ Records: peak memory (MB) and time per step (s) of each spikeflow strategy again
 its own full BPTT (time target: no more than 1.3x slower), and the planner's prediction against
 the measured peak of every spikeflow case (target: within 20%).
 
+Lean against full BPTT is timed in ``PAIRS`` interleaved pairs of processes (full then lean, then
+lean then full, ...) at each thread count of ``--pair-threads`` (default 1 and 2): a load change on
+the shared machine hits both sides alike, and the record holds the median of each side. The first
+pair at the main thread count is the one whose peaks and times the other records use.
+
 Run: ``.venv/bin/python benchmarks/memory.py`` (``--quick``: T=1000 only; ``--lengths 4000,16000``;
-``--threads N``: N threads for every library, default 2; ``--timeout S`` per measuring process;
-``--results NAME``: write ``results/NAME.json``). One timed step per process; a process that does
-not finish within the time limit is reported as such.
+``--threads N``: N threads for every library, default 2; ``--pairs N``: interleaved full/lean
+pairs, default 3; ``--pair-lengths 1000,4000``: the lengths timed in pairs (others: one pair);
+``--pair-threads 1,2``; ``--timeout S`` per measuring process; ``--results NAME``: write
+``results/NAME.json``). One timed step per process; a process that does not finish within the time
+limit is reported as such.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ RESULT_NAME = "memory"  # results/<name>.json (--results: a partial run kept apa
 STRATEGIES = ("full", "bptt", "tbptt", "ottt")
 REPEATS = 1  # steps timed per process (the median is reported); long steps on a shared machine
 PEERS = ("snntorch", "norse", "spikingjelly")
+PAIRS = 3  # interleaved full / lean process pairs per thread count (--pairs)
+PAIR_LENGTHS = (1000, 4000)  # lengths timed in PAIRS pairs (--pair-lengths); the others in one
+PAIR_THREADS = (1, 2)  # thread counts of the lean-vs-full timing (--pair-threads)
 
 
 def make_data(T: int, seed: int = 0):
@@ -211,7 +221,26 @@ def measure(lib: str, strategy: str, T: int, repeats: int, threads: int) -> dict
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
+def time_pairs(T: int, threads: int, pairs: int, first: dict | None = None) -> dict[str, list[dict]]:
+    """``pairs`` interleaved (full, lean) measurements in fresh processes, the order alternating
+    from pair to pair; ``first``: an already measured first pair."""
+    runs: dict[str, list[dict]] = {"full": [], "bptt": []}
+    if first is not None:
+        for s in runs:
+            runs[s].append(first[s])
+    for i in range(len(runs["full"]), pairs):
+        for s in ("full", "bptt") if i % 2 == 0 else ("bptt", "full"):
+            runs[s].append(measure("spikeflow", s, T, 1, threads))
+    return runs
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def main(lengths=LENGTHS, threads: int = 2, pairs: int = PAIRS, pair_lengths=PAIR_LENGTHS, pair_threads=PAIR_THREADS) -> list[dict]:
     import spikeflow as sf
 
     set_threads(threads)
@@ -225,7 +254,18 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
         print(f"plan: {p}", flush=True)
     for T in lengths:
         repeats = REPEATS
-        ours = {s: measure("spikeflow", s, T, repeats, threads) for s in STRATEGIES}
+        n_pairs = pairs if T in pair_lengths else 1
+        ours = {s: measure("spikeflow", s, T, repeats, threads) for s in STRATEGIES}  # full, lean: the first pair
+        timed = {threads: time_pairs(T, threads, n_pairs, {s: ours[s] for s in ("full", "bptt")})}
+        for n in pair_threads:
+            if n != threads:
+                timed[n] = time_pairs(T, n, n_pairs)
+        for n, runs in timed.items():
+            for i, (f, b) in enumerate(zip(runs["full"], runs["bptt"])):
+                if f["ok"] and b["ok"]:
+                    print(f"T={T} {n} thread(s), pair {i}: full {f['time']:.2f} s, lean {b['time']:.2f} s, peaks {f['peak'] / mb:.1f} / "
+                          f"{b['peak'] / mb:.1f} MiB", flush=True)
+                rows.append({"T": T, "name": f"pair {i}, {n} thread(s)", "full": f, "bptt": b})
         peers = {p: measure(p, "full", T, repeats, threads) for p in PEERS}
         for name, res in [*(("spikeflow " + s, r) for s, r in ours.items()), *peers.items()]:
             line = f"T={T} {name}: " + (f"peak {res['peak'] / mb:.1f} MiB, {res['time']:.2f} s/step, output spikes {res['spikes']:.0f}"
@@ -251,9 +291,14 @@ def main(lengths=LENGTHS, threads: int = 2) -> list[dict]:
             records.append(record(f"{case}, {s}", "planner peak prediction (MiB) vs measured", predicted / mb, "measured (RSS high-water mark)",
                                   r["peak"] / mb, 1 / 1.2) | {"ratio": 1 / (1 + error)})
         if ours["full"]["ok"] and ours["bptt"]["ok"]:
-            records.append(record(f"{case}, bptt vs full", "train step (s)", ours["bptt"]["time"], "spikeflow full BPTT (today)", ours["full"]["time"], 1 / 1.3))
             records.append(record(f"{case}, bptt vs full", "peak memory above input (MiB)", ours["bptt"]["peak"] / mb, "spikeflow full BPTT (today)",
                                   ours["full"]["peak"] / mb, 0.0))
+        for n, runs in timed.items():
+            ok = [(f["time"], b["time"]) for f, b in zip(runs["full"], runs["bptt"]) if f["ok"] and b["ok"]]
+            if ok:
+                full_t, lean_t = _median([f for f, _ in ok]), _median([b for _, b in ok])
+                records.append(record(f"{case}, bptt vs full, {n} thread(s), median of {len(ok)} interleaved pairs", "train step (s)", lean_t,
+                                      "spikeflow full BPTT (today)", full_t, 1 / 1.3))
         _write(records, rows)  # after every T: a stopped run keeps what it measured
     return records
 
@@ -278,4 +323,9 @@ if __name__ == "__main__":
             WORKER_TIMEOUT = int(sys.argv[sys.argv.index("--timeout") + 1])
         if "--results" in sys.argv:
             RESULT_NAME = sys.argv[sys.argv.index("--results") + 1]
-        main((1000,) if "--quick" in sys.argv else lengths, threads)
+
+        def ints(flag: str, default):
+            return tuple(int(v) for v in sys.argv[sys.argv.index(flag) + 1].split(",")) if flag in sys.argv else default
+
+        main((1000,) if "--quick" in sys.argv else lengths, threads, ints("--pairs", (PAIRS,))[0], ints("--pair-lengths", PAIR_LENGTHS),
+             ints("--pair-threads", PAIR_THREADS))

@@ -78,6 +78,28 @@ def test_torch_module_refuses_nan_inf_and_complex_input(bad):
         net(x)
 
 
+@pytest.mark.parametrize("bad", ["-inf", "nan_and_inf", "inf_and_minus_inf"])
+def test_torch_module_refuses_nonfinite_input_that_a_sum_could_hide(bad):
+    # The input check sums the input once: inf and -inf together sum to NaN, and so on; every case
+    # must still be found, at its first index.
+    net = sf.to_torch(conv_net())
+    x = torch.ones(4, 1, 2, 4, 4)
+    first, second = {"-inf": ("-inf", None), "nan_and_inf": ("nan", "inf"), "inf_and_minus_inf": ("inf", "-inf")}[bad]
+    x[1, 0, 0, 2, 1] = float(first)
+    if second is not None:
+        x[3, 0, 1, 0, 0] = float(second)
+    with pytest.raises(sf.DataError, match="NaN or inf, first at index \\(1, 0, 0, 2, 1\\)"):
+        net(x)
+
+
+def test_torch_module_accepts_finite_input_whose_sum_overflows():
+    # A float32 sum of finite values can overflow to inf: the check then falls back to the exact test.
+    net = sf.to_torch(conv_net())
+    x = torch.full((4, 1, 2, 4, 4), 3e38)
+    assert not torch.isfinite(x.sum())
+    assert net(x).shape[0] == 4
+
+
 def test_recurrent_edge_of_the_wrong_shape_into_a_conv_is_refused():
     nodes = {
         "input": sf.ir.Input(shape=(1, 4, 4)),

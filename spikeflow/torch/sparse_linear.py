@@ -66,6 +66,17 @@ def density(x: torch.Tensor) -> float:
     return float(_kernels().sampled_density(x.detach().contiguous().numpy(), 8))
 
 
+def inference_linear(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ wt + bias`` for a sparse CPU ``x[M, K]`` and a contiguous transposed weight ``wt[K, N]``,
+    without autograd: one pass over ``x`` (no CSR arrays). The same bits as the sparse product of
+    :func:`linear`, so a chunk recomputed with autograd repeats an inference pass exactly."""
+    x = x.detach().contiguous()
+    out = torch.empty((x.shape[0], wt.shape[1]), dtype=x.dtype)
+    b = bias.detach() if bias is not None else wt.new_zeros(0)
+    _kernels().rows_matmul(x.numpy(), wt.detach().numpy(), b.numpy(), bias is not None, out.numpy())
+    return out
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, limit: float = DENSITY_LIMIT) -> torch.Tensor:
     """``x @ weight.T + bias`` for ``x[M, K]``, through the sparse kernels when ``x`` is sparse."""
     usable = (

@@ -288,29 +288,40 @@ def _single(y) -> torch.Tensor:
 
 def _lean_bptt(net: GraphModule, x: torch.Tensor, loss_fn, chunk: int) -> StepResult:
     chunks = Chunks(x, chunk)
+    last = len(chunks) - 1
     checkpoints: list[GraphState] = []
     y_all = None  # filled chunk by chunk: never a list of chunk outputs and their concatenation at once
-    with torch.no_grad():
+
+    def keep(y: torch.Tensor, k: int) -> None:
+        nonlocal y_all
+        start, stop = chunks.spans[k]
+        if y_all is None:
+            y_all = y.new_empty((chunks.T,) + tuple(y.shape[1:]))
+        y_all[start:stop] = y.detach()
+
+    # Forward without autograd up to the last chunk, keeping only the state at each chunk start
+    # (each neuron discretises its parameters once for the whole pass).
+    with torch.no_grad(), net.reuse_coefficients():
         state = net.initial_state(x.shape[1])
-        for k, (start, stop) in enumerate(chunks.spans):
+        for k in range(last):
             checkpoints.append(state)
             y, state = net.run_chunk(chunks[k], state)
-            y = _single(y)
-            if y_all is None:
-                y_all = y.new_empty((chunks.T,) + tuple(y.shape[1:]))
-            y_all[start:stop] = y
+            keep(_single(y), k)
             del y
+    # The last chunk runs once, with autograd: its graph is the first one the backward pass needs,
+    # so it is kept instead of being recomputed (the peak is that of any rerun chunk).
+    checkpoints.append(state)
     del state
+    pending = _rerun(net, chunks, checkpoints, last)
+    keep(pending[1], last)
     y_all.requires_grad_(True)
     loss = loss_fn(y_all)
     g_y = torch.autograd.grad(loss, y_all)[0]
     g_end: list[torch.Tensor | None] | None = None  # gradient w.r.t. the state after the chunk
-    for k in range(len(chunks) - 1, -1, -1):
+    for k in range(last, -1, -1):
         start, stop = chunks.spans[k]
-        start_state = map_state(checkpoints[k], _leaf)
-        checkpoints[k] = None  # type: ignore[call-overload]  # its memory goes as the pass moves back
-        y, end_state = net.run_chunk(chunks[k], start_state)
-        roots, grads = [_single(y)], [g_y[start:stop]]
+        start_state, y, end_state = pending if k == last else _rerun(net, chunks, checkpoints, k)
+        roots, grads = [y], [g_y[start:stop]]
         if g_end is not None:
             for t, g in zip(state_tensors(end_state), g_end):
                 if g is not None and t.requires_grad:
@@ -320,8 +331,18 @@ def _lean_bptt(net: GraphModule, x: torch.Tensor, loss_fn, chunk: int) -> StepRe
             torch.autograd.backward([r for r in roots if r.requires_grad], [g for r, g in zip(roots, grads) if r.requires_grad])
         g_end = [t.grad if t.requires_grad else None for t in state_tensors(start_state)]
         del roots, grads, y, end_state, start_state
+        pending = None
     y_all = y_all.detach()
     return StepResult(float(loss.detach()), y_all.sum(0), y_all)
+
+
+def _rerun(net: GraphModule, chunks: Chunks, checkpoints: list[GraphState], k: int) -> tuple[GraphState, torch.Tensor, GraphState]:
+    """Chunk ``k`` run with autograd from its checkpoint (whose memory goes as the pass moves back):
+    ``(start state as leaves, outputs, end state)``."""
+    start_state = map_state(checkpoints[k], _leaf)
+    checkpoints[k] = None  # type: ignore[call-overload]
+    y, end_state = net.run_chunk(chunks[k], start_state)
+    return start_state, _single(y), end_state
 
 
 def _truncated(net: GraphModule, x: torch.Tensor, loss_fn, chunk: int, decays: dict[str, float] | None) -> StepResult:
