@@ -615,12 +615,6 @@ class GraphModule(nn.Module):
         return f"{self._template!r}"
 
 
-def _all_finite(t: torch.Tensor) -> bool:
-    """No NaN or inf in ``t``. The sum of finite values is finite unless it overflows, so one
-    reduction settles the common case; only a non-finite sum needs the element-wise test."""
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
 def _self_loops(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[str, list[str]]) -> dict[str, str]:
     """Neuron -> Scale for each recurrent group that is exactly ``neuron -> Scale -> neuron``.
 
