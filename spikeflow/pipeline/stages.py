@@ -31,6 +31,12 @@ def predict(output: np.ndarray, readout: str = "max") -> np.ndarray:
     return (output.sum(0) if readout == "sum" else output.max(0)).argmax(-1)
 
 
+def direct_encoding(x: np.ndarray) -> np.ndarray:
+    """``[N, T, ...]`` frames -> their time average fed unchanged at every step (a converted
+    network's input, as in QCFS conversion), float64."""
+    return np.repeat(x.astype(np.float64).mean(1, keepdims=True), x.shape[1], axis=1)
+
+
 def time_major(x: np.ndarray) -> np.ndarray:
     """``[N, T, ...]`` -> contiguous float64 ``[T, N, ...]`` for the simulators."""
     return np.ascontiguousarray(np.swapaxes(x, 0, 1), dtype=np.float64)
