@@ -1,8 +1,9 @@
-"""Training and measuring the pretrained models (:mod:`spikeflow.models.pretrained`) from their recipes.
+"""Retraining and measuring the pretrained models (:mod:`spikeflow.models.pretrained`) from their recipes.
 
-A recipe (``spikeflow/models/recipes/<name>.toml``) is a pipeline file (docs/pipeline.md): the
-trainers here read its ``[data]``, ``[model]`` and ``[train]`` settings. :func:`evaluate` measures a
-graph on the model's fixed evaluation data, the same way for the shipped figure and for the test
+A recipe (``spikeflow/models/recipes/<name>.toml``) is a pipeline file (docs/pipeline.md);
+:func:`retrain` runs it through the pipeline's own stages (:func:`spikeflow.pipeline.run_pipeline`)
+and takes the trained graph from them: there is no second training route. :func:`evaluate` measures
+a graph on the model's fixed evaluation data, the same way for the shipped figure and for the test
 that reproduces it:
 
 * ``digits-mlp``: the 360 test digits of :func:`spikeflow.demo.digits_split`, rate-coded once with
@@ -20,8 +21,8 @@ correct samples) reproduce exactly and bits per character to rounding (tests use
 The digest of the evaluation input is stored too: a changed input is reported as such, not as a
 wrong accuracy.
 
-This module sits above the exit package (it calibrates the converted network) and beside the demo
-and the command line in the layer order (docs/architecture.md).
+This module sits beside the pipeline, the demo and the command line in the layer order
+(docs/architecture.md): it runs the pipeline and reads the exit package's policies.
 """
 
 from __future__ import annotations

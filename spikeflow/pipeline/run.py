@@ -95,7 +95,7 @@ class Context:
 def _keys(ctx: Context) -> dict[str, Any]:
     """Every stage's cache key, from the file alone (no work)."""
     c = ctx.config
-    keys = {"data": stage_key("data", {**c["data"], "seed": ctx.seed}, [])}
+    keys = {"data": stage_key("data", {**c["data"], "seed": ctx.seed, "format": st.DATA_FORMAT}, [])}
     model_files = [c["model"][k] for k in ("graph", "nir") if c["model"][k] is not None]
     keys["model"] = stage_key("model", {**c["model"], "seed": ctx.seed}, [keys["data"]], model_files)
     if "train" in c:

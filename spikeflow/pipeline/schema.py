@@ -67,6 +67,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "strategy": Key(STR, _choice("full", "bptt", "tbptt", "ottt", *STRATEGY_ALIASES), "full"),
         "tbptt": Key(INT, _min(0), 0), "chunk": Key(INT, _min(0), 0), "task": Key(STR, _choice(*TASKS), "classify"),
         "max_rate": Key(FLOAT, _min(0), 0.0), "rate_weight": Key(FLOAT, _min(0), 30.0),
+        "fresh_spikes": Key(BOOL, default=False),
     },
     "evaluate": {
         "backends": Key(LIST, default=["torch", "numba-event"]), "samples": Key(INT, _min(1), 200),

@@ -1,7 +1,8 @@
 """What the pretrained models' recipes need from a pipeline beyond event classification (docs/models.md):
 
 * data: ``dataset = "sklearn-digits"`` (scikit-learn's 8x8 digits, Bernoulli rate-coded into
-  ``bins`` steps) and ``dataset = "pydoc-topics"`` (CPython's reference-manual text, for the
+  ``bins`` steps; with ``[train] fresh_spikes`` the train stage draws new spikes every epoch)
+  and ``dataset = "pydoc-topics"`` (CPython's reference-manual text, for the
   char-LM); neither needs a ``root``;
 * train and evaluate with ``task = "next-char"``: the EGRU char-LM trained by truncated BPTT
   (:func:`fit_char_lm`) and measured in bits per character and
@@ -21,6 +22,7 @@ import numpy as np
 
 ZOO_DATASETS = ("sklearn-digits", "pydoc-topics")
 TEXT_DATASETS = ("pydoc-topics",)
+RATE_CODED = ("sklearn-digits",)  # their data stage also keeps the coded values (``v_*``), for [train] fresh_spikes
 # char-LM training settings the schema has no key for (those of examples/egru_language_model.py)
 LM_SETTINGS = {"zoneout": 0.1, "act_rate": 5.0, "target_rate": 0.2, "act_warmup": 0.2, "clip": 1.0}
 
@@ -33,22 +35,23 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
 
     ``sklearn-digits``: ``x_*`` spike frames ``[N, bins, 64]`` (train, validation and test spikes
     drawn once, seeded ``seed``, ``seed + 1``, ``seed + 10``; the last is the pretrained model's test
-    input). ``pydoc-topics``: ``x_*`` and ``y_*`` are the character ids of each part; ``classes``
+    input), and ``v_*`` the values they code ``[N, 64]`` (:func:`rate_encoder`). ``pydoc-topics``: ``x_*`` and ``y_*`` are the character ids of each part; ``classes``
     is the vocabulary.
     """
     if cfg["dataset"] == "sklearn-digits":
         import torch
 
-        from spikeflow.demo import _encoder, digits_split
+        from spikeflow.demo import digits_split
 
         data = digits_split(seed)
-        encode = _encoder(cfg["bins"])
+        encode = rate_encoder(cfg)
         splits = {}
         for part, offset in (("train", 0), ("val", 1), ("test", 10)):
             limit = cfg["test_limit"] if part == "test" else cfg["train_limit"]
             x, y = data[f"x_{part}"], data[f"y_{part}"]
             x, y = (x[:limit], y[:limit]) if limit else (x, y)
             spikes = encode(torch.as_tensor(x), torch.Generator().manual_seed(seed + offset))
+            splits[f"v_{part}"] = np.ascontiguousarray(x, dtype=np.float32)
             splits[f"x_{part}"] = np.ascontiguousarray(np.swapaxes(spikes.numpy(), 0, 1), dtype=np.float32)
             splits[f"y_{part}"] = np.asarray(y, dtype=np.int64)
         info = {"sensor_size": [8, 8, 1], "classes": [str(c) for c in range(10)]}
@@ -67,6 +70,14 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
     info.update(dataset=cfg["dataset"], bins=cfg["bins"], n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
                 n_test=len(splits["y_test"]))
     return splits, info, []
+
+
+def rate_encoder(cfg: dict[str, Any]):
+    """The encoder of a :data:`RATE_CODED` dataset: ``encoder(values, generator) -> [bins, B, ...]``
+    spikes (Bernoulli, :class:`spikeflow.train.RateEncoder`), as the data stage draws them."""
+    from spikeflow.train import RateEncoder
+
+    return RateEncoder(cfg["bins"])
 
 
 # ------------------------------------------------------------------------------- next-char
