@@ -145,3 +145,6 @@ def test_fresh_spikes_need_a_rate_coded_dataset(tmp_path):
     path.write_text(recipe_path("saccade-cnn").read_text().replace("[train]\n", "[train]\nfresh_spikes = true\n"))
     with pytest.raises(PipelineError, match=r"\[train\] fresh_spikes: needs a rate-coded dataset \['sklearn-digits'\]"):
         load_pipeline(path)
+    path.write_text(recipe_path("digits-mlp").read_text().replace('zoo = "digits-mlp"', 'convert = "qcfs-mlp"'))
+    with pytest.raises(PipelineError, match=r"\[train\] fresh_spikes: an ANN to convert trains on values"):
+        load_pipeline(path)
