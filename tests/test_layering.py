@@ -25,7 +25,7 @@ LAYERS = {
     "spikeflow.backends.torch_backend": 5, "spikeflow.backends.brian2_backend": 5,
     "spikeflow.train": 6, "spikeflow.models": 6, "spikeflow.convert": 6,
     "spikeflow.continual": 7, "spikeflow.exit": 7, "spikeflow.report": 7,
-    "spikeflow.models.retrain": 8,  # trains the pretrained models: calibrates the converted one's exit
+    "spikeflow.models.retrain": 8,  # retrains the pretrained models by running their recipes through the pipeline
     "spikeflow.demo": 8, "spikeflow.cli": 8, "spikeflow.pipeline": 8, "spikeflow.__main__": 8, "spikeflow": 8,
 }
 # backends/ subpackages other than numba are adapters and hardware targets: above spikeflow.torch

@@ -164,6 +164,38 @@ def test_the_cli_reruns_and_ends_with_the_result_path(first, capsys):
     assert out[-1] == str(result["out"] / "run.json")
 
 
+def test_until_stops_after_a_stage_and_hands_over_its_graph(first):
+    """``until``: the stages after it do not run; ``stage_graph`` reads the graph a stage stored
+    (the trained weights, not the model stage's initial ones)."""
+    from spikeflow.pipeline import stage_graph
+
+    path, result = first
+    upto = run_pipeline(path, until="train", quiet=True)
+    assert upto["executed"] == [] and upto["cached"] == ["data", "model", "train"]
+    assert set(upto["folders"]) == {"data", "model", "train"} and "evaluate" not in upto["results"]
+    trained, initial = stage_graph(upto, "train"), stage_graph(upto, "model")
+    assert trained.nodes.keys() == initial.nodes.keys()
+    layer = next(k for k, v in initial.nodes.items() if hasattr(v, "weight"))
+    assert not np.array_equal(trained.nodes[layer].weight, initial.nodes[layer].weight)
+    with pytest.raises(PipelineError, match="stored no graph"):
+        stage_graph(upto, "evaluate")
+    with pytest.raises(PipelineError, match="until: unknown stage 'train2'"):
+        run_pipeline(path, until="train2", quiet=True)
+    with pytest.raises(PipelineError, match="at most one of --only and until"):
+        run_pipeline(path, until="train", only="model", quiet=True)
+
+
+def test_overrides_replace_file_values_and_are_checked(first, tmp_path):
+    path, result = first
+    moved = load_pipeline(path, overrides={"run": {"out": str(tmp_path / "elsewhere")}, "train": {"epochs": 2}})
+    assert moved.out == tmp_path / "elsewhere" and moved.config["train"]["epochs"] == 2
+    assert moved.config["train"]["lr"] == load_pipeline(path).config["train"]["lr"]  # the rest is the file's
+    with pytest.raises(PipelineError, match=r"\[train\] epochs"):
+        load_pipeline(path, overrides={"train": {"epochs": "two"}})
+    with pytest.raises(PipelineError, match=r"cannot override \[export\]"):
+        load_pipeline(path, overrides={"export": {"target": "x"}})
+
+
 def test_only_without_cached_inputs_fails(tmp_path, data_root):
     path = tiny(tmp_path, data_root=data_root)
     with pytest.raises(PipelineError, match="run the stages before it"):

@@ -1,8 +1,9 @@
-"""Training and measuring the pretrained models (:mod:`spikeflow.models.pretrained`) from their recipes.
+"""Retraining and measuring the pretrained models (:mod:`spikeflow.models.pretrained`) from their recipes.
 
-A recipe (``spikeflow/models/recipes/<name>.toml``) is a pipeline file (docs/pipeline.md): the
-trainers here read its ``[data]``, ``[model]`` and ``[train]`` settings. :func:`evaluate` measures a
-graph on the model's fixed evaluation data, the same way for the shipped figure and for the test
+A recipe (``spikeflow/models/recipes/<name>.toml``) is a pipeline file (docs/pipeline.md);
+:func:`retrain` runs it through the pipeline's own stages (:func:`spikeflow.pipeline.run_pipeline`)
+and takes the trained graph from them: there is no second training route. :func:`evaluate` measures
+a graph on the model's fixed evaluation data, the same way for the shipped figure and for the test
 that reproduces it:
 
 * ``digits-mlp``: the 360 test digits of :func:`spikeflow.demo.digits_split`, rate-coded once with
@@ -20,8 +21,8 @@ correct samples) reproduce exactly and bits per character to rounding (tests use
 The digest of the evaluation input is stored too: a changed input is reported as such, not as a
 wrong accuracy.
 
-This module sits above the exit package (it calibrates the converted network) and beside the demo
-and the command line in the layer order (docs/architecture.md).
+This module sits beside the pipeline, the demo and the command line in the layer order
+(docs/architecture.md): it runs the pipeline and reads the exit package's policies.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tempfile
-import time
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
@@ -39,16 +38,13 @@ import numpy as np
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError
+from spikeflow.pipeline.stages import direct_encoding
 from spikeflow.models.pretrained import (
     INDEX_FORMAT, INDEX_PATH, INDEX_VERSION, PRETRAINED, PRETRAINED_DIR, _check_name, model_path, recipe_path,
 )
 
 TEXT_PATH = PRETRAINED_DIR / "egru-char-lm.test.txt"
 EVAL_BATCH = 120  # samples per float64 forward pass (bounded memory)
-# char-LM training settings the pipeline schema has no key for (those of examples/egru_language_model.py)
-LM_SETTINGS = {"zoneout": 0.1, "act_rate": 5.0, "target_rate": 0.2, "act_warmup": 0.2, "clip": 1.0}
-EXIT_MAX_DROP = 0.0025  # accuracy the exit may cost on validation (as examples/early_exit_digits.py)
-WEIGHT_DECAY = 1e-4  # of the ANN trained for conversion (as examples/early_exit_digits.py and the pipeline)
 
 
 # -------------------------------------------------------------------------------- recipes
@@ -112,11 +108,6 @@ def saccade_split(recipe: dict, root: str | Path, progress: bool = False) -> dic
     from spikeflow.demo import saccade_data
 
     return saccade_data(root, int(_setting(recipe, "data", "bins")), None, 0.1, _seed(recipe), progress)
-
-
-def direct_encoding(x: np.ndarray) -> np.ndarray:
-    """The time-averaged frame fed unchanged at every step (the converted network's input), float64."""
-    return np.repeat(x.astype(np.float64).mean(1, keepdims=True), x.shape[1], axis=1)
 
 
 def shipped_test_text() -> str:
@@ -239,233 +230,15 @@ def evaluate(name: str, graph, data_root: str | Path | None = None, progress: bo
 # -------------------------------------------------------------------------------- training
 
 
-def _train_digits(recipe, root, progress):
-    from spikeflow.demo import train_digits
+def retrain(name: str, out_dir: str | Path | None = None, data_root: str | Path | None = None, progress: bool = True,
+            run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Retrain ``name`` by running its recipe through the pipeline, measure it, and write the sealed
+    graph file.
 
-    options = _section(recipe, "model").get("options", {})
-    with tempfile.TemporaryDirectory(prefix="sf_zoo_") as tmp:
-        result = train_digits(tmp, epochs=int(_setting(recipe, "train", "epochs")), progress=progress,
-                              hidden=int(options.get("hidden", 128)), steps=int(_setting(recipe, "data", "bins")),
-                              lr=float(_setting(recipe, "train", "lr")), batch_size=int(_setting(recipe, "data", "batch_size")),
-                              seed=_seed(recipe))
-    return result["graph"], {"val_acc": result["trainer"].history["val_acc"]}
-
-
-def _train_saccade(recipe, root, progress):
-    import torch
-
-    import spikeflow as sf
-    from spikeflow.demo import CNN_DEFAULTS
-    from spikeflow.models import build
-    from spikeflow.train import RateUpperBound, Trainer
-
-    data = saccade_split(recipe, root, progress)
-    options = dict(_section(recipe, "model").get("options", {}))
-    if "channels" in options:
-        options["channels"] = tuple(options["channels"])
-    graph = build(_setting(recipe, "model", "zoo"), bins=int(_setting(recipe, "data", "bins")), seed=_seed(recipe), **options)
-    net = sf.to_torch(graph, dtype=torch.float32)
-    # the demo's rate bound: fewer spikes, fewer synaptic events, no accuracy lost
-    bound = RateUpperBound(("lif1", "lif2"), CNN_DEFAULTS["max_rate"], CNN_DEFAULTS["rate_weight"])
-    trainer = Trainer(net, loss="membrane_max_ce", lr=float(_setting(recipe, "train", "lr")), epochs=int(_setting(recipe, "train", "epochs")),
-                      batch_size=int(_setting(recipe, "data", "batch_size")), seed=_seed(recipe), progress=progress, regularizers=[bound])
-    trainer.fit((data["x_train"], data["y_train"]), (data["x_val"], data["y_val"]))
-    return sf.to_graph(net), {"val_acc": trainer.history["val_acc"]}
-
-
-def train_char_lm(recipe: dict, progress: bool = True, text: str | None = None):
-    """Train the EGRU char-LM of ``recipe`` on the train part of ``text`` (default: this Python's
-    reference-manual topics); see :func:`fit_char_lm`.
-
-    Returns:
-        ``(graph, history)``: the graph carries its vocabulary in ``metadata["vocabulary"]``.
-    """
-    from spikeflow.datasets.text import encode_text, pydoc_topics_text, split_text
-    from spikeflow.models import build
-
-    parts = split_text(pydoc_topics_text() if text is None else text)
-    vocabulary = "".join(sorted(set(parts["train"]) | set(parts["val"]) | set(parts["test"])))
-    options = {k: v for k, v in _section(recipe, "model").get("options", {}).items() if k != "vocab"}
-    init = build(_setting(recipe, "model", "zoo"), vocab=len(vocabulary), seed=_seed(recipe), **options)
-    return fit_char_lm(init, vocabulary, encode_text(parts["train"], vocabulary), encode_text(parts["val"], vocabulary),
-                       seq=int(_setting(recipe, "data", "bins")), batch=int(_setting(recipe, "data", "batch_size")),
-                       epochs=int(_setting(recipe, "train", "epochs")), lr=float(_setting(recipe, "train", "lr")),
-                       seed=_seed(recipe), progress=progress)
-
-
-def fit_char_lm(init, vocabulary: str, train_ids: np.ndarray, val_ids: np.ndarray, *, seq: int, batch: int, epochs: int,
-                lr: float, seed: int = 0, progress: bool = True):
-    """Train a char-LM graph (``embed`` -> ``egru`` -> ``readout``, as :func:`spikeflow.models.egru_char_lm`)
-    for next-character prediction; keep the epoch with the best validation bits per character.
-
-    Truncated BPTT over chunks of ``seq`` characters of ``batch`` parallel streams (the state is
-    carried between chunks), Adam with a one-cycle schedule peaking at ``lr``, gradient clipping,
-    zoneout and an event-rate regulariser ramped in (:data:`LM_SETTINGS`).
-
-    Returns:
-        ``(graph, history)`` with ``history = {"train_bpc", "val_bpc", "kept_epoch"}``.
-    """
-    import torch
-    from torch import nn
-    from tqdm.auto import tqdm
-
-    from spikeflow.datasets.text import char_streams
-    from spikeflow.ir import nodes
-    from spikeflow.ir.graph import Graph
-    from spikeflow.torch.egru import egru_from_node
-
-    class CharNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(len(vocabulary), init.nodes["embed"].weight.shape[0])
-            self.rnn = egru_from_node(init.nodes["egru"], dtype=torch.float32, zoneout=LM_SETTINGS["zoneout"])
-            self.readout = nn.Linear(init.nodes["readout"].weight.shape[1], len(vocabulary))
-            with torch.no_grad():
-                self.embed.weight.copy_(torch.from_numpy(init.nodes["embed"].weight.T))
-                self.readout.weight.copy_(torch.from_numpy(init.nodes["readout"].weight))
-                self.readout.bias.copy_(torch.from_numpy(init.nodes["readout"].bias))
-
-        def forward(self, x, state=None):
-            h, state = self.rnn(self.embed(x), state)
-            return self.readout(h), state
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = CharNet()
-        train = torch.from_numpy(char_streams(train_ids, batch))
-        val = torch.from_numpy(char_streams(val_ids, min(16, max(1, len(val_ids) // 2))))
-        per_epoch = max(1, (len(train) - 1) // seq)
-        total = epochs * per_epoch
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 2), pct_start=0.1)
-        history: dict[str, Any] = {"train_bpc": [], "val_bpc": []}
-        best, best_state, step = math.inf, None, 0
-        for epoch in range(epochs):
-            model.train()
-            state, losses = None, []
-            for i in tqdm(range(per_epoch), desc=f"char-LM: epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
-                chunk = train[i * seq : (i + 1) * seq + 1]
-                state = None if state is None else type(state)(*(s.detach() for s in state))
-                logits, state = model(chunk[:-1], state)
-                loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[1:].reshape(-1))
-                ramp = min(1.0, step / (LM_SETTINGS["act_warmup"] * total))
-                reg = model.rnn.activity_loss(rate=LM_SETTINGS["act_rate"], target_rate=LM_SETTINGS["target_rate"])
-                opt.zero_grad()
-                (loss + ramp * reg).backward()
-                nn.utils.clip_grad_norm_(model.parameters(), LM_SETTINGS["clip"])
-                opt.step()
-                sched.step()
-                step += 1
-                losses.append(loss.item() / math.log(2))
-            model.eval()
-            with torch.no_grad():
-                logits, _ = model(val[:-1])
-                bpc = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), val[1:].reshape(-1)).item() / math.log(2)
-            history["train_bpc"].append(float(np.mean(losses)))
-            history["val_bpc"].append(bpc)
-            if progress:
-                tqdm.write(f"char-LM epoch {epoch + 1}/{epochs}: train bpc {history['train_bpc'][-1]:.3f}, val bpc {bpc:.3f}")
-            if bpc < best:
-                best, best_state = bpc, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if best_state is not None:
-            model.load_state_dict(best_state)
-    (egru,) = model.rnn.to_nodes()
-    layers = {
-        "input": nodes.Input(shape=(len(vocabulary),)),
-        "embed": nodes.Linear(weight=model.embed.weight.detach().double().numpy().T.copy()),
-        "egru": egru,
-        "readout": nodes.Affine(weight=model.readout.weight.detach().double().numpy(), bias=model.readout.bias.detach().double().numpy()),
-        "output": nodes.Output(shape=(len(vocabulary),)),
-    }
-    names = list(layers)
-    graph = Graph(layers, list(zip(names, names[1:])), dt=init.dt, metadata={**init.metadata, "vocabulary": vocabulary}).validate()
-    history["kept_epoch"] = int(np.argmin(history["val_bpc"])) + 1 if history["val_bpc"] else 0
-    return graph, history
-
-
-def _train_char_lm(recipe, root, progress):
-    return train_char_lm(recipe, progress)
-
-
-def convert_ann(name: str, options: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray, *, epochs: int, lr: float,
-                batch_size: int = 64, seed: int = 0, progress: bool = True):
-    """Train the ANN ``name`` of :data:`spikeflow.models.ann.ANNS` on time-averaged frames
-    (cross-entropy, Adam with weight decay, cosine schedule), then convert it
-    (:func:`spikeflow.convert.ann_to_snn`).
-
-    Args:
-        name: the ANN builder.
-        options: its options.
-        x_train: frames ``[N, T, ...]``; the ANN sees their mean over time.
-        y_train: labels.
-        epochs, lr, batch_size, seed: training settings.
-
-    Returns:
-        ``(graph, ann)``: the IF graph and the trained ANN (eval mode).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from spikeflow.convert import ann_to_snn
-    from spikeflow.models.ann import ANNS
-
-    if name not in ANNS:
-        raise FormatError(f"recipe key 'model.convert': unknown ANN {name!r}; known: {sorted(ANNS)}")
-    ann = ANNS[name](input_shape=tuple(x_train.shape[2:]), seed=seed, **options)
-    x, y = torch.as_tensor(np.asarray(x_train)).float().mean(1), torch.as_tensor(np.asarray(y_train))
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        opt = torch.optim.Adam(ann.parameters(), lr=float(lr), weight_decay=WEIGHT_DECAY)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
-        gen = torch.Generator().manual_seed(seed)
-        for _ in tqdm(range(epochs), desc="QCFS ANN", disable=not progress):
-            ann.train()
-            for idx in torch.randperm(len(y), generator=gen).split(int(batch_size)):
-                loss = torch.nn.functional.cross_entropy(ann(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            sched.step()
-    ann.eval()
-    return ann_to_snn(ann, input_shape=tuple(x_train.shape[2:])), ann
-
-
-def train_converted(recipe: dict, root: str | Path, progress: bool = True):
-    """Train and convert the recipe's QCFS ANN on DigitSaccades (:func:`convert_ann`), then store
-    the exit policy calibrated on the validation split (``[early_exit] max_accuracy_drop``)."""
-    import torch
-
-    from spikeflow.exit import calibrate
-    from spikeflow.exit.policy import ExitPolicy
-
-    data = saccade_split(recipe, root, progress)
-    bins = int(_setting(recipe, "data", "bins"))
-    graph, ann = convert_ann(_setting(recipe, "model", "convert"), _section(recipe, "model").get("options", {}), data["x_train"],
-                             data["y_train"], epochs=int(_setting(recipe, "train", "epochs")), lr=float(_setting(recipe, "train", "lr")),
-                             batch_size=int(_setting(recipe, "data", "batch_size")), seed=_seed(recipe), progress=progress)
-    with torch.no_grad():
-        ann_acc = float((ann(torch.as_tensor(data["x_test"]).float().mean(1)).argmax(1) == torch.as_tensor(data["y_test"])).float().mean())
-    drop = float(_section(recipe, "early_exit").get("max_accuracy_drop", EXIT_MAX_DROP))
-    calib = calibrate(graph, (direct_encoding(data["x_val"]), data["y_val"]), max_accuracy_drop=drop,
-                      policy=ExitPolicy(output="output", threshold=1.0, max_steps=bins), progress=progress)
-    calib.apply(graph)
-    graph.metadata["input"] = f"DigitSaccades frames [2, 34, 34] of {bins} bins, time-averaged, fed at every step"
-    levels = max(m.levels for m in ann.modules() if hasattr(m, "levels"))
-    return graph, {"ann_test_acc": ann_acc, "levels": levels, "val_accuracy": float(calib.accuracy),
-                   "val_mean_steps": float(calib.mean_steps)}
-
-
-def _train_converted(recipe, root, progress):
-    return train_converted(recipe, root, progress)
-
-
-TRAINERS: dict[str, Callable] = {
-    "digits-mlp": _train_digits, "saccade-cnn": _train_saccade, "egru-char-lm": _train_char_lm, "converted-exit": _train_converted,
-}
-
-
-def retrain(name: str, out_dir: str | Path | None = None, data_root: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Retrain ``name`` with its recipe, measure it, and write the sealed graph file.
+    The recipe runs through :func:`spikeflow.pipeline.run_pipeline` up to the stage that makes the
+    final graph (``train``; ``early_exit`` when the recipe calibrates an exit), in the recipe's
+    run folder with its cache; that graph is measured by :func:`evaluate`, given its figures in
+    ``metadata["pretrained"]``, saved, reloaded and measured again.
 
     Args:
         name: a shipped model name.
@@ -473,18 +246,26 @@ def retrain(name: str, out_dir: str | Path | None = None, data_root: str | Path 
             shipped file inside the package and its index entry (maintainers).
         data_root: DigitSaccades cache folder (default: the recipe's ``data.root``).
         progress: progress bars.
+        run_dir: the pipeline's run folder (default: the recipe's ``run.out``).
 
     Returns:
         The index entry of the new file (task, metrics, size, recipe, training seconds).
     """
     from spikeflow.io.hdf5 import load, save
+    from spikeflow.pipeline import load_pipeline, run_pipeline, stage_graph
 
     _check_name(name)
-    recipe = read_recipe(name)
-    root = Path(data_root if data_root is not None else _section(recipe, "data").get("root", "data"))
-    start = time.perf_counter()
-    graph, history = TRAINERS[name](recipe, root, progress)
-    seconds = round(time.perf_counter() - start, 1)
+    overrides: dict[str, dict[str, Any]] = {}
+    if data_root is not None:
+        overrides["data"] = {"root": str(data_root)}
+    if run_dir is not None:
+        overrides["run"] = {"out": str(run_dir)}
+    config = load_pipeline(recipe_path(name), overrides=overrides).config
+    last = "early_exit" if "early_exit" in config else "train"
+    run = run_pipeline(recipe_path(name), until=last, quiet=not progress, overrides=overrides)
+    graph = stage_graph(run, last)
+    seconds = round(sum(run["seconds"].get(s, 0.0) for s in ("train", "early_exit")), 1)
+    root = Path(config["data"]["root"])
     path = model_path(name) if out_dir is None else Path(out_dir) / f"{name}.h5"
     options = {}
     if name == "egru-char-lm":  # the test text this interpreter gives, shipped beside the graph
@@ -497,6 +278,9 @@ def retrain(name: str, out_dir: str | Path | None = None, data_root: str | Path 
             Path(tmp).write_text(options["text"], encoding="utf-8")
     metrics = evaluate(name, graph, root, progress, **options)
     recipe_name = f"spikeflow/models/recipes/{name}.toml"
+    history = {"train": run["results"]["train"]["history"]}
+    if last == "early_exit":
+        history["early_exit"] = {k: run["results"]["early_exit"][k] for k in ("chosen", "test", "full")}
     graph.metadata["pretrained"] = {"name": name, "task": TASKS[name], "metrics": metrics, "recipe": recipe_name,
                                     "history": _plain(history), "train_seconds": seconds}
     path.parent.mkdir(parents=True, exist_ok=True)

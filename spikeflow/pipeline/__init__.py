@@ -22,4 +22,11 @@ def run_pipeline(path, **options):
     return run(path, **options)
 
 
-__all__ = ["SCHEMA", "STAGES", "Pipeline", "PipelineError", "load_pipeline", "run_pipeline"]
+def stage_graph(result, stage):
+    """The graph a stage of a run stored; see :func:`spikeflow.pipeline.run.stage_graph`."""
+    from spikeflow.pipeline.run import stage_graph as graph
+
+    return graph(result, stage)
+
+
+__all__ = ["SCHEMA", "STAGES", "Pipeline", "PipelineError", "load_pipeline", "run_pipeline", "stage_graph"]

@@ -33,7 +33,7 @@ def _relative(p: Pipeline, value: str) -> Path:
 def _check_data(p: Pipeline) -> None:
     from spikeflow.datasets import DATASETS, dataset  # noqa: F401  (dataset: the registry's constructor)
 
-    from spikeflow.pipeline.zoo_stages import TEXT_DATASETS, ZOO_DATASETS
+    from spikeflow.pipeline.zoo_stages import RATE_CODED, TEXT_DATASETS, ZOO_DATASETS
 
     data = p.config["data"]
     task = p.config.get("train", {}).get("task")
@@ -41,6 +41,12 @@ def _check_data(p: Pipeline) -> None:
     if task is not None and next_char != (data["dataset"] in TEXT_DATASETS):
         raise p.error("train" if next_char else "data", "task" if next_char else "dataset",
                       f"task 'next-char' and a text dataset {list(TEXT_DATASETS)} go together")
+    if p.config.get("train", {}).get("fresh_spikes"):
+        if data["dataset"] not in RATE_CODED:
+            raise p.error("train", "fresh_spikes", f"needs a rate-coded dataset {list(RATE_CODED)} (its values are coded "
+                                                   f"afresh every epoch); {data['dataset']!r} is not one")
+        if p.config["model"]["convert"] is not None:
+            raise p.error("train", "fresh_spikes", "an ANN to convert trains on values, not spikes: drop the key")
     if data["dataset"] in ZOO_DATASETS:
         return
     if data["dataset"] not in DATASETS:

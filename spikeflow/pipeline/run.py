@@ -61,10 +61,8 @@ class Context:
         if self._frames is None:
             self._frames = read_arrays(self.entries["data"].path(st.DATA))
             if self.config["model"]["convert"] is not None:
-                from spikeflow.models.retrain import direct_encoding
-
                 for k in [k for k in self._frames if k.startswith("x_")]:
-                    self._frames[k] = direct_encoding(self._frames[k]).astype(np.float32)
+                    self._frames[k] = st.direct_encoding(self._frames[k]).astype(np.float32)
         return self._frames
 
     def graph(self, stage: str):
@@ -97,7 +95,7 @@ class Context:
 def _keys(ctx: Context) -> dict[str, Any]:
     """Every stage's cache key, from the file alone (no work)."""
     c = ctx.config
-    keys = {"data": stage_key("data", {**c["data"], "seed": ctx.seed}, [])}
+    keys = {"data": stage_key("data", {**c["data"], "seed": ctx.seed, "format": st.DATA_FORMAT}, [])}
     model_files = [c["model"][k] for k in ("graph", "nir") if c["model"][k] is not None]
     keys["model"] = stage_key("model", {**c["model"], "seed": ctx.seed}, [keys["data"]], model_files)
     if "train" in c:
@@ -145,7 +143,8 @@ def _run_stage(ctx: Context, stage: str, force: bool, allow_compute: bool) -> No
         check_graph_fits(ctx.pipeline, ctx.graph("model"))
 
 
-def run_pipeline(path: str | Path, *, from_stage: str | None = None, only: str | None = None, quiet: bool = False) -> dict[str, Any]:
+def run_pipeline(path: str | Path, *, from_stage: str | None = None, only: str | None = None, until: str | None = None,
+                 quiet: bool = False, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Check the pipeline file, then run its stages in order, reusing cached results.
 
     Args:
@@ -153,27 +152,36 @@ def run_pipeline(path: str | Path, *, from_stage: str | None = None, only: str |
         from_stage: rerun this stage and every later one (earlier ones come from the cache, or run
             when they have no cached result).
         only: rerun only this stage; the stages before it must be cached; later ones do not run.
+        until: stop after this stage (later stages do not run, e.g. ``until="train"`` to get a
+            trained graph without evaluating it).
         quiet: no progress bars and no stage lines.
+        overrides: ``{table: {key: value}}`` replacing the file's values (:func:`load_pipeline`).
 
     Returns:
-        ``{"out", "report" (path or None), "seconds", "cached", "executed", "results"}``.
+        ``{"out", "report" (path or None), "seconds", "cached", "executed", "results", "folders"}``;
+        ``folders[stage]`` is the stage's cache entry (``graph.h5`` of model, train and
+        early_exit: :func:`stage_graph`).
 
     Raises:
         PipelineError: a bad file (before any work), or ``--only`` without cached inputs.
     """
-    for option, value in (("--from", from_stage), ("--only", only)):
+    for option, value in (("--from", from_stage), ("--only", only), ("until", until)):
         if value is not None and value not in STAGES:
             raise PipelineError(f"{option}: unknown stage {value!r}; stages: {list(STAGES)}")
     if from_stage is not None and only is not None:
         raise PipelineError("give at most one of --from and --only")
-    pipeline = load_pipeline(path)
+    if until is not None and only is not None:
+        raise PipelineError("give at most one of --only and until")
+    pipeline = load_pipeline(path, overrides=overrides)
     ctx = Context(pipeline, progress=not quiet)
     ctx.keys = _keys(ctx)
     order = [s for s in STAGES if s in ctx.keys]
-    for wanted in (from_stage, only):
+    for wanted in (from_stage, only, until):
         if wanted is not None and wanted not in order:
             raise PipelineError(f"stage {wanted!r} is not in {path} (its stages: {order})")
     start = time.perf_counter()
+    if until is not None:
+        order = order[: order.index(until) + 1]
     try:
         for stage in order:
             if only is not None:
@@ -191,5 +199,15 @@ def run_pipeline(path: str | Path, *, from_stage: str | None = None, only: str |
                "cached": ctx.cached, "executed": ctx.executed, "report": report,
                "results": {k: v for k, v in ctx.results.items() if k != "report"}}
     write_json(ctx.out / "run.json", summary)
+    folders = {k: [e.folder for e in v] if isinstance(v, list) else v.folder for k, v in ctx.entries.items()}
     return {"out": ctx.out, "report": report, "seconds": ctx.seconds, "total_seconds": total, "cached": ctx.cached,
-            "executed": ctx.executed, "results": ctx.results}
+            "executed": ctx.executed, "results": ctx.results, "folders": folders}
+
+
+def stage_graph(result: dict[str, Any], stage: str):
+    """The graph a stage of a :func:`run_pipeline` result stored (model, train or early_exit)."""
+    import spikeflow as sf
+
+    if stage not in ("model", "train", "early_exit") or stage not in result["folders"]:
+        raise PipelineError(f"stage {stage!r} stored no graph in this run (stages run: {sorted(result['folders'])})")
+    return sf.load(Path(result["folders"][stage]) / st.GRAPH)

@@ -67,6 +67,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "strategy": Key(STR, _choice("full", "bptt", "tbptt", "ottt", *STRATEGY_ALIASES), "full"),
         "tbptt": Key(INT, _min(0), 0), "chunk": Key(INT, _min(0), 0), "task": Key(STR, _choice(*TASKS), "classify"),
         "max_rate": Key(FLOAT, _min(0), 0.0), "rate_weight": Key(FLOAT, _min(0), 30.0),
+        "fresh_spikes": Key(BOOL, default=False),
     },
     "evaluate": {
         "backends": Key(LIST, default=["torch", "numba-event"]), "samples": Key(INT, _min(1), 200),
@@ -148,13 +149,15 @@ def _error(path: Path, text: str, table: str, key: str | None, problem: str, ind
     return PipelineError(f"{at}: {_where(table, key, index)}: {problem}")
 
 
-def load_pipeline(path: str | Path, *, check_resources: bool = True) -> Pipeline:
+def load_pipeline(path: str | Path, *, check_resources: bool = True, overrides: dict[str, dict[str, Any]] | None = None) -> Pipeline:
     """Read and check a pipeline file; return it with defaults filled in.
 
     Args:
         path: the TOML file.
         check_resources: also check what the file points at (dataset names and roots, model
             sources and files, backends, export targets and options), still before any work.
+        overrides: ``{table: {key: value}}`` replacing the file's values before the checks (checked
+            like them), e.g. ``{"data": {"root": "/data"}, "run": {"out": "/tmp/run"}}``.
 
     Raises:
         PipelineError: naming the key and line of the first problem.
@@ -168,6 +171,10 @@ def load_pipeline(path: str | Path, *, check_resources: bool = True) -> Pipeline
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise PipelineError(f"{path}: not valid TOML: {err}") from None
+    for table, values in (overrides or {}).items():
+        if table == "export" or not isinstance(raw.get(table, {}), dict):
+            raise PipelineError(f"{path}: overrides: cannot override [{table}]")
+        raw[table] = {**raw.get(table, {}), **values}
     config = _check_types(path, text, raw)
     pipeline = Pipeline(path, text, config)
     if check_resources:

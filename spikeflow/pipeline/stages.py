@@ -21,6 +21,7 @@ GRAPH = "graph.h5"
 DATA = "frames.npz"
 EXAMPLES = "examples.npz"
 RECORD = "record.npz"
+DATA_FORMAT = 2  # of the data stage's entry, part of its key (2: rate-coded sets also keep their values, v_*)
 ROBUSTNESS_SAMPLES = 100  # test samples run through each export's own executor
 RECORD_BACKEND = "numba-event"  # records spikes and membrane traces of any node
 
@@ -29,6 +30,12 @@ def predict(output: np.ndarray, readout: str = "max") -> np.ndarray:
     """Classes from ``[T, B, C]`` outputs: the largest value over time (``"max"``, the LI readout's
     score) or the largest sum over time (``"sum"``, a converted network's rate code)."""
     return (output.sum(0) if readout == "sum" else output.max(0)).argmax(-1)
+
+
+def direct_encoding(x: np.ndarray) -> np.ndarray:
+    """``[N, T, ...]`` frames -> their time average fed unchanged at every step (a converted
+    network's input, as in QCFS conversion), float64."""
+    return np.repeat(x.astype(np.float64).mean(1, keepdims=True), x.shape[1], axis=1)
 
 
 def time_major(x: np.ndarray) -> np.ndarray:
@@ -191,8 +198,15 @@ def run_train(ctx, entry: Entry) -> dict[str, Any]:
         return train_next_char(ctx, entry)
     data = ctx.frames()
     graph = ctx.graph("model")
-    x_train = shape_for(graph, data["x_train"], "[train]")
-    x_val = shape_for(graph, data["x_val"], "[train]")
+    encoder = None
+    if cfg["fresh_spikes"]:  # the values the data stage coded, coded afresh every epoch by the trainer's generator
+        from spikeflow.pipeline.zoo_stages import rate_encoder
+
+        encoder = rate_encoder(ctx.config["data"])
+        x_train, x_val = data["v_train"], data["v_val"]
+    else:
+        x_train = shape_for(graph, data["x_train"], "[train]")
+        x_val = shape_for(graph, data["x_val"], "[train]")
     net = sf.to_torch(graph, dtype=torch.float32)  # float32 trains several times faster and loses nothing here
     spiking = tuple(k for k, v in graph.flatten().nodes.items() if v.spiking)
     # fewer spikes mean fewer synaptic events on the event-driven simulators and the hardware
@@ -204,7 +218,7 @@ def run_train(ctx, entry: Entry) -> dict[str, Any]:
             long.update(strategy=None, chunk=None, tbptt=cfg["tbptt"])
     torch.manual_seed(ctx.seed)
     trainer = Trainer(net, loss="membrane_max_ce", lr=cfg["lr"], epochs=cfg["epochs"], batch_size=ctx.config["data"]["batch_size"],
-                      seed=ctx.seed, progress=ctx.progress, regularizers=regularizers, **long)
+                      seed=ctx.seed, progress=ctx.progress, regularizers=regularizers, encoder=encoder, **long)
     history = trainer.fit((x_train, data["y_train"]), (x_val, data["y_val"]) if len(data["y_val"]) else None)
     sf.save(sf.to_graph(net), entry.path(GRAPH))
     return _finish_train(ctx, entry, history, cfg["strategy"])

@@ -1,10 +1,11 @@
 """What the pretrained models' recipes need from a pipeline beyond event classification (docs/models.md):
 
 * data: ``dataset = "sklearn-digits"`` (scikit-learn's 8x8 digits, Bernoulli rate-coded into
-  ``bins`` steps) and ``dataset = "pydoc-topics"`` (CPython's reference-manual text, for the
+  ``bins`` steps; with ``[train] fresh_spikes`` the train stage draws new spikes every epoch)
+  and ``dataset = "pydoc-topics"`` (CPython's reference-manual text, for the
   char-LM); neither needs a ``root``;
 * train and evaluate with ``task = "next-char"``: the EGRU char-LM trained by truncated BPTT
-  (:func:`spikeflow.models.retrain.fit_char_lm`) and measured in bits per character and
+  (:func:`fit_char_lm`) and measured in bits per character and
   next-character accuracy on every backend.
 
 The stages in :mod:`spikeflow.pipeline.stages` hand over to these functions; their results have the
@@ -21,6 +22,9 @@ import numpy as np
 
 ZOO_DATASETS = ("sklearn-digits", "pydoc-topics")
 TEXT_DATASETS = ("pydoc-topics",)
+RATE_CODED = ("sklearn-digits",)  # their data stage also keeps the coded values (``v_*``), for [train] fresh_spikes
+# char-LM training settings the schema has no key for (those of examples/egru_language_model.py)
+LM_SETTINGS = {"zoneout": 0.1, "act_rate": 5.0, "target_rate": 0.2, "act_warmup": 0.2, "clip": 1.0}
 
 
 # ------------------------------------------------------------------------------------ data
@@ -31,22 +35,23 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
 
     ``sklearn-digits``: ``x_*`` spike frames ``[N, bins, 64]`` (train, validation and test spikes
     drawn once, seeded ``seed``, ``seed + 1``, ``seed + 10``; the last is the pretrained model's test
-    input). ``pydoc-topics``: ``x_*`` and ``y_*`` are the character ids of each part; ``classes``
+    input), and ``v_*`` the values they code ``[N, 64]`` (:func:`rate_encoder`). ``pydoc-topics``: ``x_*`` and ``y_*`` are the character ids of each part; ``classes``
     is the vocabulary.
     """
     if cfg["dataset"] == "sklearn-digits":
         import torch
 
-        from spikeflow.demo import _encoder, digits_split
+        from spikeflow.demo import digits_split
 
         data = digits_split(seed)
-        encode = _encoder(cfg["bins"])
+        encode = rate_encoder(cfg)
         splits = {}
         for part, offset in (("train", 0), ("val", 1), ("test", 10)):
             limit = cfg["test_limit"] if part == "test" else cfg["train_limit"]
             x, y = data[f"x_{part}"], data[f"y_{part}"]
             x, y = (x[:limit], y[:limit]) if limit else (x, y)
             spikes = encode(torch.as_tensor(x), torch.Generator().manual_seed(seed + offset))
+            splits[f"v_{part}"] = np.ascontiguousarray(x, dtype=np.float32)
             splits[f"x_{part}"] = np.ascontiguousarray(np.swapaxes(spikes.numpy(), 0, 1), dtype=np.float32)
             splits[f"y_{part}"] = np.asarray(y, dtype=np.int64)
         info = {"sensor_size": [8, 8, 1], "classes": [str(c) for c in range(10)]}
@@ -67,13 +72,20 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
     return splits, info, []
 
 
+def rate_encoder(cfg: dict[str, Any]):
+    """The encoder of a :data:`RATE_CODED` dataset: ``encoder(values, generator) -> [bins, B, ...]``
+    spikes (Bernoulli, :class:`spikeflow.train.RateEncoder`), as the data stage draws them."""
+    from spikeflow.train import RateEncoder
+
+    return RateEncoder(cfg["bins"])
+
+
 # ------------------------------------------------------------------------------- next-char
 
 
 def train_next_char(ctx, entry) -> dict[str, Any]:
     """The train stage for ``task = "next-char"``: the model's char-LM graph trained on the text."""
     import spikeflow as sf
-    from spikeflow.models.retrain import fit_char_lm
     from spikeflow.pipeline.stages import GRAPH
 
     cfg = ctx.config["train"]
@@ -91,6 +103,96 @@ def train_next_char(ctx, entry) -> dict[str, Any]:
     for epoch, (train_bpc, val_bpc) in enumerate(zip(history["train_bpc"], history["val_bpc"])):
         ctx.log("train", epoch + 1, {"train_bpc": train_bpc, "val_bpc": val_bpc})
     return result
+
+
+def fit_char_lm(init, vocabulary: str, train_ids: np.ndarray, val_ids: np.ndarray, *, seq: int, batch: int, epochs: int,
+                lr: float, seed: int = 0, progress: bool = True):
+    """Train a char-LM graph (``embed`` -> ``egru`` -> ``readout``, as :func:`spikeflow.models.egru_char_lm`)
+    for next-character prediction; keep the epoch with the best validation bits per character.
+
+    Truncated BPTT over chunks of ``seq`` characters of ``batch`` parallel streams (the state is
+    carried between chunks), Adam with a one-cycle schedule peaking at ``lr``, gradient clipping,
+    zoneout and an event-rate regulariser ramped in (:data:`LM_SETTINGS`).
+
+    Returns:
+        ``(graph, history)`` with ``history = {"train_bpc", "val_bpc", "kept_epoch"}``.
+    """
+    import torch
+    from torch import nn
+    from tqdm.auto import tqdm
+
+    from spikeflow.datasets.text import char_streams
+    from spikeflow.ir import nodes
+    from spikeflow.ir.graph import Graph
+    from spikeflow.torch.egru import egru_from_node
+
+    class CharNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(len(vocabulary), init.nodes["embed"].weight.shape[0])
+            self.rnn = egru_from_node(init.nodes["egru"], dtype=torch.float32, zoneout=LM_SETTINGS["zoneout"])
+            self.readout = nn.Linear(init.nodes["readout"].weight.shape[1], len(vocabulary))
+            with torch.no_grad():
+                self.embed.weight.copy_(torch.from_numpy(init.nodes["embed"].weight.T))
+                self.readout.weight.copy_(torch.from_numpy(init.nodes["readout"].weight))
+                self.readout.bias.copy_(torch.from_numpy(init.nodes["readout"].bias))
+
+        def forward(self, x, state=None):
+            h, state = self.rnn(self.embed(x), state)
+            return self.readout(h), state
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CharNet()
+        train = torch.from_numpy(char_streams(train_ids, batch))
+        val = torch.from_numpy(char_streams(val_ids, min(16, max(1, len(val_ids) // 2))))
+        per_epoch = max(1, (len(train) - 1) // seq)
+        total = epochs * per_epoch
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 2), pct_start=0.1)
+        history: dict[str, Any] = {"train_bpc": [], "val_bpc": []}
+        best, best_state, step = math.inf, None, 0
+        for epoch in range(epochs):
+            model.train()
+            state, losses = None, []
+            for i in tqdm(range(per_epoch), desc=f"char-LM: epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
+                chunk = train[i * seq : (i + 1) * seq + 1]
+                state = None if state is None else type(state)(*(s.detach() for s in state))
+                logits, state = model(chunk[:-1], state)
+                loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[1:].reshape(-1))
+                ramp = min(1.0, step / (LM_SETTINGS["act_warmup"] * total))
+                reg = model.rnn.activity_loss(rate=LM_SETTINGS["act_rate"], target_rate=LM_SETTINGS["target_rate"])
+                opt.zero_grad()
+                (loss + ramp * reg).backward()
+                nn.utils.clip_grad_norm_(model.parameters(), LM_SETTINGS["clip"])
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(loss.item() / math.log(2))
+            model.eval()
+            with torch.no_grad():
+                logits, _ = model(val[:-1])
+                bpc = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), val[1:].reshape(-1)).item() / math.log(2)
+            history["train_bpc"].append(float(np.mean(losses)))
+            history["val_bpc"].append(bpc)
+            if progress:
+                tqdm.write(f"char-LM epoch {epoch + 1}/{epochs}: train bpc {history['train_bpc'][-1]:.3f}, val bpc {bpc:.3f}")
+            if bpc < best:
+                best, best_state = bpc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    (egru,) = model.rnn.to_nodes()
+    layers = {
+        "input": nodes.Input(shape=(len(vocabulary),)),
+        "embed": nodes.Linear(weight=model.embed.weight.detach().double().numpy().T.copy()),
+        "egru": egru,
+        "readout": nodes.Affine(weight=model.readout.weight.detach().double().numpy(), bias=model.readout.bias.detach().double().numpy()),
+        "output": nodes.Output(shape=(len(vocabulary),)),
+    }
+    names = list(layers)
+    graph = Graph(layers, list(zip(names, names[1:])), dt=init.dt, metadata={**init.metadata, "vocabulary": vocabulary}).validate()
+    history["kept_epoch"] = int(np.argmin(history["val_bpc"])) + 1 if history["val_bpc"] else 0
+    return graph, history
 
 
 def evaluate_next_char(ctx, entry) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from spikeflow.errors import FormatError, GraphError, SpikeflowError
 from spikeflow.models import PRETRAINED, pretrained, pretrained_info, pretrained_names
 from spikeflow.models import ann as ann_module
 from spikeflow.models import charlm
-from spikeflow.models.pretrained import PRETRAINED_DIR, pretrained_index
+from spikeflow.models.pretrained import PRETRAINED_DIR, pretrained_index, recipe_path
 from spikeflow.models.retrain import char_lm_metrics, evaluate, shipped_test_text
 
 # the module, not the function of the same name that spikeflow.models exports
@@ -203,8 +203,34 @@ def test_retrain_writes_a_measured_file_and_leaves_the_shipped_one(tmp_path, cap
     graph = sf.load(tmp_path / "digits-mlp.h5")
     stamp = graph.metadata["pretrained"]
     assert stamp["name"] == "digits-mlp" and stamp["metrics"] == evaluate("digits-mlp", graph)
-    assert stamp["metrics"]["accuracy"] > 0.9 and len(stamp["history"]["val_acc"]) == 15  # the recipe's 15 epochs
+    assert stamp["metrics"]["accuracy"] > 0.9 and len(stamp["history"]["train"]["val_acc"]) == 15  # the recipe's 15 epochs
     assert (PRETRAINED_DIR / "digits-mlp.h5").read_bytes() == shipped and (PRETRAINED_DIR / "index.json").read_text() == index
+
+
+def test_retrain_runs_the_recipe_through_the_pipeline_stages(tmp_path, monkeypatch):
+    """One route: ``retrain`` runs the recipe with ``spikeflow.pipeline.run_pipeline`` up to its
+    train stage (no evaluate, no report), and the file it writes holds exactly the weights the
+    train stage cached, measured by ``evaluate``. A small recipe (200 digits, 1 epoch) keeps it fast."""
+    from spikeflow.models import retrain as retrain_module
+    from spikeflow.pipeline import run_pipeline, stage_graph
+
+    small = tmp_path / "digits-mlp.toml"
+    text = recipe_path("digits-mlp").read_text().replace("epochs = 15", "epochs = 1")
+    small.write_text(text.replace("batch_size = 32", "batch_size = 32\ntrain_limit = 200"))
+    monkeypatch.setattr(retrain_module, "recipe_path", lambda name: small)
+    entry = retrain_module.retrain("digits-mlp", out_dir=tmp_path / "models", progress=False, run_dir=tmp_path / "run")
+    cache = tmp_path / "run" / "cache"
+    assert sorted(p.name for p in cache.iterdir()) == ["data", "model", "train"]
+    graph = sf.load(tmp_path / "models" / "digits-mlp.h5")
+    again = run_pipeline(small, until="train", quiet=True, overrides={"run": {"out": str(tmp_path / "run")}})
+    assert again["executed"] == []  # the same run folder and cache: nothing retrained
+    trained = stage_graph(again, "train")
+    for name, node in trained.nodes.items():
+        if hasattr(node, "weight"):
+            np.testing.assert_array_equal(graph.nodes[name].weight, node.weight)
+    stamp = graph.metadata["pretrained"]
+    assert stamp["metrics"] == entry["metrics"] == evaluate("digits-mlp", graph)
+    assert len(stamp["history"]["train"]["loss"]) == 1 and stamp["metrics"]["n"] == 360
 
 
 def test_broken_recipe_and_missing_evaluation_inputs_raise_clear_errors(tmp_path, monkeypatch):

@@ -117,3 +117,34 @@ def test_a_pipeline_evaluates_the_shipped_char_lm_to_its_stored_figure(tmp_path)
             assert backend["accuracy"] == stored["accuracy"]
         else:
             assert abs(backend["bits_per_char"] - stored["bits_per_char"]) < 0.5
+
+
+def test_fresh_spikes_train_as_the_demo_does_and_differ_from_spikes_drawn_once(tmp_path):
+    """``[train] fresh_spikes``: the train stage codes the digits afresh every epoch with the
+    trainer's seeded generator, which is what ``spikeflow.demo.train_digits`` (the reference) does:
+    the same weights to the bit. Without it, the spikes drawn once by the data stage train another
+    network."""
+    import numpy as np
+
+    from spikeflow.demo import train_digits
+    from spikeflow.pipeline import stage_graph
+
+    path = tmp_path / "digits-mlp.toml"
+    path.write_text(override(recipe_path("digits-mlp").read_text(), {("train", "epochs"): 1, ("run", "out"): str(tmp_path / "run")}))
+    fresh = stage_graph(run_pipeline(path, until="train", quiet=True), "train")
+    reference = train_digits(tmp_path / "demo", epochs=1, progress=False)["graph"]
+    once = stage_graph(run_pipeline(path, until="train", quiet=True, overrides={"train": {"fresh_spikes": False}}), "train")
+    for name, node in reference.nodes.items():
+        if hasattr(node, "weight"):
+            np.testing.assert_array_equal(fresh.nodes[name].weight, node.weight)
+            assert not np.array_equal(once.nodes[name].weight, node.weight)
+
+
+def test_fresh_spikes_need_a_rate_coded_dataset(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(recipe_path("saccade-cnn").read_text().replace("[train]\n", "[train]\nfresh_spikes = true\n"))
+    with pytest.raises(PipelineError, match=r"\[train\] fresh_spikes: needs a rate-coded dataset \['sklearn-digits'\]"):
+        load_pipeline(path)
+    path.write_text(recipe_path("digits-mlp").read_text().replace('zoo = "digits-mlp"', 'convert = "qcfs-mlp"'))
+    with pytest.raises(PipelineError, match=r"\[train\] fresh_spikes: an ANN to convert trains on values"):
+        load_pipeline(path)
