@@ -433,10 +433,16 @@ def _previous(v_post: torch.Tensor, first: torch.Tensor | None = None) -> torch.
     return torch.cat([head, v_post[:-1]])
 
 
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A zero-filled CPU kernel buffer, allocated by NumPy: torch would fill it in a parallel region
+    whose thread wake-up costs more than the fill for these small [B, N] arrays."""
+    return torch.from_numpy(np.zeros(shape, dtype=np.float32 if dtype == torch.float32 else np.float64))
+
+
 def _state_rows(state: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     """A fresh ``[B, N]`` state array for a kernel to update in place (zeros when None)."""
     if state is None:
-        return torch.zeros(x.shape[1:], dtype=x.dtype)
+        return _zeros(tuple(x.shape[1:]), x.dtype)
     return state.detach().to(x.dtype).contiguous().clone()
 
 
@@ -465,13 +471,14 @@ class _LeakyScan(torch.autograd.Function):
         u = _scratch(x, keep)
         v = _state_rows(v0, x)
         loop = d is not None
-        r = _state_rows(r0, x) if loop else torch.zeros((B, 0), dtype=x.dtype)  # [B, 0]: never read
+        r = _state_rows(r0, x) if loop else _zeros((B, 0), x.dtype)  # [B, 0]: never read
         k.leaky_forward(
             x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), v.numpy(),
             loop, _np(d, n, x.dtype), r.numpy(),
         )
         ctx.dyn, ctx.temporal, ctx.loop = dyn, _TEMPORAL[0], loop
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a zero tensor
         ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0, d, r0, out if loop else None)
         return out, v
 
@@ -483,9 +490,9 @@ class _LeakyScan(torch.autograd.Function):
         T, B, n = x.shape
         need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr, v0, d, r0
         loop = ctx.loop and ctx.temporal  # the loop carries gradient back in time, like the state
-        g_out = g_out.contiguous()
+        g_out = torch.zeros_like(x) if g_out is None else g_out.contiguous()
         g_u = torch.empty_like(g_out)
-        g_th = torch.zeros((B, n), dtype=x.dtype)
+        g_th = _zeros((B, n), x.dtype)
         th_np = _np(th, n, x.dtype)
         sg = _surrogate_args(dyn, u, th_np)
         coef_grads = need[2] or need[3] or need[4]
@@ -495,7 +502,7 @@ class _LeakyScan(torch.autograd.Function):
         # Without temporal gradients the state carries nothing back: a decay of zero in backward.
         a_back = _np(a, n, x.dtype, 1.0) if ctx.temporal else _np(None, n, x.dtype)
         want_d = ctx.loop and need[8]
-        g_d_rows = torch.zeros((B, n if want_d else 0), dtype=x.dtype)
+        g_d_rows = _zeros((B, n if want_d else 0), x.dtype)
         k.leaky_backward(
             g_out.numpy(), u.numpy(), *sg, a_back, th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(),
@@ -539,6 +546,7 @@ class _CubaScan(torch.autograd.Function):
             v_end.numpy(), i_end.numpy(),
         )
         ctx.dyn, ctx.temporal = dyn, _TEMPORAL[0]
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a zero tensor
         ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0)
         return out, v_end, i_end
 
@@ -549,10 +557,10 @@ class _CubaScan(torch.autograd.Function):
         x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0 = ctx.saved_tensors
         T, B, n = x.shape
         need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0
-        g_out = g_out.contiguous()
+        g_out = torch.zeros_like(x) if g_out is None else g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_i = torch.empty_like(g_out)
-        g_th = torch.zeros((B, n), dtype=x.dtype)
+        g_th = _zeros((B, n), x.dtype)
         th_np = _np(th, n, x.dtype)
         sg = _surrogate_args(dyn, u, th_np)
         syn_grads = need[2] or need[3]

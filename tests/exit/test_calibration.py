@@ -290,7 +290,9 @@ def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
     g = sf.Graph.sequential(n.Input(shape=(6,)), n.Linear(weight=rng.normal(0.3, 1.0, (12, 6))), n.LIF(tau=0.01, v_threshold=0.5),
                             n.Affine(weight=rng.normal(0, 1, (4, 12)), bias=rng.normal(0, 0.1, 4)), dt=1e-3)
     x = rng.uniform(0, 1, (14, 31, 6))
-    y = sf.to_torch(g, dtype=torch.float64)(torch.as_tensor(x)).detach().numpy()
+    net = sf.to_torch(g, dtype=torch.float64)
+    net.sparse_limit = 1.0  # one product for every chunk, as exactness needs (docs/early_exit.md)
+    y = net(torch.as_tensor(x)).detach().numpy()
     base = ExitPolicy(g.outputs[0], 1.0, decay=0.8, temperature=0.7, min_steps=2)
     pol = base.with_threshold(float(np.quantile(ee.decode(y, base)[0], 0.5)))
     offline = ee.evaluate_outputs(y, np.zeros(31, dtype=np.int64), pol)
@@ -302,7 +304,7 @@ def test_torch_runner_chunked_decode_matches_stepwise_with_decay():
         scores[hit] = acc[hit]
     assert 2 < len(set(offline["exit_steps"].tolist()))
     for kw in ({}, {"chunk": 5}, {"chunk": 1}):
-        res = TorchExitRunner(g, policy=pol, **kw).run(x)
+        res = TorchExitRunner(net, policy=pol, **kw).run(x)
         np.testing.assert_array_equal(res.exit_steps, offline["exit_steps"])
         np.testing.assert_array_equal(res.predictions, offline["predictions"])
         np.testing.assert_array_equal(res.scores, scores)
