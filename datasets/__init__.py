@@ -52,6 +52,7 @@ _LAZY = {
 # and has a sensor_size (W, H, P); ``spikeflow train --dataset NAME`` takes its choices from here
 DATASETS = {
     "digit-saccades": "DigitSaccades",
+    "spoken-digits": "SpokenDigits",
     "nmnist": "NMNIST",
     "dvs-gesture": "DVSGesture",
     "shd": "SHD",

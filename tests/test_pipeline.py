@@ -440,3 +440,17 @@ def test_cache_entries_check_every_file(tmp_path):
     entry.path("a.npz").write_bytes(b"abd")
     assert Entry(tmp_path, "data", "k" * 64).load() is None and not entry.folder.exists()
     assert file_digest(tmp_path) == file_digest(tmp_path)
+
+
+def test_spoken_digits_run_through_the_pipeline(tmp_path):
+    """The second generated set: spoken digits (espeak-ng + cochlea) on a 1-D sensor, 64 channels."""
+    path = tiny(tmp_path, data_root=tmp_path / "spoken")
+    text = path.read_text().replace('dataset = "digit-saccades"', 'dataset = "spoken-digits"').replace("bins = 4", "bins = 10")
+    path.write_text(text.split("[[export]]")[0] + "[report]\nenabled = false\n")
+    result = run_pipeline(path, quiet=True)
+    assert result["executed"] == ["data", "model", "train", "evaluate", "early_exit"]
+    data = result["results"]["data"]
+    assert data["dataset"] == "spoken-digits" and tuple(data["sensor_size"]) == (64, 1, 1)
+    assert data["n_train"] + data["n_val"] == 40 and data["n_test"] == 12
+    backends = result["results"]["evaluate"]["backends"]
+    assert abs(backends["torch"]["accuracy"] - backends["numba-event"]["accuracy"]) <= 1 / 12  # float32 vs float64: one sample at most

@@ -81,7 +81,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 """Table -> key -> :class:`Key`. ``[[export]]`` is an array of tables; the rest are tables."""
 
-GENERATED_DATASETS = ("digit-saccades",)  # made by spikeflow in ``root``; every other dataset reads files there
+GENERATED_DATASETS = ("digit-saccades", "spoken-digits")  # made by spikeflow in ``root``; every other dataset reads files there
 
 
 # --------------------------------------------------------------------------- line numbers
