@@ -50,6 +50,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k
 PROBE_CHUNKS = (16, 48)
 PROBE_LENGTHS = (192, 768)
 FULL_PROBE_LENGTHS = (128, 512)
+PROBE_REPEATS = 3
 CHUNK_CANDIDATES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
@@ -247,10 +248,15 @@ def _probe_main(path: str, strategy: str, batch: int, density: float, dtype: str
     loss = lambda y: (y.sum(0) ** 2).mean()  # noqa: E731  # any loss on all outputs: the same buffers as cross-entropy
 
     def step(T, chunk):
+        # the median of PROBE_REPEATS steps: a single resident-set peak of a few MB is noisy, and the
+        # fit extrapolates it to long sequences
         x = (torch.rand((T, batch) + shape, generator=gen) < density).to(getattr(torch, dtype))
-        net.zero_grad(set_to_none=True)
-        peak, seconds, _ = peak_rss_above(lambda: train_step(net, x, loss, strategy=strategy, chunk=chunk))
-        return peak, seconds
+        runs = []
+        for _ in range(PROBE_REPEATS):
+            net.zero_grad(set_to_none=True)
+            runs.append(peak_rss_above(lambda: train_step(net, x, loss, strategy=strategy, chunk=chunk))[:2])
+        peaks, seconds = zip(*runs)
+        return float(np.median(peaks)), float(np.median(seconds))
 
     with torch.no_grad():
         S = state_bytes(net.initial_state(batch))

@@ -130,7 +130,7 @@ _MEASURE = textwrap.dedent("""
     torch.set_num_threads(1)
     net = sf.to_torch(sf.load(sys.argv[1]))
     strategy, T = sys.argv[2], int(sys.argv[3])
-    x = (torch.rand(T, 16, 300, generator=torch.Generator().manual_seed(0)) < 0.05).float()
+    x = (torch.rand(T, 64, 300, generator=torch.Generator().manual_seed(0)) < 0.05).float()
     loss = lambda y: (y.sum(0) ** 2).mean()
     train_step(net, x[:100], loss, strategy=strategy, chunk=64)
     net.zero_grad(set_to_none=True)
@@ -146,7 +146,7 @@ def test_prediction_is_close_to_the_measured_peak(tmp_path, strategy):
     g = _graph(n_in=300, hidden=256, n_out=10)
     sf.save(g, tmp_path / "g.h5")
     T = 2500
-    predicted = plan(g, T=T, batch=16, strategy=strategy, chunk=64, threads=1).peak_bytes
+    predicted = plan(g, T=T, batch=64, strategy=strategy, chunk=64, threads=1).peak_bytes
     out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "g.h5"), strategy, str(T)], env=measure_env(),
                          capture_output=True, text=True, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
