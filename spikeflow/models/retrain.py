@@ -38,7 +38,7 @@ import numpy as np
 
 from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, FormatError
-from spikeflow.pipeline.stages import direct_encoding
+from spikeflow.pipeline.stages import direct_encoding, predict
 from spikeflow.models.pretrained import (
     INDEX_FORMAT, INDEX_PATH, INDEX_VERSION, PRETRAINED, PRETRAINED_DIR, _check_name, model_path, recipe_path,
 )
@@ -122,7 +122,8 @@ def shipped_test_text() -> str:
 
 
 def _predict_max_membrane(graph, x_tn: np.ndarray) -> np.ndarray:
-    """Predicted classes of ``x [T, N, ...]``: the output's maximum over time, float64, in batches."""
+    """Predicted classes of ``x [T, N, ...]`` by the pipeline's readout rule (the output's maximum
+    over time), float64, in batches."""
     import torch
 
     from spikeflow.torch.lowering import to_torch
@@ -132,7 +133,7 @@ def _predict_max_membrane(graph, x_tn: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         for start in range(0, x_tn.shape[1], EVAL_BATCH):
             xb = torch.from_numpy(np.ascontiguousarray(x_tn[:, start : start + EVAL_BATCH], dtype=np.float64))
-            preds.append(net(xb).amax(0).argmax(-1).numpy())
+            preds.append(predict(net(xb).numpy()))
     return np.concatenate(preds)
 
 
