@@ -238,6 +238,30 @@ def test_a_changed_graph_file_invalidates_the_model_stage(tmp_path, data_root):
     assert run_pipeline(path, quiet=True)["executed"][:2] == ["model", "train"]
 
 
+def test_a_changed_pretrained_file_invalidates_the_model_stage(tmp_path, data_root, monkeypatch):
+    """The model stage's key follows the content of the file a pretrained name resolves to (here a
+    copy of the zoo in a temporary folder), not the name and the spikeflow version."""
+    import importlib
+    import shutil
+
+    zoo_module = importlib.import_module("spikeflow.models.pretrained")
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(zoo_module.PRETRAINED_DIR / "saccade-cnn.h5", zoo)
+    monkeypatch.setattr(zoo_module, "PRETRAINED_DIR", zoo)
+    path = tiny(tmp_path, data_root=data_root, model='pretrained = "saccade-cnn"')
+    text = path.read_text().replace("[model.options]\nhidden = 16\n", "").replace("bins = 4", "bins = 8")
+    path.write_text(text.replace('record = ["lif2"]', 'record = ["lif1"]').split("[[export]]")[0])
+    assert run_pipeline(path, quiet=True, until="model")["executed"] == ["data", "model"]
+    assert run_pipeline(path, quiet=True, until="model")["executed"] == []
+    graph = sf.models.pretrained("saccade-cnn")
+    graph.nodes["fc"].weight = graph.nodes["fc"].weight * 0.5  # a retrained file: same name, other weights
+    sf.save(graph, zoo / "saccade-cnn.h5")
+    again = run_pipeline(path, quiet=True, until="model")
+    assert again["executed"] == ["model"]
+    assert np.array_equal(sf.load(Path(again["folders"]["model"]) / "graph.h5").nodes["fc"].weight, graph.nodes["fc"].weight)
+
+
 def test_metrics_go_to_csv_jsonl_and_tensorboard(first):
     logs = Path(first[1]["out"]) / "logs"
     rows = [json.loads(line) for line in (logs / "metrics.jsonl").read_text().splitlines()]

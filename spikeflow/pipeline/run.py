@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from spikeflow.pipeline import stages as st
-from spikeflow.pipeline.cache import Entry, read_arrays, stage_key, write_json
+from spikeflow.pipeline.cache import Entry, file_digest, read_arrays, stage_key, write_json
 from spikeflow.pipeline.checks import check_graph_fits
 from spikeflow.pipeline.logs import Metrics
 from spikeflow.pipeline.schema import STAGES, Pipeline, PipelineError, load_pipeline
@@ -97,7 +97,10 @@ def _keys(ctx: Context) -> dict[str, Any]:
     c = ctx.config
     keys = {"data": stage_key("data", {**c["data"], "seed": ctx.seed, "format": st.DATA_FORMAT}, [])}
     model_files = [c["model"][k] for k in ("graph", "nir") if c["model"][k] is not None]
-    keys["model"] = stage_key("model", {**c["model"], "seed": ctx.seed}, [keys["data"]], model_files)
+    model_options = {**c["model"], "seed": ctx.seed}
+    if c["model"]["pretrained"] is not None:  # the shipped file's content, not its name: a retrained file reruns the model
+        model_options["pretrained_sha256"] = _pretrained_digest(c["model"]["pretrained"])
+    keys["model"] = stage_key("model", model_options, [keys["data"]], model_files)
     if "train" in c:
         keys["train"] = stage_key("train", {**c["train"], "batch_size": c["data"]["batch_size"], "seed": ctx.seed}, [keys["model"], keys["data"]])
     base = [keys[ctx.graph_stage], keys["data"]]
@@ -109,6 +112,16 @@ def _keys(ctx: Context) -> dict[str, Any]:
     if c.get("report", {"enabled": True})["enabled"]:
         keys["report"] = stage_key("report", {"text": ctx.pipeline.text}, [keys[k] for k in keys])
     return keys
+
+
+def _pretrained_digest(name: str) -> str | None:
+    """SHA-256 of the file ``sf.models.pretrained(name)`` reads (None when it is not installed: the
+    model stage then raises the loader's clear error). Hashed by content rather than by path, so
+    the key is the same wherever spikeflow is installed."""
+    from spikeflow.models.pretrained import model_path
+
+    path = model_path(name)
+    return file_digest(path) if path.is_file() else None
 
 
 def _run_stage(ctx: Context, stage: str, force: bool, allow_compute: bool) -> None:
