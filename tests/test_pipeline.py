@@ -273,6 +273,44 @@ def test_metrics_go_to_csv_jsonl_and_tensorboard(first):
     assert any(p.name.startswith("events.out.tfevents") for p in (logs / "tensorboard").iterdir())
 
 
+def test_training_metrics_reach_the_logs_as_each_epoch_ends(tmp_path, data_root, monkeypatch):
+    """Each epoch's row is in metrics.csv and metrics.jsonl before the next epoch starts (read from
+    inside the training loop), and the final rows are one per metric and epoch, as the history."""
+    from spikeflow.train.loop import TrainingLoop
+
+    logs = tmp_path / "run" / "logs"
+
+    def train_rows(name):
+        if not (logs / name).exists():
+            return []
+        if name.endswith(".jsonl"):
+            rows = [json.loads(line) for line in (logs / name).read_text().splitlines()]
+        else:
+            import csv
+
+            rows = list(csv.DictReader((logs / name).read_text().splitlines()))
+        return [(int(r["step"]), r["name"], float(r["value"])) for r in rows if r["stage"] == "train"]
+
+    seen = []
+    epoch = TrainingLoop.epoch
+
+    def logged_epoch(self, *args, **kwargs):  # what a user tailing the logs sees as an epoch starts
+        seen.append((train_rows("metrics.jsonl"), train_rows("metrics.csv")))
+        return epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingLoop, "epoch", logged_epoch)
+    path = tiny(tmp_path, data_root=data_root)
+    path.write_text(path.read_text().replace("[train]\nepochs = 1", "[train]\nepochs = 3"))
+    history = run_pipeline(path, quiet=True, until="train")["results"]["train"]["history"]
+    names = ["loss", "train_acc", "val_loss", "val_acc"]
+    expected = [(epoch + 1, k, history[k][epoch]) for epoch in range(3) for k in names]
+    assert len(seen) == 3
+    for done, (jsonl, csv_rows) in enumerate(seen):
+        assert jsonl == csv_rows == expected[: 4 * done]
+    assert train_rows("metrics.jsonl") == train_rows("metrics.csv") == expected
+    assert (logs / "metrics.csv").read_text().count("time,stage,step,name,value") == 1
+
+
 def test_the_run_dict_follows_the_contract(first, tmp_path):
     """What write_report receives (PIPELINE.md): arrays, graphs and plain values."""
     from spikeflow.pipeline.run import Context, _keys

@@ -177,6 +177,7 @@ def train_converted(ctx, entry: Entry) -> dict[str, Any]:
                     out = ann(mean["val"])
                 history["val_loss"].append(float(torch.nn.functional.cross_entropy(out, labels["val"])))
                 history["val_acc"].append(float((out.argmax(1) == labels["val"]).float().mean()))
+            ctx.log("train", len(history["loss"]), {k: v[-1] for k, v in history.items() if v})  # as the epoch ends
     ann.eval()
     sf.save(ann_to_snn(ann, input_shape=tuple(mean["train"].shape[1:])), entry.path(GRAPH))
     return history
@@ -219,7 +220,8 @@ def run_train(ctx, entry: Entry) -> dict[str, Any]:
     torch.manual_seed(ctx.seed)
     trainer = Trainer(net, loss="membrane_max_ce", lr=cfg["lr"], epochs=cfg["epochs"], batch_size=ctx.config["data"]["batch_size"],
                       seed=ctx.seed, progress=ctx.progress, regularizers=regularizers, encoder=encoder, **long)
-    history = trainer.fit((x_train, data["y_train"]), (x_val, data["y_val"]) if len(data["y_val"]) else None)
+    history = trainer.fit((x_train, data["y_train"]), (x_val, data["y_val"]) if len(data["y_val"]) else None,
+                          on_epoch=lambda epoch, values: ctx.log("train", epoch, values))  # each epoch's row as it ends
     sf.save(sf.to_graph(net), entry.path(GRAPH))
     return _finish_train(ctx, entry, history, cfg["strategy"])
 
@@ -229,8 +231,6 @@ def _finish_train(ctx, entry: Entry, history: dict[str, list], strategy: str) ->
     result = {"history": {k: [float(v) for v in history.get(k, [])] for k in ("loss", "train_acc", "val_loss", "val_acc")},
               "strategy": strategy, "epochs": cfg["epochs"]}
     entry.commit(result, [GRAPH])
-    for epoch in range(len(result["history"]["loss"])):
-        ctx.log("train", epoch + 1, {k: v[epoch] for k, v in result["history"].items() if len(v) > epoch})
     return result
 
 

@@ -94,25 +94,25 @@ def train_next_char(ctx, entry) -> dict[str, Any]:
     seq = cfg["tbptt"] or ctx.config["data"]["bins"]
     graph, history = fit_char_lm(ctx.graph("model"), vocabulary, data["x_train"], data["x_val"], seq=seq,
                                  batch=ctx.config["data"]["batch_size"], epochs=cfg["epochs"], lr=cfg["lr"], seed=ctx.seed,
-                                 progress=ctx.progress)
+                                 progress=ctx.progress,
+                                 on_epoch=lambda epoch, values: ctx.log("train", epoch, values))  # each epoch's row as it ends
     sf.save(graph, entry.path(GRAPH))
     # bits per character in the loss columns; the report's training curves show them
     result = {"history": {"loss": history["train_bpc"], "train_acc": [], "val_loss": history["val_bpc"], "val_acc": []},
               "strategy": cfg["strategy"], "epochs": cfg["epochs"], "kept_epoch": history["kept_epoch"]}
     entry.commit(result, [GRAPH])
-    for epoch, (train_bpc, val_bpc) in enumerate(zip(history["train_bpc"], history["val_bpc"])):
-        ctx.log("train", epoch + 1, {"train_bpc": train_bpc, "val_bpc": val_bpc})
     return result
 
 
 def fit_char_lm(init, vocabulary: str, train_ids: np.ndarray, val_ids: np.ndarray, *, seq: int, batch: int, epochs: int,
-                lr: float, seed: int = 0, progress: bool = True):
+                lr: float, seed: int = 0, progress: bool = True, on_epoch=None):
     """Train a char-LM graph (``embed`` -> ``egru`` -> ``readout``, as :func:`spikeflow.models.egru_char_lm`)
     for next-character prediction; keep the epoch with the best validation bits per character.
 
     Truncated BPTT over chunks of ``seq`` characters of ``batch`` parallel streams (the state is
     carried between chunks), Adam with a one-cycle schedule peaking at ``lr``, gradient clipping,
-    zoneout and an event-rate regulariser ramped in (:data:`LM_SETTINGS`).
+    zoneout and an event-rate regulariser ramped in (:data:`LM_SETTINGS`). ``on_epoch(epoch,
+    {"train_bpc", "val_bpc"})``, when given, is called as each epoch ends.
 
     Returns:
         ``(graph, history)`` with ``history = {"train_bpc", "val_bpc", "kept_epoch"}``.
@@ -177,6 +177,8 @@ def fit_char_lm(init, vocabulary: str, train_ids: np.ndarray, val_ids: np.ndarra
             history["val_bpc"].append(bpc)
             if progress:
                 tqdm.write(f"char-LM epoch {epoch + 1}/{epochs}: train bpc {history['train_bpc'][-1]:.3f}, val bpc {bpc:.3f}")
+            if on_epoch is not None:
+                on_epoch(epoch + 1, {"train_bpc": history["train_bpc"][-1], "val_bpc": bpc})
             if bpc < best:
                 best, best_state = bpc, {k: v.detach().clone() for k, v in model.state_dict().items()}
         if best_state is not None:

@@ -272,10 +272,10 @@ class DistributedTrainer(Trainer):
         super().__init__(model, *args, **kwargs)
         join_workers(self, workers)
 
-    def fit(self, train_data: Any, val_data: Any = None, resume: bool = False) -> dict[str, list[float]]:
+    def fit(self, train_data: Any, val_data: Any = None, resume: bool = False, on_epoch=None) -> dict[str, list[float]]:
         """As :meth:`Trainer.fit`; a DataLoader is refused (pass arrays or a Dataset)."""
         _refuse_loader(train_data)
-        return super().fit(train_data, val_data, resume)
+        return super().fit(train_data, val_data, resume, on_epoch)
 
     def save_checkpoint(self, path):
         """The main worker writes the checkpoint (atomically); the others wait until it is there."""

@@ -233,13 +233,17 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- training
 
-    def fit(self, train_data: Any, val_data: Any = None, resume: bool = False) -> dict[str, list[float]]:
+    def fit(self, train_data: Any, val_data: Any = None, resume: bool = False,
+            on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
         """Train from the current epoch up to ``epochs``; return the history.
 
         Args:
             train_data: training data (see the module docstring for the accepted forms).
             val_data: optional validation data, evaluated after each epoch.
             resume: load ``checkpoint`` first when that file exists, and continue from its epoch.
+            on_epoch: called as each epoch ends (after its checkpoint) with the epoch's number
+                (1-based) and its history values ``{"loss", "train_acc", "val_loss", "val_acc"}``,
+                e.g. to write them to a log as training goes.
 
         Returns:
             ``{"loss", "train_acc", "val_loss", "val_acc"}``: one float per epoch (NaN without
@@ -266,6 +270,8 @@ class Trainer:
                                + (f", val acc {val['acc']:.3f}" if val_data is not None else ""))
                 if self.checkpoint is not None:
                     self.save_checkpoint(self.checkpoint)
+                if on_epoch is not None:
+                    on_epoch(self.epoch, {k: v[-1] for k, v in self.history.items()})
         return self.history
 
     # -------------------------------------------------------------------------- inference

@@ -99,6 +99,22 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, with_val):
     assert resumed.epoch == 5
 
 
+def test_on_epoch_sees_each_epoch_as_it_ends_after_its_checkpoint(tmp_path):
+    data, val = toy_data(), toy_data(n=30, seed=1)
+    ckpt = tmp_path / "run.h5"
+    calls = []
+
+    def on_epoch(epoch, values):  # the checkpoint of this epoch is on disk; the next epoch has not run
+        calls.append((epoch, values, load_state(ckpt, "spikeflow-checkpoint", 2)["epoch"], len(trainer.history["loss"])))
+
+    trainer = make_trainer(epochs=3, checkpoint=ckpt)
+    history = trainer.fit(data, val, on_epoch=on_epoch)
+    assert [c[0] for c in calls] == [c[2] for c in calls] == [c[3] for c in calls] == [1, 2, 3]
+    assert [c[1] for c in calls] == [{k: history[k][e] for k in history} for e in range(3)]
+    plain = make_trainer(epochs=3)
+    assert same_history(plain.fit(data, val), history)  # the callback changes nothing
+
+
 def test_checkpoint_is_hdf5_and_complete(tmp_path):
     t = make_trainer(epochs=1, checkpoint=tmp_path / "c.h5")
     t.fit(toy_data(n=32))
