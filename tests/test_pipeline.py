@@ -118,6 +118,29 @@ def test_per_layer_synaptic_events_add_up_to_the_event_simulators_count(first):
     assert total == pytest.approx(r["backends"]["numba-event"]["synaptic_events"], rel=1e-9)
 
 
+def test_the_time_axes_use_the_datas_bin_width_not_the_models_dt(first):
+    """DigitSaccades bins its fixed 315 ms recordings into 4 frames: the recorded activity's step is
+    a frame's duration; the zoo MLP's dt (1 ms) means nothing physical here."""
+    from spikeflow.datasets import DigitSaccades
+    from spikeflow.pipeline.run import stage_graph
+
+    r = first[1]["results"]
+    assert r["data"]["step_us"] == DigitSaccades.duration_us / 4
+    assert r["evaluate"]["record"]["dt"] == pytest.approx(DigitSaccades.duration_us / 4 * 1e-6)
+    assert stage_graph(first[1], "train").dt == 1e-3
+
+
+def test_a_step_has_a_real_duration_only_where_the_data_bins_a_fixed_length():
+    from spikeflow.datasets import DigitSaccades
+    from spikeflow.pipeline.data import step_us
+
+    class EachRecordingItsOwnSpan:  # a tonic set: ToFrame(n_time_bins) splits every recording's own span
+        sensor_size = (34, 34, 2)
+
+    assert step_us(DigitSaccades.__new__(DigitSaccades), 8) == DigitSaccades.duration_us / 8
+    assert step_us(EachRecordingItsOwnSpan(), 8) is None
+
+
 def test_a_rerun_does_no_stage_work(first):
     path, _ = first
     again = run_pipeline(path, quiet=True)

@@ -49,9 +49,18 @@ def split_frames(ds, bins: int, limit: int, progress: bool, what: str) -> tuple[
     return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
 
+def step_us(ds, bins: int) -> float | None:
+    """The real duration of one time step (frame) in µs, where the data has one: a generated set
+    (:meth:`frames`) bins its fixed recording length ``duration_us`` into ``bins`` equal frames.
+    None otherwise: tonic's ``ToFrame(n_time_bins=bins)`` splits each recording's own span, so a
+    step lasts differently in every sample (and a rate code or a text has no time at all)."""
+    duration = getattr(ds, "duration_us", 0) if hasattr(ds, "frames") else 0
+    return float(duration) / bins if duration else None
+
+
 def load_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[str, np.ndarray], dict[str, Any], list]:
     """Frames of every split (``x_train``, ``y_train``, ``x_val``, ..., ``x_test``), the facts the
-    report shows, and a few raw test recordings ``[(events, label)]``."""
+    report shows (with ``step_us``: :func:`step_us`), and a few raw test recordings ``[(events, label)]``."""
     from spikeflow.pipeline.zoo_stages import ZOO_DATASETS, load_zoo_data
 
     if cfg["dataset"] in ZOO_DATASETS:
@@ -64,6 +73,7 @@ def load_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[str,
             x, y = split_frames(ds, cfg["bins"], limit, progress, "train" if train else "test")
             if train:
                 info["sensor_size"] = [int(s) for s in ds.sensor_size]
+                info["step_us"] = step_us(ds, cfg["bins"])
                 info["classes"] = [str(c) for c in getattr(ds, "classes", [])] or [str(c) for c in range(int(y.max()) + 1)]
                 (splits["x_train"], splits["y_train"]), (splits["x_val"], splits["y_val"]) = split_validation(
                     x, y, cfg["val_fraction"], seed)

@@ -76,7 +76,7 @@ class Context:
         run: dict[str, Any] = {"name": self.pipeline.name, "pipeline": self.pipeline.text, "seconds": dict(self.seconds),
                                "cached": list(self.cached)}
         if "data" in r:
-            run["data"] = {**{k: r["data"][k] for k in ("dataset", "bins", "n_train", "n_test", "classes")},
+            run["data"] = {**{k: r["data"][k] for k in ("dataset", "bins", "step_us", "n_train", "n_test", "classes")},
                            "sensor_size": tuple(r["data"]["sensor_size"]), "examples": st.read_examples(self.entries["data"])}
         if "model" in r:
             run["model"] = {"graph": self.graph(self.graph_stage), "source": r["model"]["source"]}

@@ -21,7 +21,7 @@ GRAPH = "graph.h5"
 DATA = "frames.npz"
 EXAMPLES = "examples.npz"
 RECORD = "record.npz"
-DATA_FORMAT = 2  # of the data stage's entry, part of its key (2: rate-coded sets also keep their values, v_*)
+DATA_FORMAT = 3  # of the data stage's entry, part of its key (2: rate-coded sets keep their values, v_*; 3: step_us)
 ROBUSTNESS_SAMPLES = 100  # test samples run through each export's own executor
 RECORD_BACKEND = "numba-event"  # records spikes and membrane traces of any node
 
@@ -310,8 +310,12 @@ def run_evaluate(ctx, entry: Entry) -> dict[str, Any]:
         arrays[f"v/{k}"] = rec.traces[k].reshape(rec.traces[k].shape[0], -1)
     write_arrays(entry.path(RECORD), arrays)
     thresholds = {k: float(np.mean(getattr(flat.nodes[k], "v_threshold", 1.0))) for k in record}
+    # the report's time axes: the data's real step (a frame's duration), not the model's dt, which
+    # need not be the bin width (the zoo MLP's 1 ms on 39 ms frames); None: the axes count steps
+    # (also for a converted network, which sees the whole recording's average at every step)
+    step = ctx.results["data"]["step_us"] if ctx.config["model"]["convert"] is None else None
     result = {"backends": backends, "layers": layers,
-              "record": {"dt": float(graph.dt), "nodes": record, "threshold": thresholds, "label": int(y_all[0])}}
+              "record": {"dt": None if step is None else step * 1e-6, "nodes": record, "threshold": thresholds, "label": int(y_all[0])}}
     entry.commit(result, [RECORD])
     return result
 

@@ -67,7 +67,7 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
             ids = ids[:limit] if limit else ids
             splits[f"x_{part}"] = splits[f"y_{part}"] = ids
         info = {"sensor_size": [len(vocabulary), 1, 1], "classes": list(vocabulary)}
-    info.update(dataset=cfg["dataset"], bins=cfg["bins"], n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
+    info.update(dataset=cfg["dataset"], bins=cfg["bins"], step_us=None, n_train=len(splits["y_train"]), n_val=len(splits["y_val"]),
                 n_test=len(splits["y_test"]))
     return splits, info, []
 
@@ -237,8 +237,9 @@ def evaluate_next_char(ctx, entry) -> dict[str, Any]:
     node = graph.flatten().nodes[egru]
     fan_out = 3 * node.hidden_size + vocab  # each event drives the recurrent gates and the readout
     layers = {egru: {"rate": float(np.mean(y != 0)), "synaptic_events": float(np.sum(y != 0)) * fan_out}}
+    # one step per character, no duration: the report's time axes count steps
     result = {"backends": backends, "layers": layers,
-              "record": {"dt": float(graph.dt), "nodes": [egru], "threshold": {egru: float(np.mean(node.threshold))}, "label": int(first[1])},
+              "record": {"dt": None, "nodes": [egru], "threshold": {egru: float(np.mean(node.threshold))}, "label": int(first[1])},
               "record_seconds": time.perf_counter() - start}
     entry.commit(result, [RECORD])
     return result

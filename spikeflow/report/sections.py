@@ -101,7 +101,8 @@ def data(run: Mapping, out: Path) -> list:
     shown_classes = "n/a" if classes is None else ", ".join(str(c) for c in list(classes)[:20]) + (" ..." if len(classes) > 20 else "")
     blocks: list = [Table(["field", "value"], [
         ("dataset", d.get("dataset", "n/a")), ("sensor size (W, H, P)", "n/a" if sensor is None else tuple(int(s) for s in sensor)),
-        ("time bins per sample", d.get("bins", "n/a")), ("training samples", d.get("n_train", "n/a")),
+        ("time bins per sample", d.get("bins", "n/a")), ("duration of a time bin", _bin_duration(d.get("step_us"))),
+        ("training samples", d.get("n_train", "n/a")),
         ("test samples", d.get("n_test", "n/a")), (f"classes ({'n/a' if classes is None else len(classes)})", shown_classes)])]
     examples = list(d.get("examples") or [])[:EXAMPLES_SHOWN]
     if not examples:
@@ -126,6 +127,13 @@ def data(run: Mapping, out: Path) -> list:
                      title="input events by channel")
         blocks.append(Figure(out / "data-examples.png", f"{len(examples)} input samples as event rasters (one row per channel)"))
     return blocks
+
+
+def _bin_duration(step_us) -> str:
+    """A time bin's real duration, or why it has none (the figures' time axes then count steps)."""
+    if step_us is None:
+        return "none fixed (the time axes count steps)"
+    return f"{float(step_us) / 1e3:.4g} ms"
 
 
 def _parameters(node) -> int:

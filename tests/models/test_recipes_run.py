@@ -74,6 +74,9 @@ def test_a_recipe_runs_through_spikeflow_run(name, tmp_path):
     assert Path(result["report"]).is_file()
     backends = result["results"]["evaluate"]["backends"]
     assert set(backends) == set(stages["evaluate"]["backends"])
+    # rate-coded digits, characters, one averaged frame at every step (converted): a step is no
+    # window of real time, so the report's axes count steps
+    assert result["results"]["evaluate"]["record"]["dt"] is None
     if name == "egru-char-lm":  # the same logits on every backend: the same bits per character
         bpc = [b["bits_per_char"] for b in backends.values()]
         assert max(bpc) - min(bpc) < 1e-9 and 0 < bpc[0] < 8
