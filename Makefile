@@ -40,7 +40,7 @@ system-deps:
 	  fi; }
 
 demo: $(STAMP)
-	$(PY) -m spikeflow run examples/demo.toml
+	$(PY) -m spikeflow demo
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider

@@ -1,18 +1,19 @@
-"""The ``spikeflow demo``: train, save, reload, simulate and draw two spiking networks.
+"""The digits MLP and DigitSaccades CNN trainers, and the torch / numba-event comparison, behind
+``spikeflow train``, the pretrained models' evaluation data and the examples.
 
-Stage 1 trains a spiking MLP (64 -> 128 LIF -> 10 LI) on rate-coded scikit-learn digits and checks
-that its HDF5 and NIR files reload to identical predictions. Stage 2 trains a spiking CNN on the
-built-in DigitSaccades event set (:class:`spikeflow.datasets.DigitSaccades`). Stage 3 runs each
-trained graph on its test set with the numba-event simulator next to the torch no-grad forward
-(both float64, through :func:`spikeflow.simulate`) and compares accuracy, synaptic events and
-time per sample, and whether the predictions agree.
+:func:`train_digits` trains a spiking MLP (64 -> 128 LIF -> 10 LI) on rate-coded scikit-learn
+digits; :func:`train_saccade_cnn` trains a spiking CNN on the built-in DigitSaccades event set
+(:class:`spikeflow.datasets.DigitSaccades`) and checks that its HDF5 and NIR files reload to
+identical predictions (:func:`reload_check`); :func:`compare_backends` runs a trained graph on its
+test set with the numba-event simulator next to the torch no-grad forward (both float64, through
+:func:`spikeflow.simulate`) and compares accuracy, synaptic events, time per sample and predictions.
+The demo itself is a pipeline: ``spikeflow demo`` (:data:`spikeflow.pipeline.DEMO`).
 
 Heavy packages (torch, numba, matplotlib, tonic) load inside the functions that need them.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from spikeflow._atomic import atomic_path
 from spikeflow.errors import DataError, SpikeflowError
 from spikeflow.models import digits_mlp, saccade_cnn
 from spikeflow.models.cnn import saccade_duration_us as _duration_us
@@ -159,26 +159,6 @@ def reload_check(result: dict[str, Any], hdf5: Path, nir: Path) -> dict[str, dic
             "max_abs_diff": float((scores.double() - reference.double()).abs().max()),
         }
     return checks
-
-
-def _mlp_plots(result: dict[str, Any], out: Path) -> dict[str, Path]:
-    import torch
-
-    from spikeflow import plots
-
-    net, x, cfg = result["net"], result["x_test"][:, :1], result["config"]
-    with torch.no_grad():
-        v, record = net.run(x.to(next(net.parameters()).dtype), record=(HIDDEN,))
-    label = int(result["y_test"][0])
-    return {
-        "raster": plots.spike_raster(
-            {"input": x[:, 0], "hidden": record[HIDDEN][:, 0]}, out / "raster.png", dt=cfg["dt"],
-            title=f"test sample 0 (digit {label}): input and hidden spikes"),
-        "membrane": plots.membrane_traces(
-            v[:, 0], out / "membrane.png", dt=cfg["dt"], labels=[str(d) for d in range(10)],
-            title=f"output membrane potentials, test sample 0 (digit {label})"),
-        "curves": plots.training_curves(result["trainer"].history, out / "training.png", title="digits MLP"),
-    }
 
 
 # ------------------------------------------------------------------ stage 2: DigitSaccades CNN
@@ -387,93 +367,6 @@ def _batch1(graph, backend: str, x: np.ndarray, events, sensor_size) -> tuple[fl
     return total / max(x.shape[1], 1), np.array(preds)
 
 
-# --------------------------------------------------------------------------------- the demo
-
-
-def run_demo(out_dir: str | Path = "out/demo", epochs: int | None = None, progress: bool = True, *, cnn: bool = True,
-             cnn_epochs: int | None = None, cnn_options: dict[str, Any] | None = None, data_root: str | Path | None = None,
-             **options: Any) -> dict[str, Any]:
-    """Train the spiking digits MLP and the DigitSaccades CNN, save, reload, simulate and draw.
-
-    Args:
-        out_dir: folder for the graphs (HDF5, NIR), the PNG pictures and ``demo_results.json``.
-        epochs: MLP training epochs (default ``DIGITS_DEFAULTS["epochs"]``).
-        progress: print a line per stage and show progress bars (on a terminal; in logs one line
-            per epoch instead).
-        cnn: also run the CNN stage.
-        cnn_epochs: CNN training epochs (default ``CNN_DEFAULTS["epochs"]``).
-        cnn_options: overrides of :data:`CNN_DEFAULTS`.
-        data_root: DigitSaccades cache folder (default ``out_dir/data``).
-        **options: overrides of :data:`DIGITS_DEFAULTS` (``seed`` also seeds the CNN).
-
-    Returns:
-        The MLP's :func:`train_digits` result (``test_acc``, ``reload``, ``paths``, ...) plus
-        ``"simulate"`` (:func:`compare_backends` of the MLP), ``"cnn"`` (the
-        :func:`train_saccade_cnn` result with its own ``"simulate"``), ``"seconds"`` (stage and
-        total wall times) and ``"numbers"`` (every figure, as written to ``demo_results.json``).
-    """
-    start = time.perf_counter()
-    out = Path(out_dir)
-    seconds = {}
-    stages = 4 if cnn else 2
-
-    def stage(k: int, text: str) -> None:  # one line per stage, in terminals and logs alike
-        if progress:
-            print(f"[{k}/{stages}] {text}", flush=True)
-
-    stage(1, "digits MLP: training, saving, reloading")
-    result = train_digits(out, epochs=epochs, progress=progress, **options)
-    result["paths"]["nir"] = out / "digits_mlp.nir"
-    result["reload"] = reload_check(result, result["paths"]["hdf5"], result["paths"]["nir"])
-    result["paths"].update(_mlp_plots(result, out))
-    seconds["mlp"] = time.perf_counter() - start
-    mark = time.perf_counter()
-    stage(2, "digits MLP: simulating on every backend")
-    result["simulate"] = compare_backends(result["graph"], result["x_test"], result["y_test"])
-    seconds["mlp_simulate"] = time.perf_counter() - mark
-    if cnn:
-        mark = time.perf_counter()
-        stage(3, "DigitSaccades CNN: events, training, saving")
-        cnn_cfg = {"seed": options.get("seed", CNN_DEFAULTS["seed"]), **(cnn_options or {})}
-        result["cnn"] = train_saccade_cnn(out, epochs=cnn_epochs, progress=progress, data_root=data_root, **cnn_cfg)
-        seconds["cnn"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        stage(4, "DigitSaccades CNN: simulating on every backend")
-        events = saccade_test_events(result["cnn"], LATENCY_SAMPLES)
-        result["cnn"]["simulate"] = compare_backends(result["cnn"]["graph"], result["cnn"]["x_test"], result["cnn"]["y_test"],
-                                                     events=events, sensor_size=SENSOR_SIZE)
-        seconds["cnn_simulate"] = time.perf_counter() - mark
-        result["paths"].update(result["cnn"]["paths"])
-    seconds["total"] = time.perf_counter() - start
-    result["seconds"] = seconds
-    result["numbers"] = numbers(result)
-    result["paths"]["numbers"] = out / "demo_results.json"
-    with atomic_path(result["paths"]["numbers"]) as tmp:
-        Path(tmp).write_text(json.dumps(result["numbers"], indent=2) + "\n")
-    return result
-
-
-def numbers(result: dict[str, Any]) -> dict[str, Any]:
-    """Every figure of a :func:`run_demo` result as plain JSON-able values."""
-    mlp_cfg = result["config"]
-    nums: dict[str, Any] = {
-        "mlp": {
-            "config": dict(mlp_cfg), "test_acc": result["test_acc"], "train_seconds": result["train_seconds"],
-            "reload": result.get("reload", {}), "simulate": result.get("simulate", {}),
-        },
-        "seconds": result.get("seconds", {}),
-    }
-    if "cnn" in result:
-        c = result["cnn"]
-        nums["cnn"] = {
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in c["config"].items()}, "test_acc": c["test_acc"],
-            "val_acc": c["trainer"].history["val_acc"][-1] if c["trainer"].history["val_acc"] else None,
-            "sizes": c["sizes"], "data_seconds": c["data_seconds"], "train_seconds": c["train_seconds"],
-            "reload": c["reload"], "simulate": c.get("simulate", {}),
-        }
-    return json.loads(json.dumps(nums, default=float))  # numpy scalars -> floats; NaN stays NaN
-
-
 # ------------------------------------------------------------------------------- summaries
 
 
@@ -491,7 +384,8 @@ def _reload_rows(reload: dict[str, dict[str, Any]], prefix: str = "") -> list[tu
 
 
 def summary(result: dict[str, Any]) -> str:
-    """A two-column table of a :func:`train_digits` or :func:`run_demo` result (MLP, then CNN)."""
+    """A two-column table of a :func:`train_digits` result, with its ``"reload"`` checks and its
+    ``"simulate"`` comparison (:func:`compare_backends`) when they were added."""
     cfg, rows = result["config"], []
     rows.append(("MLP network", f"64 -> {cfg['hidden']} LIF -> 10 LI, T={cfg['steps']} steps, dt={cfg['dt'] * 1e3:g} ms"))
     rows.append(("MLP data", f"sklearn digits: {len(result['data']['y_train'])} train / {len(result['data']['y_val'])} val / {len(result['data']['y_test'])} test"))
@@ -499,25 +393,10 @@ def summary(result: dict[str, Any]) -> str:
     rows.append(("MLP test accuracy", f"{result['test_acc']:.2%}"))
     rows += _reload_rows(result.get("reload", {}), "MLP ")
     rows.append(("MLP training time", f"{result['train_seconds']:.1f} s"))
-    if "cnn" in result:
-        c, cc = result["cnn"], result["cnn"]["config"]
-        c1, c2 = cc["channels"]
-        rows.append(("CNN network", f"2x34x34 -> pool -> conv {c1} LIF -> pool -> conv {c2} LIF -> pool -> 10 LI, T={cc['bins']} bins, "
-                                    f"dt={c['graph'].dt * 1e3:g} ms" + ("" if cc["max_rate"] is None else f", rate bound {cc['max_rate']:g}/step")))
-        rows.append(("CNN data", f"DigitSaccades events: {c['sizes']['train']} train / {c['sizes']['val']} val / {c['sizes']['test']} test "
-                                 f"(cache {c['data_root']})"))
-        rows.append(("CNN epochs", str(cc["epochs"])))
-        rows.append(("CNN test accuracy", f"{c['test_acc']:.2%}"))
-        rows += _reload_rows(c["reload"], "CNN ")
-        rows.append(("CNN data time", f"{c['data_seconds']:.1f} s (generate or read, bin)"))
-        rows.append(("CNN training time", f"{c['train_seconds']:.1f} s"))
-    if "seconds" in result:
-        rows.append(("total time", f"{result['seconds']['total']:.1f} s"))
     for name, path in result["paths"].items():
         rows.append((f"file ({name})", str(path)))
     text = _table(rows)
-    sims = {name: r["simulate"] for name, r in (("MLP", result), ("CNN", result.get("cnn", {}))) if "simulate" in r}
-    return text + ("\n\n" + backend_table(sims) if sims else "")
+    return text + ("\n\n" + backend_table({"MLP": result["simulate"]}) if "simulate" in result else "")
 
 
 def backend_table(sims: dict[str, dict[str, Any]]) -> str:

@@ -1,11 +1,12 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import spikeflow as sf
-from spikeflow import cli, demo
+from spikeflow import cli
 from spikeflow.cli import bench
 
 SUBCOMMANDS = ("run", "demo", "train", "simulate", "export", "convert", "info", "sweep", "bench", "models")
@@ -155,40 +156,29 @@ def test_train_saves_a_graph_and_resumes_its_checkpoint(tmp_path, capsys):
     assert load_state(tmp_path / "ck.h5", "spikeflow-checkpoint", 2)["epoch"] == 2
 
 
-def _fake_demo_result(same=True):
-    check = {"acc": 0.9, "same_predictions": same, "max_abs_diff": 0.0}
-    return {"reload": {"hdf5": check, "nir": check}, "cnn": {"reload": {"hdf5": check, "nir": dict(check, same_predictions=True)}}}
+def test_demo_runs_the_demo_pipeline_shipped_in_the_package(monkeypatch, tmp_path, capsys):
+    """``spikeflow demo`` is ``spikeflow run`` on spikeflow/pipeline/demo.toml (package data, so an
+    installed wheel has it; tests/test_packaging.py), with --out and --data as overrides."""
+    import spikeflow.pipeline as pipeline
 
-
-def test_demo_passes_its_options_to_run_demo(monkeypatch, tmp_path, capsys):
     calls = []
-    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: calls.append((out, kw)) or _fake_demo_result())
-    monkeypatch.setattr(demo, "summary", lambda result: "SUMMARY")
-    argv = ["demo", "--out", str(tmp_path), "--epochs", "2", "--cnn-epochs", "3", "--bins", "6", "--subset", "50",
-            "--data", str(tmp_path / "d"), "--seed", "4", "--no-progress"]
-    assert cli.main(argv) == 0
-    out, kw = calls[0]
-    assert out == str(tmp_path)
-    assert kw == {"epochs": 2, "progress": False, "cnn": True, "cnn_epochs": 3, "cnn_options": {"bins": 6, "subset": 50},
-                  "data_root": str(tmp_path / "d"), "seed": 4}
-    assert "SUMMARY" in capsys.readouterr().out
-    assert cli.main(["demo", "--no-cnn"]) == 0
-    assert calls[1][1]["cnn"] is False and calls[1][1]["cnn_options"] == {} and calls[1][0] == "out/demo"
 
+    def fake_run(path, **kw):
+        calls.append((path, kw))
+        return {"out": tmp_path, "report": tmp_path / "report" / "report.html", "seconds": {"data": 1.5, "model": 0.0},
+                "cached": ["model"], "total_seconds": 1.5}
 
-def test_demo_fails_when_a_reloaded_file_disagrees(monkeypatch, capsys):
-    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: _fake_demo_result(same=False))
-    monkeypatch.setattr(demo, "summary", lambda result: "")
-    assert cli.main(["demo"]) == 1
-    assert "does not reproduce" in capsys.readouterr().err
-
-
-def test_demo_help_lists_the_cnn_options(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--help"])
-    text = capsys.readouterr().out
-    for option in ("--cnn-epochs", "--bins", "--subset", "--data", "--no-cnn"):
-        assert option in text
+    monkeypatch.setattr(pipeline, "run_pipeline", fake_run)
+    assert cli.main(["demo", "--out", str(tmp_path), "--data", "d", "--from", "evaluate"]) == 0
+    path, kw = calls[0]
+    assert path == pipeline.DEMO and path.is_file() and path.parent == Path(pipeline.__file__).parent
+    assert kw == {"from_stage": "evaluate", "only": None, "quiet": False,
+                  "overrides": {"run": {"out": str(tmp_path)}, "data": {"root": "d"}}}
+    out = capsys.readouterr().out
+    assert str(pipeline.DEMO) in out and "data 1.5 s, model cached" in out and out.endswith("report.html\n")
+    assert cli.main(["demo", "--quiet", "--only", "report"]) == 0
+    assert calls[1][1] == {"from_stage": None, "only": "report", "quiet": True, "overrides": None}
+    assert capsys.readouterr().out == f"{tmp_path / 'report' / 'report.html'}\n"
 
 
 class _TinyEvents:

@@ -41,10 +41,11 @@ def test_the_wheel_holds_every_module(tmp_path):
         for source in folder.glob("*.py"):
             member = "/".join(package.split(".")) + "/" + source.name
             assert member in names, f"{member} is missing from {wheel.name}"
-    # package data: the pretrained models, their index and test text, and their recipes
+    # package data: the pretrained models, their index and test text, their recipes, and the demo pipeline
     models = ROOT / "spikeflow" / "models"
-    data = [*models.glob("pretrained/*.h5"), *models.glob("pretrained/*.json"), *models.glob("pretrained/*.txt"), *models.glob("recipes/*.toml")]
-    assert len(data) >= 10
+    data = [*models.glob("pretrained/*.h5"), *models.glob("pretrained/*.json"), *models.glob("pretrained/*.txt"), *models.glob("recipes/*.toml"),
+            ROOT / "spikeflow" / "pipeline" / "demo.toml"]
+    assert len(data) >= 11
     for path in data:
         member = "spikeflow/" + path.relative_to(ROOT / "spikeflow").as_posix()
         assert member in names, f"{member} is missing from {wheel.name}"

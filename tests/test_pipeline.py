@@ -503,9 +503,12 @@ def test_line_of_finds_keys_in_tables_and_arrays_of_tables():
 
 
 def test_the_demo_pipeline_checks(monkeypatch):
-    """examples/demo.toml is a valid file with every stage and both hardware targets."""
+    """The demo pipeline (spikeflow/pipeline/demo.toml, `spikeflow demo`) is a valid file with every
+    stage and both hardware targets."""
+    from spikeflow.pipeline import DEMO
+
     monkeypatch.chdir(ROOT)
-    p = load_pipeline(ROOT / "examples" / "demo.toml")
+    p = load_pipeline(DEMO)
     assert {"data", "model", "train", "evaluate", "early_exit", "export", "report"} <= set(p.config)
     assert {e["target"] for e in p.config["export"]} == set(sf.backends.target_names())
     assert set(p.config["evaluate"]["backends"]) >= {"torch", "numba-event"}

@@ -21,11 +21,3 @@ def load_graph(path: str | Path, dt: float | None = None):
     if path.suffix.lower() == ".nir":
         return sf.from_nir(path, dt=dt)
     raise FormatError(f"{path}: unknown graph file type {path.suffix!r}; expected .h5, .hdf5 or .nir")
-
-
-def add_training_options(parser, out_default: str, epochs_default: int) -> None:
-    """Options that ``demo`` and ``train`` share."""
-    parser.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
-    parser.add_argument("--epochs", type=int, default=None, help=f"MLP training epochs (default {epochs_default})")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the split, weights, spikes and shuffling")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

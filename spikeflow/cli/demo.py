@@ -1,33 +1,25 @@
-"""``spikeflow demo``: train a spiking MLP on digits and a spiking CNN on DigitSaccades events, save,
-reload, simulate with numba-event and draw pictures (:func:`spikeflow.demo.run_demo`)."""
+"""``spikeflow demo``: the demo pipeline (:data:`spikeflow.pipeline.DEMO`, shipped in the package):
+DigitSaccades, a spiking MLP trained, three simulators, early exit, both hardware exports and the
+HTML report. The same as ``spikeflow run`` on that file (``make demo``), from any installed spikeflow."""
 
 from __future__ import annotations
 
-import sys
+from spikeflow.cli.run import add_stage_options, print_result
 
-from spikeflow import demo as stages
-from spikeflow.cli._common import add_training_options
-
-HELP = "train a spiking MLP on digits and a spiking CNN on DigitSaccades events, save, reload, simulate with numba-event, draw pictures"
+HELP = "run the demo pipeline (data, training, 3 simulators, early exit, 2 hardware exports, HTML report), reusing cached stages"
 
 
 def add_arguments(parser) -> None:
-    add_training_options(parser, "out/demo", stages.DIGITS_DEFAULTS["epochs"])
-    parser.add_argument("--cnn-epochs", type=int, default=None, help=f"CNN training epochs (default {stages.CNN_DEFAULTS['epochs']})")
-    parser.add_argument("--bins", type=int, default=None, help=f"CNN time bins per recording (default {stages.CNN_DEFAULTS['bins']})")
-    parser.add_argument("--subset", type=int, default=None, help="CNN: only the first N digits of each DigitSaccades split (quick looks)")
-    parser.add_argument("--data", default=None, help="DigitSaccades cache folder (default OUT/data)")
-    parser.add_argument("--no-cnn", action="store_true", help="skip the CNN stage")
+    add_stage_options(parser)
+    parser.add_argument("--out", default=None, help="run folder (default out/demo)")
+    parser.add_argument("--data", default=None, help="DigitSaccades folder, generated there on first use (default data)")
 
 
 def run(args) -> int:
-    cnn_options = {k: v for k, v in (("bins", args.bins), ("subset", args.subset)) if v is not None}
-    result = stages.run_demo(args.out, epochs=args.epochs, progress=not args.no_progress, cnn=not args.no_cnn,
-                             cnn_epochs=args.cnn_epochs, cnn_options=cnn_options, data_root=args.data, seed=args.seed)
-    print("spikeflow demo: a spiking MLP on rate-coded digits and a spiking CNN on DigitSaccades events")
-    print(stages.summary(result))
-    reloads = list(result["reload"].values()) + list(result.get("cnn", {}).get("reload", {}).values())
-    if not all(c["same_predictions"] for c in reloads):
-        print("spikeflow demo: a reloaded file does not reproduce the trained network's predictions", file=sys.stderr)
-        return 1
-    return 0
+    from spikeflow.pipeline import DEMO, run_pipeline
+
+    overrides = {table: {key: value} for table, key, value in (("run", "out", args.out), ("data", "root", args.data)) if value is not None}
+    if not args.quiet:
+        print(f"spikeflow demo: {DEMO}")
+    result = run_pipeline(DEMO, from_stage=args.from_stage, only=args.only, quiet=args.quiet, overrides=overrides or None)
+    return print_result(result, args.quiet)

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from spikeflow import demo as stages
-from spikeflow.cli._common import add_training_options, load_graph
+from spikeflow.cli._common import load_graph
 from spikeflow.errors import DataError
 
 HELP = "train a zoo network or graph file on a registered event dataset (default: the digits MLP) and save it to HDF5"
@@ -22,7 +22,10 @@ def add_arguments(parser) -> None:
     from spikeflow.models import MODELS
 
     defaults = stages.DIGITS_DEFAULTS
-    add_training_options(parser, "out/train", defaults["epochs"])
+    parser.add_argument("--out", default="out/train", help="output folder (default out/train)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"MLP training epochs (default {defaults['epochs']})")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the split, weights, spikes and shuffling")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--hidden", type=int, default=None, help=f"digits MLP: hidden LIF neurons (default {defaults['hidden']})")
     parser.add_argument("--steps", type=int, default=None, help=f"digits MLP: time steps per sample (default {defaults['steps']})")
     parser.add_argument("--lr", type=float, default=None, help=f"learning rate (default {defaults['lr']})")

@@ -12,7 +12,12 @@ Example:
     ('data', 'report')
 """
 
+from pathlib import Path
+
 from spikeflow.pipeline.schema import SCHEMA, STAGES, Pipeline, PipelineError, load_pipeline
+
+DEMO = Path(__file__).with_name("demo.toml")
+"""The demo pipeline (``spikeflow demo``, ``make demo``), shipped as package data."""
 
 
 def run_pipeline(path, **options):
@@ -29,4 +34,4 @@ def stage_graph(result, stage):
     return graph(result, stage)
 
 
-__all__ = ["SCHEMA", "STAGES", "Pipeline", "PipelineError", "load_pipeline", "run_pipeline", "stage_graph"]
+__all__ = ["DEMO", "SCHEMA", "STAGES", "Pipeline", "PipelineError", "load_pipeline", "run_pipeline", "stage_graph"]
