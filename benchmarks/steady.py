@@ -4,7 +4,7 @@ thread settings (spikeflow/_threads.py), and the spread of the times.
 numba's parallel kernels and torch each keep an OpenMP pool; with idle threads spinning (libgomp's
 default) the two pools fight over 2 cores and the same training swung from 2.9 s to 122 s. Each run
 here is a new Python process, as a user starting a script: it trains the digits MLP of
-``spikeflow demo`` for 2 epochs (``spikeflow.demo.train_digits``) and reports the training's
+``spikeflow train`` for 2 epochs (``spikeflow.demo.train_digits``) and reports the training's
 seconds (start-up and numba's cached load excluded). "without" sets ``OMP_WAIT_POLICY`` to an
 empty value, which libgomp ignores (its default: spin, then sleep) and spikeflow leaves alone, so
 only the wait policy differs. The two kinds of run alternate, so that a shared machine's slow
