@@ -125,60 +125,45 @@ def binary_frames(frames: np.ndarray, pool: int = 2) -> np.ndarray:
     return np.ascontiguousarray((x > 0).reshape(n, t, -1).transpose(1, 0, 2), dtype=np.float64)
 
 
-def reservoir_features(graph: Graph, x: np.ndarray, *, windows: int = 5, trace_decay: float | None = 0.9,
-                       dtype: str = "float32", chunk: int = 2048) -> np.ndarray:
+def reservoir_features(graph: Graph, x: np.ndarray, *, windows: int = 3, trace_decay: float | None = 0.9,
+                       dtype: str = "float32") -> np.ndarray:
     """Readout features of a :func:`reservoir` graph driven by ``x`` ``[T, B, n_in]``: exactly
     ``readout.features(sf.simulate(graph, x, record=["lif"]).spikes["lif"], windows, trace_decay)``,
-    computed in one batched torch run (``chunk`` samples at a time) that never stores the spikes.
+    computed without storing the spikes by an event-driven numba kernel (one sample per thread; a
+    step adds the weight rows of the active inputs and of last step's spikes).
 
-    The input projection of every step is one matrix product; only the recurrent step loops over
-    time. Rounding differs from the simulators' (the input gain is folded into the weights), so a
-    spike can flip where a membrane lands within rounding of the threshold: very rarely in
+    Rounding differs from the simulators' (the input gain is folded into the weights), so a spike
+    can flip where a membrane lands within rounding of the threshold: very rarely in
     ``dtype="float64"``, more often in the faster "float32" (the default; tests bound both).
     """
-    import torch
-
     from spikeflow.ir.discretise import coefficients
+    from spikeflow.models.lsm_kernels import run_features
     from spikeflow.models.readout import features
 
     expected = {("input", "w_in"), ("w_in", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")}
     kinds = {"w_in": nodes.Linear, "w_rec": nodes.Linear, "lif": nodes.LIF}
     if set(map(tuple, graph.edges)) != expected or any(not isinstance(graph.nodes.get(k), t) for k, t in kinds.items()):
         raise GraphError("reservoir_features: expected a reservoir graph (input -> w_in -> lif <-> w_rec, lif -> output)")
-    x = np.asarray(x)
     w_in = graph.nodes["w_in"].weight
+    x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != w_in.shape[1]:
         raise GraphError(f"reservoir_features: expected input [T, B, {w_in.shape[1]}], got shape {x.shape}")
     # the window edges and trace weights of readout.features, checked there on a tiny call
     features(np.zeros((x.shape[0], 1, 1)), windows, trace_decay)
-    dt_ = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
-    if dt_ is None:
+    if dtype not in ("float32", "float64"):
         raise GraphError(f"reservoir_features: dtype must be 'float32' or 'float64', got {dtype!r}")
+    size, steps = w_in.shape[0], x.shape[0]
     lif = graph.nodes["lif"]
     co = coefficients(lif, graph.dt, graph.integration)
-    a, b, c, th, vr = (torch.as_tensor(np.broadcast_to(co[k], w_in.shape[:1]).copy(), dtype=dt_)
-                       for k in ("a", "b", "c", "v_threshold", "v_reset"))
-    # (W x) * c == x (W^T * c): fold the input gain into both matrices, the bias into the drive
-    win = (torch.as_tensor(w_in, dtype=dt_).T * c).contiguous()
-    wrec = (torch.as_tensor(graph.nodes["w_rec"].weight, dtype=dt_).T * c).contiguous()
-    steps = x.shape[0]
+    a, bias, c, threshold, v_reset = (np.ascontiguousarray(np.broadcast_to(co[k], (size,)), dtype=dtype)
+                                      for k in ("a", "b", "c", "v_threshold", "v_reset"))
+    # (W x) * c == x (W^T * c): fold the input gain into both matrices
+    w_in_t = np.ascontiguousarray(w_in.T * c, dtype=dtype)
+    w_rec_t = np.ascontiguousarray(graph.nodes["w_rec"].weight.T * c, dtype=dtype)
     edges = np.linspace(0, steps, windows + 1).astype(int)
-    decay = None if trace_decay is None else torch.as_tensor(trace_decay ** np.arange(steps - 1, -1, -1), dtype=torch.float32)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, x.shape[1], chunk):
-            xb = torch.as_tensor(x[:, lo : lo + chunk], dtype=dt_)
-            drive = torch.addmm(b, xb.reshape(-1, xb.shape[2]), win).reshape(steps, xb.shape[1], -1)
-            spikes = torch.empty(drive.shape, dtype=torch.float32)
-            v = torch.zeros_like(drive[0])
-            z = torch.zeros_like(v)
-            for t in range(steps):
-                u = torch.addmm(drive[t], z, wrec).addcmul_(a, v)
-                z = (u > th).to(dt_)
-                v = torch.where(z > 0, vr, u) if lif.reset == "zero" else u - z * th
-                spikes[t] = z
-            parts = [spikes[lo_t:hi_t].sum(0) for lo_t, hi_t in zip(edges[:-1], edges[1:])]
-            if decay is not None:
-                parts.append(torch.einsum("t,tbn->bn", decay, spikes))
-            out.append(torch.cat(parts, 1).numpy())
-    return np.concatenate(out, 0)
+    window_of = np.searchsorted(edges, np.arange(steps), side="right") - 1
+    trace_weight = np.zeros(0, np.float32) if trace_decay is None else (trace_decay ** np.arange(steps - 1, -1, -1)).astype(np.float32)
+    out = np.zeros((x.shape[1], (windows + (trace_decay is not None)) * size), np.float32)
+    run_features(np.ascontiguousarray(x, dtype=dtype), w_in_t, w_rec_t, bias, a, threshold, v_reset,
+                 lif.reset == "zero", window_of, trace_weight, out)
+    return out

@@ -24,7 +24,7 @@ import numpy as np
 from spikeflow.errors import DataError
 
 
-def features(spikes: np.ndarray, windows: int = 1, trace_decay: float | None = 0.9) -> np.ndarray:
+def features(spikes: np.ndarray, windows: int = 3, trace_decay: float | None = 0.9) -> np.ndarray:
     """``[B, F]`` float32 features of spikes ``[T, B, N]``: counts in ``windows`` equal time windows
     (``windows * N``), then (unless ``trace_decay`` is None) the final trace ``sum_t d^(T-1-t) z_t``."""
     z = np.asarray(spikes, dtype=np.float32)

@@ -148,7 +148,7 @@ def test_ridge_readout_of_a_small_lsm_learns_and_reservoir_features_match_the_si
     g = reservoir(n_in, 60, p_in=0.3, input_scale=3.0, seed=int(rng.integers(100)))
     spikes = sf.simulate(g, xtr, record=["lif"]).spikes["lif"]
     slow = features(spikes, windows=3, trace_decay=0.8)
-    fast64 = reservoir_features(g, xtr, windows=3, trace_decay=0.8, dtype="float64", chunk=128)
+    fast64 = reservoir_features(g, xtr, windows=3, trace_decay=0.8, dtype="float64")
     np.testing.assert_allclose(fast64, slow, rtol=1e-5, atol=1e-5)  # counts equal, traces to float32
     assert spikes.sum() > 0
     fast32 = reservoir_features(g, xtr, windows=3, trace_decay=0.8)
@@ -163,3 +163,28 @@ def test_ridge_readout_of_a_small_lsm_learns_and_reservoir_features_match_the_si
         reservoir_features(g, xtr[:, :, :5])
     with pytest.raises(DataError):
         reservoir_features(g, xtr, windows=steps + 1)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_reservoir_features_of_graded_inputs_match_the_simulator_for_any_thread_count(reset):
+    """The event kernel's other branches: graded (non-binary) inputs, subtractive reset, a nonzero
+    reset value, no trace; and samples split over threads give the same features as one thread."""
+    import numba
+
+    from spikeflow.models.lsm import reservoir_features
+
+    rng = np.random.default_rng(4)
+    g = reservoir(12, 40, p_in=0.5, input_scale=4.0, reset=reset, seed=5)
+    g.nodes["lif"].v_reset = np.full(40, 0.5)
+    x = rng.random((25, 64, 12)) * (rng.random((25, 64, 12)) < 0.4)
+    slow = features(sf.simulate(g, x, record=["lif"]).spikes["lif"], windows=4, trace_decay=None)
+    assert slow.sum() > 100 and slow.shape == (64, 160)
+    np.testing.assert_array_equal(reservoir_features(g, x, windows=4, trace_decay=None, dtype="float64"), slow)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = reservoir_features(g, x, windows=4)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(reservoir_features(g, x, windows=4), one)
+    assert np.mean(one[:, :160] != slow) < 0.01
