@@ -26,7 +26,7 @@
 (b) A trained-MLP-like network 64-128-10 (LIF hidden, LIF output) on sparse event input (5 %
     density, 100 steps) at batch 1: numba-event (streaming Simulator, reset per sample) against the
     torch no-grad forward of ``sf.to_torch(graph)``, time per sample, interleaved.
-(c) The DigitSaccades spiking CNN of ``make demo`` (trained here with the demo's seed and
+(c) The DigitSaccades spiking CNN of the zoo, ``saccade-cnn`` (trained here with its default seed and
     settings), 64 test digits, float64 on both sides: numba-event (streaming Simulator, lowered
     once, reset per sample) against the torch no-grad forward of ``sf.to_torch(graph)`` (built
     once), seconds per sample, at batch 1 on the same binned frames, at batch 1 from the raw
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import interleaved_medians, record, set_threads, write_results  # noqa: E402
 
 DT, STEPS, TAU, RATE, W_IN, W_REC_STD = 1e-4, 10_000, 0.02, 15.0, 1.2, 0.02
-CNN_CASE = "DigitSaccades CNN (make demo)"
+CNN_CASE = "DigitSaccades CNN (saccade-cnn)"
 MODES = ("set-up + run", "run only")
 # Both sides integrate the same update from the same spikes, but Brian2 compiles with -ffast-math
 # and sums synaptic input in its own order: a membrane within rounding of the threshold can fire
