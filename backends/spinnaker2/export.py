@@ -78,9 +78,10 @@ def plan(graph, *, chip=None, samples=None, percentile: float = 100.0, populatio
         else:
             p.models[name], p.params[name] = neuron_params(pop.node, pop.shape, g.dt, g.integration, fixed)
     if net.pulse is not None:  # a converted network: the pulse becomes each IF population's initial membrane
-        from .conversion import initial_values
+        from ..pulse import initial_values
+        from .check import DesignRuleError
 
-        for name, v0 in initial_values(qgraph, net.pulse, fixed).items():
+        for name, v0 in initial_values(qgraph, net.pulse, fixed, DesignRuleError).items():
             p.params[name]["v_init"] = v0
     for i, proj in enumerate(net.projections):
         n_pre, n_post = net.populations[proj.pre].size, net.populations[proj.post].size
