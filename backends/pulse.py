@@ -84,10 +84,7 @@ def split(g: Graph, error, fixed=None) -> tuple[Graph, Pulse | None]:
     if not injectors:
         raise error(f"graph metadata conversion.pulse_nodes {sorted(pulse)}: no pulse node feeds an IF layer")
     for post, inj in injectors.items():
-        others = sorted(a for a, b in g.edges if b == post and a != inj)
-        if len(others) > 1 and others[-1] > inj:
-            raise error(f"node {inj!r}: IF layer {post!r} sums {others} besides the pulse, and {others[-1]!r} after it (sources add in "
-                        "name order); the initial membrane matches the simulator's step exactly when the pulse is added last")
+        _check_order(g, post, inj, error)
         if fixed is not None:
             _check_gain(g, post, inj, fixed, error)
     _check_step_zero_only(g, pulse, injectors, error)
@@ -96,6 +93,13 @@ def split(g: Graph, error, fixed=None) -> tuple[Graph, Pulse | None]:
     meta = {**g.metadata, "conversion": {k: v for k, v in g.metadata["conversion"].items() if k != "pulse_nodes"}}  # split off
     core = Graph(nodes, edges, dt=g.dt, integration=g.integration, metadata=meta).validate()
     return core, Pulse({k: g.nodes[k] for k in names}, [(a, b) for a, b in g.edges if a in pulse or b in pulse], injectors)
+
+
+def _check_order(g: Graph, post: str, inj: str, error) -> None:
+    others = sorted(a for a, b in g.edges if b == post and a != inj)
+    if len(others) > 1 and others[-1] > inj:
+        raise error(f"node {inj!r}: IF layer {post!r} sums {others} besides the pulse, and {others[-1]!r} after it (sources add in "
+                    "name order); the initial membrane matches the simulator's step exactly when the pulse is added last")
 
 
 def _check_gain(g: Graph, post: str, inj: str, fixed, error) -> None:
@@ -126,7 +130,8 @@ def _check_step_zero_only(g: Graph, pulse: set, injectors: dict, error) -> None:
 
 def _run_pulse(g: Graph, pulse: set, inputs: list, injectors: dict, steps: int, precision, seed: int | None = None, stats: bool = False):
     """Traces ``[T, ...]`` of the injectors, from a run of the Inputs and pulse nodes alone on zeros
-    (or, with ``seed``, on standard normal inputs); with ``stats`` also the run's saturation count."""
+    (or, with ``seed``, on standard normal inputs); with ``stats`` also its count of
+    saturated values and parameters."""
     from . import simulate
 
     nodes = {k: g.nodes[k] for k in (*inputs, *sorted(pulse))}
@@ -141,7 +146,7 @@ def _run_pulse(g: Graph, pulse: set, inputs: list, injectors: dict, steps: int, 
     kwargs = {} if precision is None else {"precision": precision}
     res = simulate(sub, x if len(inputs) > 1 else x[inputs[0]], backend="numba-event", record=sorted(injectors.values()), **kwargs)
     traces = {k: np.asarray(res.traces[k])[:, 0] for k in injectors.values()}
-    return (traces, int(res.stats.get("overflows", 0))) if stats else traces
+    return (traces, int(res.stats.get("overflows", 0)) + int(res.stats.get("saturated_params", 0))) if stats else traces
 
 
 def restore(qgraph: Graph, pulse: Pulse, scales: dict[str, float]) -> Graph:
@@ -165,10 +170,11 @@ def initial_values(qgraph: Graph, pulse: Pulse, fixed, error) -> dict[str, np.nd
     inputs = sorted({a for a, b in qgraph.edges if b in pulse.nodes and a not in pulse.nodes})
     traces, overflows = _run_pulse(qgraph, set(pulse.nodes), inputs, pulse.injectors, 2, precision=fixed, stats=True)
     if overflows:
-        raise error(f"node {sorted(pulse.nodes)[0]!r}: the half-threshold pulse saturates the target's {fixed.state_bits}-bit state "
+        raise error(f"nodes {sorted(pulse.nodes)}: the half-threshold pulse saturates the target's {fixed.state_bits}-bit state "
                     f"format ({fixed.state_frac} fractional bits) in {overflows} places; its initial membranes would be wrong")
     out = {}
-    for post, inj in pulse.injectors.items():
+    for post, inj in pulse.injectors.items():  # the hardware graph may have more sources (row tiles)
+        _check_order(qgraph, post, inj, error)
         _check_gain(qgraph, post, inj, fixed, error)
         tr = traces[inj]
         if np.any(tr[1:] != 0):

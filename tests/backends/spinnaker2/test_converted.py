@@ -135,6 +135,8 @@ def _edited(change):
     (lambda g: g.metadata["conversion"]["pulse_nodes"].append("vinit_gone"), r"node 'vinit_gone': listed as a pulse node"),
     (lambda g: (g.nodes.__setitem__("side", n.Affine(weight=np.zeros((1, 12)), bias=np.zeros(1))), g.edges.extend([("if2", "side"), ("side", "vinit_pulse")])),
      r"node 'vinit_pulse': pulse node fed by 'side' \(Affine\)"),
+    (lambda g: (g.nodes.__setitem__("zz_skip", n.Affine(weight=np.ones((12, 6)), bias=np.zeros(12))), g.edges.extend([("input", "zz_skip"), ("zz_skip", "if2")])),
+     r"node 'vinit_if2': IF layer 'if2' sums \['affine1', 'zz_skip'\] besides the pulse, and 'zz_skip' after it"),
 ])
 def test_a_pulse_the_target_cannot_fold_is_refused_by_name(change, match, tmp_path):
     graph = _edited(change)
