@@ -462,19 +462,34 @@ def test_long_sequence_strategies_train(tmp_path, data_root, strategy):
 
 def test_an_ann_to_convert(tmp_path, data_root):
     """[model] convert: the QCFS ANN trained on time-averaged frames, converted to IF neurons; its
-    SNN (rate code: the output summed over time) agrees with the ANN on most test samples."""
+    SNN (rate code: the output summed over time) agrees with the ANN on most test samples, and it
+    exports to both targets (the half-threshold pulse as initial membranes), whose executors equal
+    numba fixed point on the exported graph (rram-lsm: an ideal device)."""
     path = tiny(tmp_path, data_root=data_root, model='convert = "qcfs-mlp"')
     text = path.read_text().replace("hidden = 16", "hidden = 32\nlevels = 4\npool = 1").replace("epochs = 1", "epochs = 20")
     text = text.replace("bins = 4", "bins = 8").replace('record = ["lif2"]', "record = []").replace("robustness = false", "")
-    # both targets refuse the conversion's half-threshold pulse sub-graph (checked before training)
-    path.write_text(text.split("[[export]]", 1)[0] + "[report]\nenabled = false\n")
+    path.write_text(text.split("[report]", 1)[0] + "[report]\nenabled = false\n")
     result = run_pipeline(path, quiet=True)
     r = result["results"]
-    assert result["executed"] == ["data", "model", "train", "evaluate", "early_exit"]
+    assert result["executed"] == ["data", "model", "train", "evaluate", "early_exit", "export"]
     assert r["model"]["source"] == "convert:qcfs-mlp" and r["train"]["strategy"] == "ann (converted)"
     assert len(r["train"]["history"]["loss"]) == 20 and r["train"]["history"]["loss"][-1] < r["train"]["history"]["loss"][0]
     acc = {b: v["accuracy"] for b, v in r["evaluate"]["backends"].items()}
     assert acc["torch"] == acc["numba-event"] >= 0.5  # 8 test digits, 30 training digits
+    s2, rram = r["export"]
+    rows = {row["case"]: row["accuracy"] for row in s2["robustness"]["rows"]}
+    assert rows["float64 graph (numba-event)"] >= 0.5 and rows["spinnaker2 executor (fixed point)"] >= 0.5
+    assert [row["case"] for row in rram["robustness"]["rows"]][1:] == ["programmed chip, 1 s", "after 1 day of drift", "after 1 year of drift"]
+    for export in (s2, rram):
+        prog = sf.load_export(export["path"])
+        x = np.random.default_rng(0).random((8, 2, *prog.graph.nodes["input"].shape))
+        ifs = sorted(k for k in prog.graph.nodes if k.startswith("if"))
+        got = prog.run(x, record=ifs)
+        want = sf.simulate(prog.graph, x, backend="numba-event", precision=prog.precision, record=ifs)
+        np.testing.assert_array_equal(got.output, want.output)
+        for k in ifs:
+            np.testing.assert_array_equal(got.spikes[k], want.spikes[k])
+    assert not any(p.startswith("vinit") for p in sf.load_export(s2["path"]).pops)  # the pulse occupies no PE
 
 
 def test_not_toml_and_missing_tables(tmp_path):

@@ -99,6 +99,8 @@ class RramProgram:
                         want = {k: (size,) for k, _ in NEURON_ROLES[kind]}
                         if op["spiking"]:
                             want.update(v_threshold=(size,), v_reset=(size,))
+                        if op.get("v_init"):  # format version 2: the initial membrane
+                            want["v_init"] = (size,)
                     out[name] = {}
                     for key, shape in want.items():
                         if f"{name}/{key}" not in f:
@@ -108,6 +110,9 @@ class RramProgram:
                             raise FormatError(f"{where}: dataset {name}/{key} has shape {value.shape}, expected {shape}")
                         if not np.all(np.isfinite(value)):
                             raise FormatError(f"{where}: dataset {name}/{key} holds non-finite values")
+                        if key == "v_init" and (value.dtype.kind != "i" or np.any(value < self.precision.state_range[0])
+                                                or np.any(value > self.precision.state_range[1])):
+                            raise FormatError(f"{where}: dataset {name}/v_init is not integers in the state range")
                         out[name][key] = value
         except FormatError:
             raise
@@ -173,6 +178,9 @@ class RramProgram:
                  for k, v in xs.items()}
         out = {op["name"]: np.zeros((batch, op["size"]), np.int64) for op in ops}
         state = {op["name"]: [np.zeros((batch, op["size"]), np.int64) for _ in range(2)] for op in ops if op["kind"] in NEURON_ROLES}
+        for op in ops:  # a converted network's IF layers start from their initial membrane
+            if op.get("v_init"):
+                state[op["name"]][0][:] = np.asarray(self._arrays[op["name"]]["v_init"], np.int64)
         rec = {k: [] for k in record}
         rec_v = {k: [] for k in record}
         outs = {k: [] for k in self.outputs}

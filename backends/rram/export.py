@@ -31,7 +31,9 @@ from .crossbar import ENERGY_PJ, MATRIX_NODES, NEURON_NODES, PLAIN_NODES, Crossb
 from .device import Device
 
 TARGET = "rram-lsm"
-VERSION = 1
+VERSION = 2
+"""2: an IF op may carry ``v_init`` (its initial membrane, a converted network's half-threshold
+pulse); version 1 exports have none and still load."""
 #: Integer parameters of each neuron type and their fixed-point roles (as the numba lowering quantises them).
 NEURON_ROLES = {
     "LIF": (("a", "coef"), ("b", "state"), ("c", "coef")),
@@ -57,11 +59,21 @@ def _dense(weight) -> np.ndarray:
 
 
 def check(graph: Graph) -> Graph:
-    """Stage 1: the flattened graph, or a BackendError naming the node that cannot be mapped."""
+    """Stage 1: the flattened graph (a converted network's pulse split off), or a BackendError
+    naming the node that cannot be mapped."""
+    return split_check(graph)[0]
+
+
+def split_check(graph: Graph):
+    """Stage 1: ``(flattened graph without the pulse, pulse or None)``. A converted network's
+    half-threshold pulse (:mod:`spikeflow.backends.pulse`) becomes the IF layers' initial membranes:
+    no tiles, no converters."""
+    from ..pulse import split
+
     if not isinstance(graph, Graph):
         raise BackendError(f"argument 'graph': expected a spikeflow.Graph, got {type(graph).__name__}")
     graph.validate()
-    flat = graph.flatten()
+    flat, pulse = split(graph.flatten(), BackendError)
     for name, node in flat.nodes.items():
         if not isinstance(node, MATRIX_NODES + NEURON_NODES + PLAIN_NODES):
             raise BackendError(
@@ -69,7 +81,7 @@ def check(graph: Graph) -> Graph:
                 "Affine/Linear matrices and the periphery the LIF family (LIF, LI, IF, I, CubaLIF, CubaLI), Scale, Flatten; "
                 "express convolutions and pooling as Linear matrices first"
             )
-    return flat
+    return flat, pulse
 
 
 def quantise_graph(flat: Graph, crossbar: Crossbar, device: Device):
@@ -160,9 +172,15 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
     overrides = options.pop("device_overrides", None) or {}
     dev = Device.preset(device, **overrides)
     crossbar = Crossbar.from_options(**options)
-    flat = check(graph)
+    flat, pulse = split_check(graph)
     hw, fixed, tiles = quantise_graph(flat, crossbar, dev)
     report = plan(hw, tiles, crossbar, dev, fixed)
+    initial, graph_out = {}, hw
+    if pulse is not None:  # the hardware graph keeps the pulse, so sf.simulate(prog.graph) runs it; the chip starts from it
+        from ..pulse import initial_values, restore
+
+        graph_out = restore(hw, pulse, {})
+        initial = initial_values(graph_out, pulse, fixed, BackendError)
     arrays_plan = report.pop("arrays")
     rng = np.random.default_rng(seed)
     chips = {t.name: dev.program(t.levels, crossbar.encoding, rng) for parts in tiles.values() for t in parts}
@@ -195,6 +213,9 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
             if node.spiking:
                 arrays[f"{name}/v_threshold"] = fixed.quantise_role(coef["v_threshold"], "threshold")[0]
                 arrays[f"{name}/v_reset"] = fixed.quantise_role(coef["v_reset"], "state")[0]
+            if name in initial:
+                op.update(v_init=True)
+                arrays[f"{name}/v_init"] = initial[name]
         op["size"] = size
         ops.append(op)
     program = {
@@ -207,7 +228,7 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
     with writing(path, target=TARGET, version=VERSION, meta={"tiles": report["tiles"], "cells": report["cells"]}) as tmp:
         (tmp / "program.json").write_text(json.dumps(program, indent=1, sort_keys=True))
         _write_arrays(tmp / "arrays.h5", arrays)
-        save(hw, tmp / "graph.h5")
+        save(graph_out, tmp / "graph.h5")
     return report
 
 

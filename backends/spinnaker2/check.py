@@ -7,6 +7,7 @@ A graph maps to *populations* (Input nodes and neurons; each becomes slices on P
 py-spinnaker2's NIR importer (node types, no two weight layers in a row, no CubaLIF after a
 convolution, no delay on a convolution, SumPool2d -> Flatten must feed a weight layer) plus the
 ones this export's arithmetic needs (non-overlapping pools, delays within the ring buffer).
+A converted network's half-threshold pulse is split off first (:mod:`.conversion`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Network:
     outputs: dict[str, str]  # Output node -> the population it shows
     graph: object = None
     order: list[str] = field(default_factory=list)
+    pulse: object = None  # a converted graph's half-threshold pulse (:class:`.conversion.Pulse`), split off ``graph``
 
     def incoming(self, post: str) -> list[Projection]:
         return [p for p in self.projections if p.post == post]
@@ -95,8 +97,11 @@ class Network:
 
 def check(graph, target: Target) -> Network:
     """Run every design rule on ``graph``; return its populations and projections."""
-    g = graph.validate().flatten()
-    shapes = graph.shapes()
+    from . import conversion
+
+    flat = graph.validate().flatten()
+    g, pulse = conversion.split(flat)
+    shapes = graph.shapes() if g is flat else g.shapes()
     order = g.order()
     delayed = set(g.delayed_edges())
     src = {k: sorted(a for a, b in g.edges if b == k) for k in g.nodes}
@@ -134,7 +139,7 @@ def check(graph, target: Target) -> Network:
             raise DesignRuleError(f"node {name!r}: output shows node {feed!r} of type {type(g.nodes[feed]).__name__}; "
                                   "on SpiNNaker 2 an output must be a neuron population (add an LI readout)")
         outputs[name] = feed
-    return Network(populations, projections, outputs, g, order)
+    return Network(populations, projections, outputs, g, order, pulse)
 
 
 def _reaches_population(name, dst, g, populations) -> bool:

@@ -101,7 +101,7 @@ def input_entries(flat):
 
 @njit(cache=True)
 def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w, L, n_acc, pe_model, pe_spiking, pe_sub, pe_lo,
-         pe_n, pe_uniform, pe_pptr, pj_base, pj_frac, pj_bdelay, pj_bias, acc_bias, P, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
+         pe_n, pe_uniform, pe_pptr, pj_base, pj_frac, pj_bdelay, pj_bias, acc_bias, P, V0, rec_gid, rec_out, v_gid, rec_v, fmt, counts):
     """The tick loop. Inputs: row ``t * batch + b`` of the CSR ``(in_ptr, in_idx, in_val)`` lists the
     nonzero quantised input values of tick ``t`` of sample ``b`` (column = input neuron)."""
     n_gid = P.shape[0]
@@ -116,7 +116,7 @@ def _run(in_ptr, in_idx, in_val, steps, batch, inp_gid, syn_ptr, syn_off, syn_w,
     events = packets = updates = 0
     for b in range(batch):
         ring[:] = 0
-        v[:] = 0
+        v[:] = V0  # the initial membrane (zero but for a converted network's IF populations)
         cur[:] = 0
         out[:] = 0
         for t in range(steps):
@@ -202,7 +202,7 @@ class Program:
         from .target import precision
 
         self.path = Path(path)
-        manifest = read_manifest(self.path, target="spinnaker2", max_version=1)
+        manifest = read_manifest(self.path, target="spinnaker2", max_version=2)
         self.manifest = manifest
         self.precision = "float32" if manifest["meta"].get("precision") == "float32" else _precision(manifest)
         if self.precision != "float32" and self.precision != precision():
@@ -264,6 +264,8 @@ class Program:
             egru.load(self, network, images, pops, n_gid, where)
             return
         P = np.zeros((n_gid, 7), np.int64)
+        lo_state, hi_state = self.precision.state_range
+        V0 = np.zeros(n_gid, np.int64)
         inp_gid = []
         pe_rows, src_all, acc_all, w_all, d_all, bias_parts, n_acc = [], [], [], [], [], [], 0
         for pe in sorted(by_pe):
@@ -280,6 +282,11 @@ class Program:
                 if k not in im["neurons"] or im["neurons"][k].shape != (hi - lo,) or im["neurons"][k].dtype.kind != "i":
                     raise FormatError(f"{where}: {im['file']} neuron field {k!r} missing or not {hi - lo} integers")
                 P[pop.offset + lo:pop.offset + hi, c] = im["neurons"][k]
+            v_init = im["neurons"].get("v_init")  # format version 2; absent: the membrane starts at zero
+            if v_init is not None:
+                if v_init.shape != (hi - lo,) or v_init.dtype.kind != "i" or np.any(v_init < lo_state) or np.any(v_init > hi_state):
+                    raise FormatError(f"{where}: {im['file']} neuron field 'v_init' is not {hi - lo} integers in the state range")
+                V0[pop.offset + lo:pop.offset + hi] = v_init
             projs = []
             for proj in im["projections"]:
                 pre_pop = pops.get(proj["pre"])
@@ -313,6 +320,7 @@ class Program:
         self._n_acc = n_acc
         self._acc_bias = np.concatenate(bias_parts).astype(np.int64) if bias_parts else np.zeros(1, np.int64)
         self._P = P
+        self._V0 = V0
         self._inp_gid = np.concatenate(inp_gid).astype(np.int64) if inp_gid else np.zeros(0, np.int64)
         self._pe = (np.array([r[0] for r in pe_rows], np.int64), np.array([r[1] for r in pe_rows], np.bool_),
                     np.array([r[2] for r in pe_rows], np.bool_), np.array([r[3] for r in pe_rows], np.int64),
@@ -362,8 +370,8 @@ class Program:
         rec_v = np.empty((steps, batch, v_gid.size))
         counts = np.zeros(4, np.int64)
         start = time.perf_counter()
-        _run(in_ptr, cols, in_val, steps, batch, self._inp_gid, self._syn_ptr, *self._syn, self._L, self._n_acc, *self._pe, *self._pj, self._acc_bias, self._P, rec_gid,
-             rec_out, v_gid, rec_v, f.kernel_format(), counts)
+        _run(in_ptr, cols, in_val, steps, batch, self._inp_gid, self._syn_ptr, *self._syn, self._L, self._n_acc, *self._pe, *self._pj, self._acc_bias, self._P, self._V0,
+             rec_gid, rec_out, v_gid, rec_v, f.kernel_format(), counts)
         wall = time.perf_counter() - start
         at_out, at_v, i, j = {}, {}, 0, 0
         for k in names:

@@ -2,7 +2,8 @@
 
 The folder (format version :data:`VERSION`, see :mod:`spikeflow.backends.export_folder`) holds:
 
-* ``pe_NNNN.h5``: one image per PE: its slice, neuron parameters (int64), and per incoming
+* ``pe_NNNN.h5``: one image per PE: its slice, neuron parameters (int64; ``v_init``, the initial
+  membrane, for a converted network's IF populations), and per incoming
   projection the master-table entries (key, mask of each sending slice), the synaptic rows (dense
   projections: CSR by pre neuron, target index within the slice, weight, delay) or the int8 kernel
   and geometry (convolutions), the bias, the weight fraction and the ring length;
@@ -34,7 +35,8 @@ from .synapses import neuron_params, post_bias, projection_synapses
 from .target import Target, make_target, precision
 
 TARGET = "spinnaker2"
-VERSION = 1
+VERSION = 2
+"""2: optional ``neurons/v_init`` per PE (initial membrane, integers; absent: zero). Version 1 exports still load."""
 
 
 @dataclass
@@ -75,6 +77,12 @@ def plan(graph, *, chip=None, samples=None, percentile: float = 100.0, populatio
             p.models[name], p.params[name] = "input", {}
         else:
             p.models[name], p.params[name] = neuron_params(pop.node, pop.shape, g.dt, g.integration, fixed)
+    if net.pulse is not None:  # a converted network: the pulse becomes each IF population's initial membrane
+        from ..pulse import initial_values
+        from .check import DesignRuleError
+
+        for name, v0 in initial_values(qgraph, net.pulse, fixed, DesignRuleError).items():
+            p.params[name]["v_init"] = v0
     for i, proj in enumerate(net.projections):
         n_pre, n_post = net.populations[proj.pre].size, net.populations[proj.post].size
         p.synapses[i] = projection_synapses(proj, n_pre, p.fracs[proj.name])
@@ -285,7 +293,7 @@ def _network_json(p: Plan) -> dict:
                 "threshold": first["v_threshold"] / 2.0**f.state_frac if pop.spiking else None,
                 "alpha_decay": first.get("a", first.get("a_mem", 1 << f.coef_frac)) / 2.0**f.coef_frac,
                 "i_offset": first.get("b", first.get("b_mem", 0)) / 2.0**f.state_frac,
-                "v_reset": first["v_reset"] / 2.0**f.state_frac, "v_init": 0.0,
+                "v_reset": first["v_reset"] / 2.0**f.state_frac, "v_init": first.get("v_init", 0) / 2.0**f.state_frac,
                 "reset": "reset_by_subtraction" if getattr(pop.node, "reset", "zero") == "subtract" else "reset_to_v_reset",
                 "uniform": bool(uniform),
             }

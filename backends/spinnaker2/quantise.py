@@ -233,5 +233,9 @@ def quantise(graph: Graph, target: Target, fixed, *, samples=None, percentile: f
     net = check(graph, target)
     activity = calibrate(graph, samples) if samples is not None else None
     qgraph, layers = quantise_graph(net, target, fixed, percentile=percentile, activity=activity, population_scale=population_scale)
+    if net.pulse is not None:  # the pulse stays in the dequantised graph, each injector scaled like its IF layer
+        from ..pulse import restore
+
+        qgraph = restore(qgraph, net.pulse, {q.post: q.scale for q in layers})
     counts = preflight(graph, qgraph, samples, fixed, silent=silent) if samples is not None else {}
     return check(qgraph, target), qgraph, layers, counts

@@ -73,7 +73,7 @@ def run(folder, x: np.ndarray):
     outputs = {name: np.zeros((steps, batch, pops[pop]["size"])) for name, pop in net["outputs"].items()}
     spikes = {p["name"]: np.zeros((steps, batch, p["size"])) for p in net["populations"] if p["type"] != "spike_list"}
     for b in range(batch):
-        state = [{"v": [0] * (p["hi"] - p["lo"]), "i": [0] * (p["hi"] - p["lo"]), "out": [0] * (p["hi"] - p["lo"]),
+        state = [{"v": list(p.get("neurons", {}).get("v_init", [0] * (p["hi"] - p["lo"]))), "i": [0] * (p["hi"] - p["lo"]), "out": [0] * (p["hi"] - p["lo"]),
                   "ring": [dict() for _ in p["projections"]]} for p in pes]
 
         def deliver(src: int, neuron: int, payload: int, t: int):
