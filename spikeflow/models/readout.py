@@ -1,5 +1,6 @@
-"""Readouts of a fixed reservoir: features, a linear probe, a small MLP, and a CLIP-style pair of
-projection heads evaluated zero-shot on held-out classes.
+"""Readouts of a fixed reservoir: features, a linear probe, a small MLP, and for zero-shot
+retrieval on held-out classes a CLIP-style pair of projection heads or similarity-to-seen-classes
+profiles.
 
 Only these small digital parts are trained (the paper's point: no backpropagation through time).
 Features come from recorded reservoir spikes ``[T, B, N]``: spike counts per neuron and per time
