@@ -1,5 +1,6 @@
-"""Readouts of a fixed reservoir: features, a linear probe, a small MLP, and a CLIP-style pair of
-projection heads evaluated zero-shot on held-out classes.
+"""Readouts of a fixed reservoir: features, a linear probe, a small MLP, and for zero-shot
+retrieval on held-out classes a CLIP-style pair of projection heads or similarity-to-seen-classes
+profiles.
 
 Only these small digital parts are trained (the paper's point: no backpropagation through time).
 Features come from recorded reservoir spikes ``[T, B, N]``: spike counts per neuron and per time
@@ -249,10 +250,11 @@ def train_contrastive(xa, ya, xb, yb, *, dim: int = 64, hidden: int | None = Non
     return ContrastivePair(Readout(ma, sa, ha, seconds, history), Readout(mb, sb, hb, seconds, history), temperature)
 
 
-def retrieval_accuracy(pair: ContrastivePair, x_query, y_query, x_gallery, y_gallery, classes=None) -> float:
+def retrieval_accuracy(pair, x_query, y_query, x_gallery, y_gallery, classes=None) -> float:
     """Query (modality a) -> gallery (modality b) zero-shot retrieval: each query is assigned the
     class whose mean gallery embedding (a class prototype) is most similar; accuracy over
-    ``classes`` (default: those in the gallery), so chance is ``1 / len(classes)``."""
+    ``classes`` (default: those in the gallery), so chance is ``1 / len(classes)``. ``pair`` is a
+    :class:`ContrastivePair` or a :class:`ProfilePair` (anything with ``embed_a``/``embed_b``)."""
     x_query, y_query = _check(x_query, y_query)
     x_gallery, y_gallery = _check(x_gallery, y_gallery)
     classes = np.unique(y_gallery) if classes is None else np.asarray(classes)
@@ -264,3 +266,62 @@ def retrieval_accuracy(pair: ContrastivePair, x_query, y_query, x_gallery, y_gal
     za = pair.embed_a(x_query[keep])
     pred = classes[np.argmax(za @ protos.T, axis=1)]
     return float(np.mean(pred == y_query[keep]))
+
+
+@dataclass
+class ProfilePair:
+    """Zero-shot embeddings that need no cross-modal training: a sample of either modality becomes
+    its profile of similarities to the shared seen classes, measured inside its own modality.
+
+    ``means_*`` are the seen classes' mean features (rows in the order of ``classes``) and
+    ``centre_*`` the mean over all seen samples; both are in the (optionally standardised) feature
+    space that ``scale_*`` maps into (``(x - centre) / scale``).
+    """
+
+    classes: np.ndarray
+    centre_a: np.ndarray
+    scale_a: np.ndarray
+    means_a: np.ndarray
+    centre_b: np.ndarray
+    scale_b: np.ndarray
+    means_b: np.ndarray
+
+    def embed_a(self, x: np.ndarray) -> np.ndarray:
+        return _profile(x, self.centre_a, self.scale_a, self.means_a)
+
+    def embed_b(self, x: np.ndarray) -> np.ndarray:
+        return _profile(x, self.centre_b, self.scale_b, self.means_b)
+
+
+def _profile(x, centre, scale, means) -> np.ndarray:
+    """Cosine similarity of each centred sample to each centred class mean, z-scored across classes
+    (so that the cosine of two profiles is their correlation)."""
+    s = _normalise((np.asarray(x, np.float64) - centre) / scale) @ _normalise(means).T
+    s = s - s.mean(1, keepdims=True)
+    return s / (s.std(1, keepdims=True) + 1e-12)
+
+
+def train_profiles(xa, ya, xb, yb, *, standardise: bool = False) -> ProfilePair:
+    """Similarity-to-seen-classes profiles of two modalities (a :class:`ProfilePair`, for
+    :func:`retrieval_accuracy` like a :class:`ContrastivePair`).
+
+    The "training" is the class means of each modality's seen classes. A query of an unseen class
+    is matched to the gallery class whose similarities to the seen classes correlate best with its
+    own: it transfers what the two modalities share of their class geometry. Features are centred
+    and, by default, not standardised (``standardise=True`` divides each feature by its standard
+    deviation, as the projection heads do; see docs/rram.md for the comparison).
+    """
+    xa, ya = _check(xa, ya)
+    xb, yb = _check(xb, yb)
+    classes = np.intersect1d(np.unique(ya), np.unique(yb))
+    if len(classes) < 2:
+        raise DataError(f"train_profiles: need at least 2 classes present in both modalities, got {classes.tolist()}")
+    parts = []
+    for x, y in ((xa, ya), (xb, yb)):
+        x = np.asarray(x, np.float64)[np.isin(y, classes)]
+        y = y[np.isin(y, classes)]
+        centre = x.mean(0, keepdims=True)
+        scale = x.std(0, keepdims=True) + 1e-3 if standardise else np.ones_like(centre)
+        z = (x - centre) / scale
+        parts += [centre, scale, np.stack([z[y == c].mean(0) for c in classes])]
+    return ProfilePair(classes, *parts)

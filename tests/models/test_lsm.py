@@ -6,7 +6,7 @@ import pytest
 import spikeflow as sf
 from spikeflow.errors import DataError, GraphError
 from spikeflow.models.lsm import binary_frames, reservoir
-from spikeflow.models.readout import features, retrieval_accuracy, train_contrastive, train_readout
+from spikeflow.models.readout import features, retrieval_accuracy, train_contrastive, train_profiles, train_readout
 
 
 def test_reservoir_structure_dale_and_connection_probabilities():
@@ -95,6 +95,27 @@ def test_contrastive_heads_retrieve_unseen_classes_zero_shot():
     assert acc > 0.8  # chance is 1/3
     with pytest.raises(DataError):
         train_contrastive(xa[ya == 0], ya[ya == 0], xb[yb == 0], yb[yb == 0])
+
+
+def test_similarity_profiles_match_the_reference_and_retrieve_unseen_classes():
+    from tests.reference import profiles as ref
+
+    # two modalities share the geometry of 10 class centres up to a rotation and a scale (and
+    # their own noise and offset): each unseen class has the same similarities to the seen ones
+    rng = np.random.default_rng(3)
+    q = np.linalg.qr(rng.normal(0, 1, (12, 12)))[0]
+    xa, ya = _clusters(1200, 10, 12, 4, noise=0.3)
+    xb, yb = _clusters(1200, 10, 12, 5, noise=0.3)
+    xb = 3.0 * xb @ q + 5.0
+    pair = train_profiles(xa[ya < 7], ya[ya < 7], xb[yb < 7], yb[yb < 7])
+    assert retrieval_accuracy(pair, xa, ya, xb[yb >= 7], yb[yb >= 7], classes=[7, 8, 9]) > 0.9  # chance 1/3
+    for standardise in (False, True):
+        pair = train_profiles(xa[:60], ya[:60], xb[:60], yb[:60], standardise=standardise)
+        shared = np.intersect1d(ya[:60], yb[:60])
+        np.testing.assert_allclose(pair.embed_a(xa[60:70]), ref.profiles(xa[:60], ya[:60], shared, xa[60:70], standardise), atol=1e-6)  # float32 features
+        np.testing.assert_allclose(pair.embed_b(xb[60:70]), ref.profiles(xb[:60], yb[:60], shared, xb[60:70], standardise), atol=1e-6)  # float32 features
+    with pytest.raises(DataError):
+        train_profiles(xa[ya == 0], ya[ya == 0], xb[yb == 0], yb[yb == 0])
 
 
 def test_ridge_probe_matches_the_hat_matrix_reference():
