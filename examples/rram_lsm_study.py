@@ -13,7 +13,7 @@ statistics, run on the crossbar target, with only small digital readouts trained
    default, chosen on pseudo-unseen splits of the seen digits) and CLIP-style projection heads.
 
 Linear probes are the closed-form ridge readout; software reservoirs run through
-:func:`reservoir_features` (one batched torch run), chips through their crossbar simulation.
+:func:`reservoir_features` (the event-driven kernel), chips through their crossbar simulation.
 
 Writes ``OUT/results.json``, ``OUT/results.md`` and ``OUT/robustness.png``. Run:
 
@@ -85,7 +85,7 @@ def on_chip(graph, folder: Path, device="default", seed: int = 0, **overrides):
 
 
 def feats(run, data, modality) -> tuple:
-    """Train and test features of a reservoir: ``run`` is a graph (software, batched torch run) or a chip runner."""
+    """Train and test features of a reservoir: ``run`` is a graph (software, :func:`reservoir_features`) or a chip runner."""
     xtr, ytr = data["train"][modality]
     xte, yte = data["test"][modality]
     if isinstance(run, sf.Graph):
