@@ -124,13 +124,40 @@ class State(NamedTuple):
     i: torch.Tensor | None = None
 
 
+LOOP_ORDERS = ("x+gain+delayed", "x+delayed+gain", "x+(gain+delayed)")
+"""How the terms of a :class:`Loop` with both gains join the input: the order of the graph's sum
+of the neuron's inputs (``x`` being the sum of its other inputs)."""
+
+
 class Loop(NamedTuple):
     """A gain on the neuron's own output fed back one step later (a ``X -> Scale -> X`` self-loop
     of a graph, such as the late reset of an snnTorch import): step ``t`` gets the input
-    ``x[t] + gain * y[t-1]``; at the first step ``x[0] + first`` (``first`` None: just ``x[0]``)."""
+    ``x[t] + gain * y[t-1]``; at the first step ``x[0] + first`` (``first`` None: just ``x[0]``).
 
-    gain: torch.Tensor
+    Current-based neurons (CubaLIF, CubaLI) can also take a loop two steps long (through a
+    one-step Delay, the tail of snnTorch ``Synaptic``'s late reset): ``delayed_gain * y[t-2]``,
+    ``delayed_first[0]`` and ``delayed_first[1]`` (``[2, B, ...]``; None: zeros) at the first
+    two steps. ``gain`` None: only the delayed loop. With both, ``order`` (one of
+    :data:`LOOP_ORDERS`) says in which order the terms join the input."""
+
+    gain: torch.Tensor | None
     first: torch.Tensor | None = None
+    delayed_gain: torch.Tensor | None = None
+    delayed_first: torch.Tensor | None = None
+    order: str = LOOP_ORDERS[0]
+
+
+def _join(x: torch.Tensor, near: torch.Tensor | None, far: torch.Tensor | None, order: str) -> torch.Tensor:
+    """The input ``x`` plus the loop terms present, in the graph's order (:data:`LOOP_ORDERS`)."""
+    if near is None:
+        return x if far is None else x + far
+    if far is None:
+        return x + near
+    if order == LOOP_ORDERS[0]:
+        return (x + near) + far
+    if order == LOOP_ORDERS[1]:
+        return (x + far) + near
+    return x + (near + far)
 
 
 @dataclass(frozen=True)
@@ -286,13 +313,21 @@ def loop_chunk(
     if state is None:
         state = initial_state(dyn, (x.shape[1],) + tuple(x.shape[2:]), x)
     out = []
-    fed_back = None if loop is None else loop.first
+    gain = delayed_gain = near = None
+    far: list = [None, None]  # the delayed loop's terms of the coming two steps
+    if loop is not None:
+        gain, delayed_gain = loop.gain, loop.delayed_gain
+        near = None if gain is None else loop.first
+        if delayed_gain is not None:
+            far = [None, None] if loop.delayed_first is None else list(loop.delayed_first)
     for t in range(x.shape[0]):
         if not _TEMPORAL[0]:
             state = State(*(None if s is None else s.detach() for s in state))
-        y, state = neuron_step(x[t] if fed_back is None else x[t] + fed_back, state, dyn, coef)
-        if loop is not None:
-            fed_back = y * loop.gain
+        y, state = neuron_step(_join(x[t], near, far[0], loop.order if loop is not None else ""), state, dyn, coef)
+        if gain is not None:
+            near = y * gain
+        if delayed_gain is not None:
+            far = [far[1], y * delayed_gain]
         out.append(y)
     return (torch.stack(out) if out else torch.empty_like(x)), state
 
@@ -356,16 +391,17 @@ def neuron_chunk(
     """Run a neuron over ``x[k, B, ...]`` from ``state`` (None: at rest); return the outputs and
     the state after the last step. Consecutive chunks equal one :func:`neuron_scan` bit for bit.
 
-    ``loop`` (LIF, LI, IF, I only) feeds the output back into the next step's input through a
-    gain, inside the same fused scan (:class:`Loop`)."""
+    ``loop`` feeds the output back into the next step's input through a gain (and, for
+    CubaLIF and CubaLI, into the input two steps later through another), inside the same fused
+    scan (:class:`Loop`)."""
     if x.dim() < 2:
         raise DataError(f"neuron input: expected a time-major tensor [T, B, ...], got shape {tuple(x.shape)}")
     T, B = x.shape[:2]
     feature = tuple(x.shape[2:])
     if state is not None:
         _check_state(state, dyn, (B,) + feature)
-    if loop is not None and dyn.kind == "cuba":
-        raise GraphError("neuron_chunk: a self-loop is fused for LIF, LI, IF and I only, not for current-based neurons")
+    if loop is not None:
+        _check_loop(loop, dyn)
     if not fusable(x, fused) or T == 0:
         return loop_chunk(x, dyn, coef, state, loop)
     n = math.prod(feature)
@@ -375,7 +411,7 @@ def neuron_chunk(
 
     v0 = state.v.reshape(B, n) if state is not None else None
     x3 = x.reshape(T, B, n)
-    if loop is not None:
+    if loop is not None and dyn.kind != "cuba":
         gain = loop.gain.to(x.dtype) if isinstance(loop.gain, torch.Tensor) else _tensor(loop.gain, x).to(x.dtype)
         first = None if loop.first is None else loop.first.reshape(B, n)
         y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0,
@@ -383,11 +419,31 @@ def neuron_chunk(
         return y.reshape(x.shape), State(v.reshape((B,) + feature))
     if dyn.kind == "cuba":
         i0 = state.i.reshape(B, n) if state is not None else None
+        loops: tuple = ()
+        if loop is not None:
+            gain = lambda g: g.to(x.dtype) if isinstance(g, torch.Tensor) else _tensor(g, x).to(x.dtype)  # noqa: E731
+            d = None if loop.gain is None else flat(gain(loop.gain))
+            r0 = None if loop.first is None or d is None else loop.first.reshape(B, n)
+            e = None if loop.delayed_gain is None else flat(gain(loop.delayed_gain))
+            q0 = None if loop.delayed_first is None or e is None else loop.delayed_first.reshape(2, B, n)
+            loops = (d, r0, e, q0, LOOP_ORDERS.index(loop.order))
         y, v, i = _CubaScan.apply(x3, dyn, flat(coef.a_syn), flat(coef.c_syn), flat(coef.a), flat(coef.b), flat(coef.c),
-                                  flat(coef.v_threshold), flat(coef.v_reset), v0, i0)
+                                  flat(coef.v_threshold), flat(coef.v_reset), v0, i0, *loops)
         return y.reshape(x.shape), State(v.reshape((B,) + feature), i.reshape((B,) + feature))
     y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0)
     return y.reshape(x.shape), State(v.reshape((B,) + feature))
+
+
+def _check_loop(loop: Loop, dyn: Dynamics) -> None:
+    if not isinstance(loop, Loop):
+        raise DataError(f"neuron loop: expected a Loop, got {type(loop).__name__}")
+    if loop.order not in LOOP_ORDERS:
+        raise DataError(f"neuron loop: order must be one of {LOOP_ORDERS}, got {loop.order!r}")
+    if dyn.kind != "cuba" and (loop.delayed_gain is not None or loop.gain is None):
+        raise GraphError("neuron_chunk: a loop through a Delay (two steps) is fused for current-based neurons only; "
+                         "LIF, LI, IF and I take a one-step loop (Loop(gain, first))")
+    if loop.gain is None and loop.delayed_gain is None:
+        raise DataError("neuron loop: expected a gain, a delayed_gain or both")
 
 
 def _check_state(state: State, dyn: Dynamics, shape: tuple[int, ...]) -> None:
@@ -529,10 +585,11 @@ class _LeakyScan(torch.autograd.Function):
 
 
 class _CubaScan(torch.autograd.Function):
-    """Fused CubaLIF / CubaLI over time."""
+    """Fused CubaLIF / CubaLI over time, with the optional loops of :class:`Loop` (gain ``d`` one
+    step, ``e`` two steps; ``r0`` / ``q0`` their first terms)."""
 
     @staticmethod
-    def forward(ctx, x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0):
+    def forward(ctx, x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0, d=None, r0=None, e=None, q0=None, order=0):
         k = _kernels()
         T, B, n = x.shape
         x = x.contiguous()
@@ -540,23 +597,29 @@ class _CubaScan(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         u, i = _scratch(x, keep), _scratch(x, keep)
         v_end, i_end = _state_rows(v0, x), _state_rows(i0, x)
+        loop, delayed = d is not None, e is not None
+        r = _state_rows(r0, x) if loop else _zeros((B, 0), x.dtype)  # [B, 0]: never read
+        if delayed:
+            q = _zeros((2, B, n), x.dtype) if q0 is None else q0.detach().to(x.dtype).contiguous().clone()
+        else:
+            q = _zeros((2, B, 0), x.dtype)
         k.cuba_forward(
             x.numpy(), a_syn.numpy(), c_syn.numpy(), a.numpy(), b.numpy(), c.numpy(), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(),
-            v_end.numpy(), i_end.numpy(),
+            v_end.numpy(), i_end.numpy(), loop, _np(d, n, x.dtype), r.numpy(), delayed, _np(e, n, x.dtype), q.numpy(), order,
         )
-        ctx.dyn, ctx.temporal = dyn, _TEMPORAL[0]
+        ctx.dyn, ctx.temporal, ctx.loop, ctx.order = dyn, _TEMPORAL[0], loop or delayed, order
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a zero tensor
-        ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0)
+        ctx.save_for_backward(x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0, d, r0, e, q0, out if ctx.loop else None)
         return out, v_end, i_end
 
     @staticmethod
     def backward(ctx, g_out, g_v, g_i_end):
         k = _kernels()
         dyn = ctx.dyn
-        x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0 = ctx.saved_tensors
+        x, u, i, a_syn, c_syn, a, c, th, vr, v0, i0, d, r0, e, q0, out = ctx.saved_tensors
         T, B, n = x.shape
-        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0
+        need = ctx.needs_input_grad  # x, dyn, a_syn, c_syn, a, b, c, th, vr, v0, i0, d, r0, e, q0, order
         g_out = torch.zeros_like(x) if g_out is None else g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_i = torch.empty_like(g_out)
@@ -568,17 +631,23 @@ class _CubaScan(torch.autograd.Function):
         g_v0, g_i0 = _state_rows(g_v, x), _state_rows(g_i_end, x)  # final state in, initial state out
         zero = _np(None, n, x.dtype)
         a_syn_back, a_back = (a_syn.numpy(), a.numpy()) if ctx.temporal else (zero, zero)
+        loop = ctx.loop and ctx.temporal  # the loops carry gradient back in time, like the state
         k.cuba_backward(
             g_out.numpy(), u.numpy(), *sg, a_syn_back, a_back, c.numpy(), th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_i.numpy(), g_th.numpy(),
-            g_v0.numpy(), g_i0.numpy(),
+            g_v0.numpy(), g_i0.numpy(), loop, _np(d, n, x.dtype), _np(e, n, x.dtype), c_syn.numpy(),
         )
-        grads = [None] * 11
+        grads = [None] * 16
+        g_x = g_i * c_syn if syn_grads else g_i  # dL/d(input of each step), loop terms included
         if need[0]:
-            grads[0] = g_i * c_syn if syn_grads else g_i
+            grads[0] = g_x
         if need[2]:
             grads[2] = _sum_to(g_i * _previous(i, i0))
         if need[3]:
+            if ctx.loop:  # the input of each step, loop terms included (for the gradient only)
+                near = None if d is None else _previous(out * d, r0)
+                far = None if e is None else _previous(_previous(out * e, None if q0 is None else q0[1]), None if q0 is None else q0[0])
+                x = _join(x, near, far, LOOP_ORDERS[ctx.order])
             grads[3] = _sum_to(g_i * x)
         if need[4]:
             grads[4] = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
@@ -592,6 +661,14 @@ class _CubaScan(torch.autograd.Function):
             grads[9] = g_v0
         if need[10]:
             grads[10] = g_i0
+        if d is not None and need[11]:
+            grads[11] = _sum_to(g_x[1:] * out[:-1])
+        if d is not None and need[12]:
+            grads[12] = g_x[0]
+        if e is not None and need[13]:
+            grads[13] = _sum_to(g_x[2:] * out[:-2])
+        if e is not None and need[14]:
+            grads[14] = torch.cat([g_x[:2], torch.zeros_like(g_x[:2 - min(T, 2)])])
         return tuple(grads)
 
 

@@ -113,23 +113,59 @@ def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state, l
 
 
 @njit(**_FLAGS)
-def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_save, i_save, v_state, i_state):
-    """CubaLIF / CubaLI over time: ``i = a_syn*i + c_syn*x``; ``u = a*v + c*i + b``."""
+def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_save, i_save, v_state, i_state,
+                 loop, d, r0, delayed, e, q0, order):
+    """CubaLIF / CubaLI over time: ``i = a_syn*i + c_syn*x``; ``u = a*v + c*i + b``.
+
+    ``loop``: the output comes back one step later through the gain ``d`` (a ``X -> Scale -> X``
+    self-loop), ``r0[B, N]`` its term at the first step; ``delayed``: it comes back two steps later
+    through the gain ``e`` (a loop through a one-step Delay, e.g. the tail of snnTorch
+    ``Synaptic``'s late reset), ``q0[2, B, N]`` its terms at the first two steps. The terms join
+    the input in the graph's order: ``order`` 0: ``(x + loop) + delayed``, 1: ``(x + delayed) +
+    loop``, 2: ``x + (loop + delayed)``; a single loop term: ``x + term``."""
     T, B, N = x.shape
     keep = u_save.shape[0] == T
     for bb in prange(B):
         v = v_state[bb].copy()
         cur = i_state[bb].copy()
+        xin = np.zeros(N, dtype=x.dtype)
+        r = r0[bb].copy()  # the loop's term of the coming step
+        q = q0[:, bb].copy()  # the delayed loop's terms of the coming step and the one after
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
             ut = u_save[t if keep else 0, bb]
             it = i_save[t if keep else 0, bb]
+            if loop and delayed:
+                if order == 0:
+                    for n in range(N):
+                        xin[n] = (xt[n] + r[n]) + q[0, n]
+                elif order == 1:
+                    for n in range(N):
+                        xin[n] = (xt[n] + q[0, n]) + r[n]
+                else:
+                    for n in range(N):
+                        xin[n] = xt[n] + (r[n] + q[0, n])
+            elif loop:
+                for n in range(N):
+                    xin[n] = xt[n] + r[n]
+            elif delayed:
+                for n in range(N):
+                    xin[n] = xt[n] + q[0, n]
+            else:
+                xin[:] = xt
             for n in range(N):
-                cur[n] = a_syn[n] * cur[n] + c_syn[n] * xt[n]
+                cur[n] = a_syn[n] * cur[n] + c_syn[n] * xin[n]
                 it[n] = cur[n]
                 ut[n] = a[n] * v[n] + c[n] * cur[n] + b[n]
             _fire(ut, ot, v, th, vr, spiking, subtract)
+            if loop:
+                for n in range(N):
+                    r[n] = ot[n] * d[n]
+            if delayed:
+                for n in range(N):
+                    q[0, n] = q[1, n]
+                    q[1, n] = ot[n] * e[n]
         v_state[bb, :] = v
         i_state[bb, :] = cur
 
@@ -198,9 +234,12 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
 
 @njit(**_FLAGS)
 def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, vr, scale, spiking, subtract, detach, g_u, g_i, g_th,
-                  gv_state, gi_state):
+                  gv_state, gi_state, loop, d, e, c_syn):
     """Reverse-time recurrence of the current-based neurons: dL/du, scale * dL/di and dL/dth;
-    ``gv_state`` / ``gi_state``: gradients w.r.t. the final state in, the initial state out."""
+    ``gv_state`` / ``gi_state``: gradients w.r.t. the final state in, the initial state out.
+    ``loop``: the loops of :func:`cuba_forward` (gains ``d``, one step, and ``e``, two steps; a
+    zero gain for an absent one): the output of step ``t`` also receives ``d * dL/dx[t+1] + e *
+    dL/dx[t+2]``, with ``dL/dx = c_syn * dL/di``."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
@@ -211,9 +250,16 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
         gi = np.zeros(N, dtype=g_out.dtype)
         gu = np.zeros(N, dtype=g_out.dtype)
         srow = np.zeros(N, dtype=g_out.dtype)
+        grow = np.zeros(N, dtype=g_out.dtype)  # dL/d(output) with the loops' share
+        near = np.zeros(N, dtype=g_out.dtype)  # the loops' share of dL/d(output) of this step
+        far = np.zeros(N, dtype=g_out.dtype)  # the delayed loop's share of dL/d(output) one step earlier
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
+            if loop:
+                for n in range(N):
+                    grow[n] = go[n] + near[n]
+                go = grow
             if spiking:
                 if sg_kind == SG_ARRAY:
                     srow[:] = sg[t, bb]
@@ -231,6 +277,11 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
                 git[n] = gi[n] * scale[n]
                 carry[n] = a_syn[n] * gi[n]
                 gv[n] = a[n] * gu[n]
+            if loop:
+                for n in range(N):
+                    gx = c_syn[n] * gi[n]
+                    near[n] = d[n] * gx + far[n]
+                    far[n] = e[n] * gx
         gv_state[bb, :] = gv
         gi_state[bb, :] = carry
 

@@ -221,3 +221,105 @@ def leaky_loop_backward(g_out, trace, gain, c, a=None, th=None, vr=0.0, reset="z
     grads["x"] = gx
     grads["first"] = gx[0]
     return grads
+
+
+def _join(x, near, far, order):
+    """``x`` plus the loop terms in the graph's order (``spikeflow.torch.functional.LOOP_ORDERS``)."""
+    if near is None:
+        return x if far is None else x + far
+    if far is None:
+        return x + near
+    if order == "x+gain+delayed":
+        return (x + near) + far
+    if order == "x+delayed+gain":
+        return (x + far) + near
+    return x + (near + far)
+
+
+def cuba_loop_forward(x, a_syn, c_syn, a, b, c, th=None, vr=0.0, reset="zero", gain=None, first=None,
+                      delayed_gain=None, delayed_first=None, order="x+gain+delayed"):
+    """:func:`cuba_forward` with the output fed back one step later through ``gain`` (``first``
+    at step 0) and two steps later through ``delayed_gain`` (``delayed_first[0]``,
+    ``delayed_first[1]`` at steps 0 and 1; a loop through a one-step Delay, e.g. snnTorch
+    ``Synaptic``'s late reset): the input of step ``t`` is ``x[t] + gain*out[t-1] +
+    delayed_gain*out[t-2]``, added in ``order``. Either gain may be None (no such loop)."""
+    T = x.shape[0]
+    v = np.zeros(x.shape[1:])
+    i = np.zeros(x.shape[1:])
+    out, us, zs, vs, cur, xin = (np.zeros(x.shape) for _ in range(6))
+    for t in range(T):
+        near = None if gain is None else (first if t == 0 else gain * out[t - 1])
+        far = None
+        if delayed_gain is not None:
+            far = (None if delayed_first is None else delayed_first[t]) if t < 2 else delayed_gain * out[t - 2]
+        xin[t] = _join(x[t], near, far, order)
+        i = a_syn * i + c_syn * xin[t]
+        u = a * v + c * i + b
+        cur[t], us[t] = i, u
+        if th is None:
+            v = u
+            out[t] = u
+        else:
+            z = heaviside(u - th)
+            zs[t] = z
+            out[t] = z
+            v = _reset(u, z, th, vr, reset, hard=True)
+        vs[t] = v
+    return {"out": out, "u": us, "z": zs, "z_reset": zs, "v": vs, "i": cur, "x_in": xin}
+
+
+def cuba_loop_backward(g_out, trace, a_syn, c_syn, a, c, th=None, vr=0.0, reset="zero", derivative=None, detach=True,
+                       gain=None, delayed_gain=None):
+    """Gradients of ``sum(g_out * out)`` through :func:`cuba_loop_forward`: dict with ``x``
+    [T,B,N], ``first`` [B,N], ``delayed_first`` [2,B,N], and ``gain``, ``delayed_gain``, ``a_syn``,
+    ``c_syn``, ``a``, ``b``, ``c``, ``v_threshold`` summed over time and batch ([N]).
+
+    By hand, backwards in time: ``out[t]`` receives ``g_out[t] + gain*gx[t+1] +
+    delayed_gain*gx[t+2]`` (``gx``: dL/d(input)); the membrane as in :func:`leaky_backward`;
+    ``gi[t] = c*gu[t] + a_syn*gi[t+1]``; ``gx[t] = c_syn*gi[t]``."""
+    xin, u, z, v, out, cur = trace["x_in"], trace["u"], trace["z"], trace["v"], trace["out"], trace["i"]
+    T = xin.shape[0]
+    g1 = np.zeros(xin.shape[2:]) if gain is None else gain
+    g2 = np.zeros(xin.shape[2:]) if delayed_gain is None else delayed_gain
+    gv = np.zeros(xin.shape[1:])
+    gi = np.zeros(xin.shape[1:])
+    gx = np.zeros(xin.shape)
+    names = ("gain", "delayed_gain", "a_syn", "c_syn", "a", "b", "c", "v_threshold")
+    grads = {k: np.zeros(xin.shape[2:]) for k in names}
+    for t in range(T - 1, -1, -1):
+        g_o = g_out[t].copy()
+        if t + 1 < T:
+            g_o += g1 * gx[t + 1]
+        if t + 2 < T:
+            g_o += g2 * gx[t + 2]
+        if th is None:
+            gu = g_o + gv
+        else:
+            s = derivative(u[t] - th)
+            g_spike = g_o
+            if not detach:
+                g_spike = g_spike + gv * (-th if reset == "subtract" else vr - u[t])
+            if reset == "subtract":
+                gu = g_spike * s + gv
+                grads["v_threshold"] += (-g_spike * s - gv * z[t]).sum(0)
+            else:
+                gu = g_spike * s + gv * (1 - z[t])
+                grads["v_threshold"] += (-g_spike * s).sum(0)
+        gi = c * gu + (a_syn * gi)
+        gx[t] = c_syn * gi
+        v_prev = v[t - 1] if t > 0 else np.zeros_like(gu)
+        i_prev = cur[t - 1] if t > 0 else np.zeros_like(gu)
+        grads["a"] += (gu * v_prev).sum(0)
+        grads["b"] += gu.sum(0)
+        grads["c"] += (gu * cur[t]).sum(0)
+        grads["a_syn"] += (gi * i_prev).sum(0)
+        grads["c_syn"] += (gi * xin[t]).sum(0)
+        if t > 0:
+            grads["gain"] += (gx[t] * out[t - 1]).sum(0)
+        if t > 1:
+            grads["delayed_gain"] += (gx[t] * out[t - 2]).sum(0)
+        gv = a * gu
+    grads["x"] = gx
+    grads["first"] = gx[0]
+    grads["delayed_first"] = np.stack([gx[0], gx[1] if T > 1 else np.zeros_like(gx[0])])
+    return grads

@@ -110,13 +110,6 @@ def test_non_spiking_loop_passes_gradcheck(case):
     assert torch.autograd.gradcheck(run, (x, gain, first, v0))
 
 
-def test_loop_on_a_current_based_neuron_is_refused():
-    node = CASES["cuba_lif_zero"]()
-    x = torch.zeros(3, 2, N, dtype=torch.float64)
-    with pytest.raises(GraphError, match="LIF, LI, IF and I only"):
-        F.neuron_chunk(x, *F.discretise_params(params_for(node), x), loop=F.Loop(torch.zeros(N, dtype=torch.float64)))
-
-
 # ------------------------------------------------------------------------------- in a graph
 
 
