@@ -7,8 +7,10 @@ all ``T*B`` samples at once (one batched GEMM or convolution over time), neurons
 loops run through the fused scan of :mod:`spikeflow.torch.functional`, and the nodes of a recurrent
 component (:meth:`spikeflow.ir.Graph.components`) step one time step at a time, delayed edges
 carrying the previous step's value. A component that is only ``neuron -> Scale -> neuron`` (the
-late reset of an snnTorch import) runs inside the neuron's fused scan instead
-(:attr:`GraphModule.self_loops`, :func:`_self_loops`). The input of a node is the sum of its incoming edges in sorted
+late reset of an snnTorch import), or for CubaLIF / CubaLI also a loop through a Scale and a
+one-step Delay (snnTorch ``Synaptic``'s late reset), runs inside the neuron's fused scan instead
+(:attr:`GraphModule.self_loops`, :attr:`GraphModule.delayed_loops`, :func:`_fusions`). The input
+of a node is the sum of its incoming edges in sorted
 source-name order, exactly as in :mod:`spikeflow.ir.discretise`. An EGRU node becomes a one-layer
 :class:`spikeflow.torch.egru.EGRU` (time-major, state from zero each call), whose float64 forward
 equals the numba backends bit for bit.
@@ -38,10 +40,12 @@ import sys
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 from spikeflow.errors import BackendError, DataError, GraphError
+from spikeflow.ir import discretise
 from spikeflow.ir import nodes as n
 from spikeflow.ir.egru import EGRU as EGRUNode
 from spikeflow.ir.graph import Graph
@@ -243,9 +247,14 @@ class GraphModule(nn.Module):
         self.delayed = set(flat.delayed_edges())
         self.groups = [(g, len(g) > 1 or (g[0], g[0]) in flat.edges) for g in flat.components()]
         self.kinds = {k: type(v) for k, v in flat.nodes.items()}
-        self.self_loops = _self_loops(flat, self.groups, self.sources)
+        self._fusions = _fusions(flat, self.groups, self.sources)
+        self.self_loops = {k: f.gain for k, f in self._fusions.items() if f.gain is not None}
         """Neuron -> Scale node of each ``neuron -> Scale -> neuron`` loop (snnTorch's late reset,
-        :func:`_self_loops`) that runs inside the neuron's fused scan instead of step by step."""
+        :func:`_fusions`) that runs inside the neuron's fused scan instead of step by step."""
+        self.delayed_loops = {k: f.chain for k, f in self._fusions.items() if f.chain is not None}
+        """CubaLIF / CubaLI -> the two nodes (Scale and one-step Delay, in loop order) of each loop
+        two steps long (the tail of snnTorch ``Synaptic``'s late reset) that runs inside the
+        neuron's fused scan."""
         self.layers = nn.ModuleDict()
         for name in self.order:
             node = flat.nodes[name]
@@ -410,8 +419,8 @@ class GraphModule(nn.Module):
             values[name] = t.to(dtype=self._probe.dtype, device=self._probe.device)
         return values
 
-    def _sum(self, name: str, values: dict[str, torch.Tensor], skip: str | None = None) -> torch.Tensor:
-        srcs = [s for s in self.sources[name] if s != skip]
+    def _sum(self, name: str, values: dict[str, torch.Tensor], skip: "set[str | None]" = frozenset()) -> torch.Tensor:
+        srcs = [s for s in self.sources[name] if s not in skip]
         total = values[srcs[0]]
         for s in srcs[1:]:
             total = total + values[s]
@@ -523,39 +532,78 @@ class GraphModule(nn.Module):
         return sparse_linear.inference_linear(flat, cached[1], layer.bias)
 
     def uses_fused_loop(self, name: str, x: "torch.Tensor | None" = None) -> bool:
-        """Whether the neuron ``name`` runs its self-loop inside its fused scan (for inputs like
-        ``x``; by default the module's own dtype on its device) rather than step by step."""
+        """Whether the neuron ``name`` runs its loops (:attr:`self_loops`, :attr:`delayed_loops`)
+        inside its fused scan (for inputs like ``x``; by default the module's own dtype on its
+        device) rather than step by step."""
         layer = self._layer(name)
-        return name in self.self_loops and F.fusable(self._probe if x is None else x, layer.fused)
+        return name in self._fusions and F.fusable(self._probe if x is None else x, layer.fused)
 
     def _fused_loop(self, group: list[str], values: dict[str, torch.Tensor], state: GraphState, keep=()) -> bool:
-        """Run a ``neuron -> Scale -> neuron`` group as one fused scan; False when it must step.
+        """Run a group of :func:`_fusions` as one fused scan; False when it must step.
 
-        The Scale's output is what the step-by-step path computes (its carried value too), so the
-        state of a chunk is the same either way."""
-        neuron = next((k for k in group if k in self.self_loops), None)
+        The loop nodes' outputs are what the step-by-step path computes (their carried values and
+        the Delay's history too), so the state of a chunk is the same either way."""
+        neuron = next((k for k in group if k in self._fusions), None)
         if neuron is None:
             return False
-        gain_name = self.self_loops[neuron]
-        x = self._sum(neuron, values, skip=gain_name)
-        layer, gain = self._layer(neuron), self._layer(gain_name)
-        if not self.uses_fused_loop(neuron, x):
+        plan = self._fusions[neuron]
+        x = self._sum(neuron, values, skip={plan.gain, plan.chain[-1] if plan.chain else None})
+        if not self.uses_fused_loop(neuron, x) or x.shape[0] == 0:  # an empty chunk steps (it changes nothing)
             return False
-        gain_delayed = (gain_name, neuron) in self.delayed  # else the edge neuron -> gain is the delayed one
-        last = state.carried.get(neuron)  # the neuron's own last output, when its edge to the gain is the delayed one
-        if gain_delayed:
-            first = state.carried.get(gain_name)
-        else:
-            first = None if last is None else gain(last)
-        loop = F.Loop(gain.scale, first)
+        layer = self._layer(neuron)
+        last = state.carried.get(neuron)  # the neuron's own last output, when an edge from it is delayed
+        gain = first = None
+        if plan.gain is not None:
+            gain = self._layer(plan.gain)
+            gain_delayed = (plan.gain, neuron) in self.delayed  # else the edge neuron -> gain is the delayed one
+            if gain_delayed:
+                first = state.carried.get(plan.gain)
+            else:
+                first = None if last is None else gain(last)
+        delayed_gain = delayed_first = None
+        if plan.chain is not None:
+            # The loop's terms of the first two steps depend on the state only (the loop is two
+            # steps long): run its nodes on two steps of placeholder outputs.
+            delayed_first = self._chain(neuron, plan.chain, torch.zeros_like(x[:1]).expand((2,) + x.shape[1:]), state)[0]
+            delayed_gain = next(self._layer(k) for k in plan.chain if isinstance(self._layer(k), m.Scale)).scale
+        loop = F.Loop(None if gain is None else gain.scale, first, delayed_gain, delayed_first, plan.order)
         y, state.nodes[neuron] = F.neuron_chunk(x, *self._coefficients(neuron, layer, x), state.nodes.get(neuron), fused=True, loop=loop)
         values[neuron] = y
-        if gain_name in keep:
-            before = torch.zeros_like(y[:1]) if last is None else last.unsqueeze(0)
-            values[gain_name] = gain(y if gain_delayed else torch.cat([before, y[:-1]]))
-        if y.shape[0]:  # an empty chunk carries nothing new
-            state.carried[gain_name if gain_delayed else neuron] = gain(y[-1]) if gain_delayed else y[-1]
+        if plan.gain is not None:
+            if plan.gain in keep:
+                before = torch.zeros_like(y[:1]) if last is None else last.unsqueeze(0)
+                values[plan.gain] = gain(y if gain_delayed else torch.cat([before, y[:-1]]))
+            state.carried[plan.gain if gain_delayed else neuron] = gain(y[-1]) if gain_delayed else y[-1]
+        if plan.chain is not None:
+            _, outs, nodes, carried = self._chain(neuron, plan.chain, y, state)
+            values.update({k: v for k, v in outs.items() if k in keep})
+            state.nodes.update(nodes)
+            state.carried.update(carried)
         return True
+
+    def _chain(self, neuron: str, chain: tuple[str, str], y: torch.Tensor, state: GraphState):
+        """Run the nodes of a ``neuron -> chain[0] -> chain[1] -> neuron`` loop (a Scale and a Delay)
+        on the neuron's outputs ``y[k, B, ...]`` as the step-by-step path does, from ``state``
+        (left unchanged). Returns the term each step adds to the neuron's input, the nodes'
+        outputs, their new states (the Delay's history) and the new carried values."""
+        nodes, carried, outs = {}, {}, {}
+        prev, seq = neuron, y
+        for name in chain + (neuron,):
+            if (prev, name) in self.delayed:  # this edge carries the previous step's value
+                before = state.carried.get(prev)
+                before = torch.zeros_like(seq[:1]) if before is None else before.unsqueeze(0)
+                carried[prev] = seq[-1]
+                seq = torch.cat([before, seq[:-1]])
+            if name == neuron:
+                break
+            layer = self._layer(name)
+            if isinstance(layer, m.Delay):
+                seq, nodes[name] = F.delay_chunk(seq, layer.steps, state.nodes.get(name))
+            else:
+                seq = layer(seq)
+            outs[name] = seq
+            prev = name
+        return seq, outs, nodes, carried
 
     def _step_group(self, group: list[str], values: dict[str, torch.Tensor], T: int, B: int, state: GraphState) -> None:
         like = self._probe
@@ -615,30 +663,81 @@ class GraphModule(nn.Module):
         return f"{self._template!r}"
 
 
-def _self_loops(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[str, list[str]]) -> dict[str, str]:
-    """Neuron -> Scale for each recurrent group that is exactly ``neuron -> Scale -> neuron``.
+@dataclass(frozen=True)
+class _Fusion:
+    """The loops on one neuron that its fused scan runs (:func:`_fusions`)."""
 
-    Such a loop only adds ``scale * y[t-1]`` to the neuron's own input: the fused scan of LIF,
-    LI, IF and I does that inside its time loop (snnTorch's late reset is imported as this loop,
-    see docs/conventions.md). The neuron must have another input, and the loop's term must come
-    last in the sorted-source sum (or be one of two terms, where the order does not matter), so
-    that the fused scan adds the terms in the graph's order: float64 values stay bit-identical.
+    gain: str | None  # the Scale of a neuron -> Scale -> neuron loop
+    chain: tuple[str, str] | None  # neuron -> chain[0] -> chain[1] -> neuron: a Scale and a one-step Delay
+    order: str = F.LOOP_ORDERS[0]  # how both loops' terms join the neuron's other inputs
+
+
+def _fusions(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[str, list[str]]) -> dict[str, _Fusion]:
+    """The recurrent groups that run inside a neuron's fused scan, by neuron.
+
+    * LIF, LI, IF, I: a group that is exactly ``neuron -> Scale -> neuron`` adds ``scale * y[t-1]``
+      to the neuron's own input (snnTorch's late reset is imported as this loop, see
+      docs/conventions.md).
+    * CubaLIF, CubaLI: such a loop, a loop ``neuron -> Scale -> Delay -> neuron`` (or Delay, then
+      Scale) whose Delay is one step, adding ``scale * y[t-2]``, or both (snnTorch ``Synaptic``'s
+      late reset); nothing else in the group.
+
+    The neuron must have another input, and the loops' terms must join its sorted-source sum in an
+    order the scan reproduces (:data:`spikeflow.torch.functional.LOOP_ORDERS`; a single loop term
+    last, or one of two terms), so that the fused scan adds the terms in the graph's order: float64
+    values stay bit-identical.
     """
-    leaky = (n.LIF, n.LI, n.IF, n.I)
+    leaky, cuba = (n.LIF, n.LI, n.IF, n.I), (n.CubaLIF, n.CubaLI)
     found = {}
     for group, recurrent in groups:
-        if not recurrent or len(group) != 2:
+        neurons = [k for k in group if isinstance(flat.nodes[k], leaky + cuba)]
+        if not recurrent or len(neurons) != 1 or len(group) > (4 if isinstance(flat.nodes[neurons[0]], cuba) else 2):
             continue
-        neuron, gain = group if isinstance(flat.nodes[group[0]], leaky) else group[::-1]
-        if not (isinstance(flat.nodes[neuron], leaky) and isinstance(flat.nodes[gain], n.Scale)):
-            continue
+        neuron = neurons[0]
         srcs = sources[neuron]
-        if sources[gain] != [neuron] or sorted(flat.successors(gain)) != [neuron] or neuron in srcs:
+        gain = chain = None
+        for first in sorted(set(flat.successors(neuron)) & set(group)):
+            node = flat.nodes[first]
+            if isinstance(node, n.Scale) and sorted(flat.successors(first)) == [neuron]:
+                gain = first
+            elif isinstance(node, (n.Scale, n.Delay)) and len(flat.successors(first)) == 1:
+                second = flat.successors(first)[0]
+                kinds = {type(node), type(flat.nodes[second])}
+                if kinds == {n.Scale, n.Delay} and sources[second] == [first] and sorted(flat.successors(second)) == [neuron]:
+                    chain = (first, second)
+        if chain is not None:
+            delay = next(flat.nodes[k] for k in chain if isinstance(flat.nodes[k], n.Delay))
+            if not np.all(discretise.coefficients(delay, flat.dt, "euler")["steps"] == 1):
+                chain = None
+        if chain is not None and not isinstance(flat.nodes[neuron], cuba):
+            continue  # the leaky scans take a one-step loop only
+        loops = [k for k in (gain, chain[-1] if chain else None) if k is not None]
+        if not loops or sorted(group) != sorted({neuron, *loops, *(chain or ())}) or neuron in srcs:
             continue
-        if len(srcs) < 2 or (len(srcs) > 2 and srcs[-1] != gain):
+        if (gain is not None and sources[gain] != [neuron]) or (chain is not None and sources[chain[0]] != [neuron]):
             continue
-        found[neuron] = gain
+        order = _loop_order(srcs, gain, chain[-1] if chain else None)
+        if order is not None:
+            found[neuron] = _Fusion(gain, chain, order)
     return found
+
+
+def _loop_order(srcs: list[str], gain: str | None, tail: str | None) -> str | None:
+    """How the loop terms ``gain`` and ``tail`` join the sum over ``srcs`` (the neuron's sorted
+    sources): a :data:`spikeflow.torch.functional.LOOP_ORDERS` entry, or None when the fused scan
+    cannot add them in the graph's order (it sums the other sources first, as the graph does)."""
+    loops = [k for k in (gain, tail) if k is not None]
+    others = [k for k in srcs if k not in loops]
+    if not others:
+        return None
+    if len(loops) == 1:
+        return F.LOOP_ORDERS[0] if len(srcs) == 2 or srcs[-1] == loops[0] else None
+    if len(others) == 1:  # one input x: the first two terms decide (a + b = b + a exactly)
+        head = set(srcs[:2])
+        return F.LOOP_ORDERS[2] if head == {gain, tail} else F.LOOP_ORDERS[0] if gain in head else F.LOOP_ORDERS[1]
+    if set(srcs[-2:]) != {gain, tail}:
+        return None
+    return F.LOOP_ORDERS[0] if srcs[-2] == gain else F.LOOP_ORDERS[1]
 
 
 def _replace(graph: Graph, replaced: dict[str, n.Node], prefix: str) -> Graph:

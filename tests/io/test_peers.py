@@ -131,21 +131,25 @@ def test_snntorch_to_spikeflow_spikes_match(case):
     assert_same_spikes(spikeflow_run(g, x), snntorch_run(net, x), case)
 
 
-LATE_RESET_LEAKY = ["Leaky subtract (snnTorch default, late reset)", "Leaky per-neuron beta"]
+LATE_RESET = ["Leaky subtract (snnTorch default, late reset)", "Leaky per-neuron beta", "Synaptic subtract (snnTorch default, late reset)"]
 
 
-@pytest.mark.parametrize("case", LATE_RESET_LEAKY)
+@pytest.mark.parametrize("case", LATE_RESET)
 def test_snntorch_late_reset_lowers_to_the_fused_scan_with_pytorch_defaults(case):
-    """snnTorch's default Leaky (late subtraction) imports as a neuron -> Scale -> neuron loop that
-    sf.to_torch runs inside the fused scan, in float32 with nothing else called; it spikes like
-    snnTorch, and its gradients equal those of the step-by-step lowering of the same graph."""
+    """snnTorch's default Leaky (late subtraction) imports as a neuron -> Scale -> neuron loop, its
+    Synaptic as that loop plus a neuron -> Scale -> Delay -> neuron loop; sf.to_torch runs them
+    inside the fused scan, in float32 with nothing else called; it spikes like snnTorch, and its
+    gradients equal those of the step-by-step lowering of the same graph."""
     net = SNNTORCH_MODELS[case]()
     x = spikes_in((6,), seed=6)
     g = sf.from_snntorch(net, x[0])
-    leakies = sorted(k for k, v in g.nodes.items() if isinstance(v, n.LIF))
+    neurons = sorted(k for k, v in g.nodes.items() if isinstance(v, (n.LIF, n.CubaLIF)))
+    synaptic = sorted(k for k in neurons if isinstance(g.nodes[k], n.CubaLIF))
     model = sf.to_torch(g)
-    assert model.self_loops == {k: f"{k}_late_reset" for k in leakies}
-    assert all(model.uses_fused_loop(k, x) for k in leakies)
+    assert model.self_loops == {k: f"{k}_late_reset" for k in neurons}
+    assert model.delayed_loops == {k: (f"{k}_late_reset_tail", f"{k}_late_reset_delay") for k in synaptic}
+    assert bool(synaptic) == ("Synaptic" in case)
+    assert all(model.uses_fused_loop(k, x) for k in neurons)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     with torch.no_grad():
         y = model(x)

@@ -163,3 +163,189 @@ def test_delayed_loop_on_a_leaky_neuron_and_bad_loops_are_refused():
         F.neuron_chunk(x, *cuba, loop=F.Loop(None))
     with pytest.raises(DataError, match="order must be one of"):
         F.neuron_chunk(x, *cuba, loop=F.Loop(gain, order="x+y"))
+
+
+# ------------------------------------------------------------------------------- in a graph
+
+# names of the one-step loop's Scale and of the delayed loop's last node: their sort order against
+# the neuron's input "fc1" decides the order of the terms in the neuron's sum
+NAMES = {F.LOOP_ORDERS[0]: ("x_gain", "y_tail"), F.LOOP_ORDERS[1]: ("y_gain", "x_tail"), F.LOOP_ORDERS[2]: ("a_gain", "b_tail")}
+
+
+def cuba_graph(seed: int, order: str, gain: bool = True, chain: str | None = "scale_delay", second_input: bool = False,
+               steps: int = 1, spiking: bool = True) -> tuple[sf.Graph, bool]:
+    """Input -> Affine -> CubaLIF (or CubaLI) with its loops -> Linear -> LIF (with a Scale loop) -> Output.
+
+    The CubaLIF ``m_cuba`` gets ``gain`` (``m_cuba -> gain -> m_cuba``) and ``chain`` (``m_cuba ->
+    Scale -> Delay -> m_cuba``, "scale_delay", or Delay first, "delay_scale"; ``steps``: the
+    Delay's length). Returns the graph and whether the CubaLIF's loops can be fused."""
+    rng = np.random.default_rng(seed)
+    gain_name, tail = NAMES[order]
+    size = 5
+    th = 0.3
+    cuba = (n.CubaLIF(tau_syn=rng.uniform(0.002, 0.006, size), tau_mem=rng.uniform(0.01, 0.03, size), v_threshold=th,
+                      r=rng.uniform(1, 2, size), w_in=2.0, reset=["zero", "subtract"][seed % 2]) if spiking else
+            n.CubaLI(tau_syn=0.004, tau_mem=0.02, r=1.5, w_in=2.0))
+    nodes = {
+        "input": n.Input(shape=(6,)),
+        "fc1": n.Affine(weight=rng.normal(size=(size, 6)) * 2, bias=rng.normal(size=size) * 0.2),
+        "m_cuba": cuba,
+        "fc2": n.Linear(weight=rng.normal(size=(4, size)) * (3.0 if spiking else 0.5)),
+        "p_lif": n.LIF(tau=0.02, v_threshold=0.4, r=10.0, reset="subtract"),
+        "p_lif_late_reset": n.Scale(scale=-0.05 * 0.4),
+        "output": n.Output(shape=(4,)),
+    }
+    edges = [("input", "fc1"), ("fc1", "m_cuba"), ("m_cuba", "fc2"), ("fc2", "p_lif"), ("p_lif", "p_lif_late_reset"),
+             ("p_lif_late_reset", "p_lif"), ("p_lif", "output")]
+    if gain:
+        nodes[gain_name] = n.Scale(scale=-rng.uniform(0.5, 1.5, size) * th)
+        edges += [("m_cuba", gain_name), (gain_name, "m_cuba")]
+    if chain:
+        scale = n.Scale(scale=rng.uniform(0.3, 1.0, size) * th)
+        delay = n.Delay(delay=np.full(size, steps * DT))
+        first, second = (scale, delay) if chain == "scale_delay" else (delay, scale)
+        nodes[tail + "_in"], nodes[tail] = first, second
+        edges += [("m_cuba", tail + "_in"), (tail + "_in", tail), (tail, "m_cuba")]
+    if second_input:
+        nodes["b_side"] = n.Linear(weight=rng.normal(size=(size, 6)) * 0.5)
+        edges += [("input", "b_side"), ("b_side", "m_cuba")]
+    # the fused scan sums the other inputs first: with two of them, the loops' terms must come last
+    fusable = steps == 1 and not (second_input and order == F.LOOP_ORDERS[2] and gain and chain)
+    if second_input and order == F.LOOP_ORDERS[2] and bool(gain) != bool(chain):  # one loop term, sorted first
+        fusable = False
+    return sf.Graph(nodes, edges, dt=DT), fusable
+
+
+GRAPH_CASES = [
+    dict(seed=0, order=F.LOOP_ORDERS[0]),
+    dict(seed=1, order=F.LOOP_ORDERS[1]),
+    dict(seed=2, order=F.LOOP_ORDERS[2]),
+    dict(seed=3, order=F.LOOP_ORDERS[0], chain="delay_scale"),
+    dict(seed=4, order=F.LOOP_ORDERS[2], chain="delay_scale"),
+    dict(seed=5, order=F.LOOP_ORDERS[0], gain=False),
+    dict(seed=6, order=F.LOOP_ORDERS[1], chain=None),
+    dict(seed=7, order=F.LOOP_ORDERS[0], second_input=True),
+    dict(seed=8, order=F.LOOP_ORDERS[1], second_input=True, chain="delay_scale"),
+    dict(seed=9, order=F.LOOP_ORDERS[2], second_input=True),  # loops first among four terms: steps
+    dict(seed=10, order=F.LOOP_ORDERS[0], steps=2),  # a two-step Delay: a three-step loop, steps
+    # a CubaLI outputs its membrane: a sum in another order than the graph's would show in the values
+    dict(seed=11, order=F.LOOP_ORDERS[0], spiking=False),
+    dict(seed=12, order=F.LOOP_ORDERS[1], spiking=False),
+    dict(seed=13, order=F.LOOP_ORDERS[2], spiking=False),
+    dict(seed=14, order=F.LOOP_ORDERS[1], spiking=False, second_input=True, chain="delay_scale"),
+]
+
+
+def _grads(net, x, g_out, record):
+    net.zero_grad(set_to_none=True)
+    y, rec = net.run(x, record=record)
+    ((y * g_out).sum() + sum((r * r).sum() for r in rec.values())).backward()
+    return y.detach(), {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("case", GRAPH_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_graph_cuba_loops_lower_to_fused_scan_and_equal_node_by_node(case):
+    g, fusable = cuba_graph(**case)
+    gain_name, tail = NAMES[case["order"]]
+    rng = np.random.default_rng(200 + case["seed"])
+    x = (rng.random((30, 3, 6)) < 0.4).astype(np.float64) * 2.0
+    fused = sf.to_torch(g, dtype=torch.float64)
+    stepped = sf.to_torch(g, dtype=torch.float64, fused=False)
+    gain, chain = case.get("gain", True), case.get("chain", "scale_delay")
+    assert fused.uses_fused_loop("m_cuba") == fusable and not stepped.uses_fused_loop("m_cuba")
+    assert fused.self_loops == {"p_lif": "p_lif_late_reset", **({"m_cuba": gain_name} if fusable and gain else {})}
+    assert fused.delayed_loops == ({"m_cuba": (tail + "_in", tail)} if fusable and chain else {})
+
+    expected = simulate(g, x)  # node by node, element by element
+    names = ["m_cuba", *([gain_name] if gain else []), *([tail + "_in", tail] if chain else [])]
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        y, rec = fused.run(xt, record=names)
+        _, rec_stepped = stepped.run(xt, record=names)
+    np.testing.assert_array_equal(y.numpy(), expected["output"])  # spikes: exactly
+    if case.get("spiking", True):
+        assert 0 < expected["m_cuba"].mean() < 1
+    for name in names:
+        assert torch.equal(rec[name], rec_stepped[name]), name  # the same float64 operations in the same order
+        # the NumPy reference sums the Affine's products in another order than the GEMM: ulps apart
+        np.testing.assert_allclose(rec[name].numpy(), expected[name], rtol=0, atol=1e-12, err_msg=name)
+
+    g_out = torch.from_numpy(rng.normal(size=y.shape))
+    y1, g1 = _grads(fused, xt, g_out, names)
+    y2, g2 = _grads(stepped, xt, g_out, names)
+    assert torch.equal(y1, y2) and sorted(g1) == sorted(g2)
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-9, atol=1e-11, msg=name)
+    loop_scales = [k for k in (gain_name if gain else None, tail if chain == "delay_scale" else tail + "_in" if chain else None) if k]
+    for k in loop_scales:
+        assert g1[f"layers.{k}.scale"].abs().max() > 0, k
+
+
+def test_the_loops_change_the_cuba_spikes():
+    """Without its loops the CubaLIF of the test graph spikes differently (the loops are tested)."""
+    with_loops, _ = cuba_graph(0, F.LOOP_ORDERS[0])
+    without, _ = cuba_graph(0, F.LOOP_ORDERS[0], gain=False, chain=None)
+    x = (np.random.default_rng(200).random((30, 3, 6)) < 0.4).astype(np.float64) * 2.0
+    assert not np.array_equal(simulate(with_loops, x)["m_cuba"], simulate(without, x)["m_cuba"])
+
+
+@pytest.mark.parametrize("chain", ["scale_delay", "delay_scale"])
+@pytest.mark.parametrize("order", F.LOOP_ORDERS)
+def test_chunks_carry_the_cuba_loops_like_the_step_path(order, chain):
+    """Chunks of any size (1 and 0 included) equal one call, and a state from the fused path
+    continues in the step-by-step path (and back): the loops' carried values and the Delay's
+    history (the spike of two steps before) are the same in both."""
+    g, fusable = cuba_graph(1, order, chain=chain)
+    assert fusable
+    x = torch.from_numpy((np.random.default_rng(5).random((23, 2, 6)) < 0.4) * 2.0)
+    fused = sf.to_torch(g, dtype=torch.float64)
+    stepped = sf.to_torch(g, dtype=torch.float64, fused=False)
+    bounds = [(0, 7), (7, 8), (8, 8), (8, 9), (9, 16), (16, 23)]
+    with torch.no_grad():
+        whole = fused(x)
+        for first in (fused, stepped):
+            state, parts = first.initial_state(2), []
+            for k, (a, b) in enumerate(bounds):
+                y, state = (first if k % 2 == 0 else (stepped if first is fused else fused)).run_chunk(x[a:b], state)
+                parts.append(y)
+            assert torch.equal(torch.cat(parts), whole)
+        state, parts = fused.initial_state(2), []
+        for a, b in bounds:
+            y, state = fused.run_chunk(x[a:b], state)
+            parts.append(y)
+        assert torch.equal(torch.cat(parts), whole)
+
+
+def test_gradients_flow_through_the_chunk_state_of_the_cuba_loops():
+    """Two chunks with gradients through the carried state equal one call's gradients."""
+    g, _ = cuba_graph(2, F.LOOP_ORDERS[0])
+    x = torch.from_numpy((np.random.default_rng(6).random((20, 2, 6)) < 0.4) * 2.0)
+    net = sf.to_torch(g, dtype=torch.float64)
+    g_out = torch.from_numpy(np.random.default_rng(7).normal(size=(20, 2, 4)))
+    grads = []
+    for split in (None, 9):
+        net.zero_grad(set_to_none=True)
+        if split is None:
+            y = net(x)
+        else:
+            y1, state = net.run_chunk(x[:split], net.initial_state(2))
+            y2, _ = net.run_chunk(x[split:], state)
+            y = torch.cat([y1, y2])
+        (y * g_out).sum().backward()
+        grads.append({k: p.grad.clone() for k, p in net.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_imported_snntorch_synaptic_round_trips_nir_and_hdf5_with_its_fused_loops(tmp_path):
+    import snntorch as snn
+
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), snn.Synaptic(alpha=0.7, beta=0.9, threshold=0.5, init_hidden=True))
+    g = sf.from_snntorch(net, torch.zeros(2, 6))
+    model = sf.to_torch(g)
+    assert model.self_loops == {"1": "1_late_reset"}
+    assert model.delayed_loops == {"1": ("1_late_reset_tail", "1_late_reset_delay")} and model.uses_fused_loop("1")
+    sf.save(g, tmp_path / "g.h5")
+    for again in (sf.from_nir(sf.to_nir(g), dt=g.dt, integration=g.integration), sf.load(tmp_path / "g.h5")):
+        lowered = sf.to_torch(again)
+        assert (lowered.self_loops, lowered.delayed_loops) == (model.self_loops, model.delayed_loops)
