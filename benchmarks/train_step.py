@@ -9,7 +9,12 @@ contestants taking turns in every repeat so that a shared machine's slow moments
   sample))`` with nothing else called (PyTorch's default dtype, float32), against that snnTorch
   model (target: 2x). snnTorch's default ``reset_delay=True`` becomes a ``Scale`` self-loop on each
   neuron of the imported graph (see ``docs/conventions.md``), which ``sf.to_torch`` runs inside the
-  fused LIF scan (asserted below), so only the loop's addition per step is extra work.
+  fused LIF scan (asserted below), so only the loop's addition per step is extra work;
+* a ``Linear(700,256)-Synaptic-Linear(256,20)-Synaptic`` snnTorch model (alpha = 0.9, beta = 0.95,
+  the defaults otherwise: subtract reset, ``reset_delay=True``) imported the same way, against
+  that snnTorch model, on 5% input spikes (target: 2x). Its late reset becomes a ``Scale`` self-loop
+  plus a ``Scale -> Delay`` loop that cancels what the synaptic current would carry on; ``sf.to_torch``
+  runs both inside the fused CubaLIF scan (asserted below).
 
 All run the same weights and inputs and the same loss (cross-entropy on output spike counts).
 Peer versions are read from the installed packages.
@@ -28,11 +33,14 @@ The neuron is the same ODE everywhere: a leaky integrator without synaptic curre
   layer, ``functional.reset_net`` before each step): ``v = v - v/tau + x``, i.e. beta = 0.95, input
   gain 1, subtract reset, the same neuron as the others.
 
-Run: ``.venv/bin/python benchmarks/train_step.py``. Timings are noisy on a shared machine.
+Run: ``.venv/bin/python benchmarks/train_step.py`` (``--case TEXT``: only the cases whose name
+contains TEXT; their records replace those of the same cases in the results file). Timings are
+noisy on a shared machine.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -46,11 +54,13 @@ from torch import nn  # noqa: E402
 T, B = 100, 64
 DT, TAU, THRESHOLD = 1e-3, 20e-3, 1.0
 BETA = 1 - DT / TAU
+ALPHA = 0.9  # snnTorch Synaptic's synaptic decay (tau_syn = 10 steps)
 # case, layer sizes, input spike density, target ratio, how spikeflow gets the network, peers timed
 CASES = [
     ("mlp 700-256-20, 5% input spikes", (700, 256, 20), 0.05, 3.0, "graph", ("snntorch", "norse", "spikingjelly")),
     ("mlp 1000-1000-1000, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "graph", ("snntorch", "norse", "spikingjelly")),
     ("mlp 1000-1000-1000 from snnTorch via NIR, 20% input spikes", (1000, 1000, 1000), 0.20, 2.0, "nir", ("snntorch",)),
+    ("mlp 700-256-20 Synaptic from snnTorch via NIR, 5% input spikes", (700, 256, 20), 0.05, 2.0, "nir synaptic", ("snntorch synaptic",)),
 ]
 
 
@@ -88,6 +98,21 @@ def spikeflow_nir_step(weights):
     return _train_step(net)
 
 
+def spikeflow_nir_synaptic_step(weights):
+    """The snnTorch model of :func:`snntorch_synaptic_step`, imported through NIR, then ``sf.to_torch`` with its defaults."""
+    import snntorch as snn
+
+    import spikeflow as sf
+
+    modules = []
+    for lay in linear_layers(weights):
+        modules += [lay, snn.Synaptic(alpha=ALPHA, beta=BETA, threshold=THRESHOLD, init_hidden=True)]
+    graph = sf.from_snntorch(nn.Sequential(*modules), torch.zeros(B, weights[0][0].shape[1]))
+    net = sf.to_torch(graph)
+    assert net.delayed_loops and all(net.uses_fused_loop(k) for k in net.delayed_loops), "the late reset must run in the fused scan"
+    return _train_step(net)
+
+
 def _train_step(net):
     loss_fn = nn.CrossEntropyLoss()
 
@@ -117,6 +142,31 @@ def snntorch_step(weights):
             h = x[t]
             for i, (fc, lif) in enumerate(zip(fcs, lifs)):
                 h, mems[i] = lif(fc(h), mems[i])
+            record_.append(h)
+        out = torch.stack(record_)
+        loss_fn(out.sum(0), labels).backward()
+        return out
+
+    return step
+
+
+def snntorch_synaptic_step(weights):
+    import snntorch as snn
+
+    fcs = linear_layers(weights)
+    lifs = [snn.Synaptic(alpha=ALPHA, beta=BETA, threshold=THRESHOLD) for _ in fcs]
+    params = [p for fc in fcs for p in fc.parameters()]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, labels):
+        for p in params:
+            p.grad = None
+        states = [lif.init_synaptic() for lif in lifs]
+        record_ = []
+        for t in range(x.shape[0]):
+            h = x[t]
+            for i, (fc, lif) in enumerate(zip(fcs, lifs)):
+                h, *states[i] = lif(fc(h), *states[i])
             record_.append(h)
         out = torch.stack(record_)
         loss_fn(out.sum(0), labels).backward()
@@ -172,10 +222,11 @@ def spikingjelly_step(weights):
 # key -> (package, label after the installed version, step factory)
 PEERS = {
     "snntorch": ("snntorch", "Leaky", snntorch_step),
+    "snntorch synaptic": ("snntorch", "Synaptic", snntorch_synaptic_step),
     "norse": ("norse", "LIFBoxCell (Lift)", norse_step),
     "spikingjelly": ("spikingjelly", "LIFNode (multi-step)", spikingjelly_step),
 }
-OURS = {"graph": spikeflow_step, "nir": spikeflow_nir_step}
+OURS = {"graph": spikeflow_step, "nir": spikeflow_nir_step, "nir synaptic": spikeflow_nir_synaptic_step}
 
 
 def peers(keys) -> dict:
@@ -192,24 +243,41 @@ def peers(keys) -> dict:
     return found
 
 
-def main() -> list[dict]:
+def main(only: str | None = None) -> list[dict]:
     set_threads(2)
     torch.manual_seed(0)
     records = []
-    for case, sizes, density, target, source, peer_keys in CASES:
+    cases = [c for c in CASES if only is None or only in c[0]]
+    if not cases:
+        raise SystemExit(f"--case {only!r}: no case matches; cases: {[c[0] for c in CASES]}")
+    for case, sizes, density, target, source, peer_keys in cases:
         x, labels, weights = make_data(sizes, density)
         contestants = {"spikeflow": OURS[source](weights), **{name: make(weights) for name, make in peers(peer_keys).items()}}
+        counts = {}
         for name, fn in contestants.items():
-            out = fn(x, labels)
-            print(f"{case}: {name} output spike rate {float(out.mean()):.3f}", flush=True)
+            out = fn(x, labels).detach()
+            counts[name] = float(out.sum())
+            print(f"{case}: {name} output spike rate {float(out.mean()):.4f}", flush=True)
+        if source == "nir synaptic":  # an exact import: the same spikes up to float32 rounding of the products
+            for name, count in counts.items():
+                assert abs(count - counts["spikeflow"]) <= 1e-3 * counts["spikeflow"], f"{case}: spike counts differ: {counts}"
         times = interleaved_medians({name: (lambda fn=fn: fn(x, labels)) for name, fn in contestants.items()}, repeats=5, warmup=1)
         ours = times.pop("spikeflow")
         print(f"{case}: spikeflow {ours * 1e3:.1f} ms; " + "; ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items()), flush=True)
         for name, value in sorted(times.items(), key=lambda kv: kv[1]):
             records.append(record(case, "train step fwd+bwd (s)", ours, name, value, target))
+    if only is not None:  # keep the records of the cases not run
+        path = Path(__file__).parent / "results" / f"{Path(__file__).stem}.json"
+        ran = {c[0] for c in cases}
+        kept = [r for r in json.loads(path.read_text()) if r["case"] not in ran] if path.exists() else []
+        records = kept + records
     write_results(__file__, records)
     return records
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", help="run only the cases whose name contains this text")
+    main(parser.parse_args().case)
