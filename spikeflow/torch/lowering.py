@@ -575,7 +575,10 @@ class GraphModule(nn.Module):
                 values[plan.gain] = gain(y if gain_delayed else torch.cat([before, y[:-1]]))
             state.carried[plan.gain if gain_delayed else neuron] = gain(y[-1]) if gain_delayed else y[-1]
         if plan.chain is not None:
-            _, outs, nodes, carried = self._chain(neuron, plan.chain, y, state)
+            # What the loop holds after the chunk left the neuron in its last two steps (the
+            # loop is two steps long): without a recorded loop node those suffice.
+            recorded = any(k in keep for k in plan.chain)
+            _, outs, nodes, carried = self._chain(neuron, plan.chain, y if recorded else y[-2:], state)
             values.update({k: v for k, v in outs.items() if k in keep})
             state.nodes.update(nodes)
             state.carried.update(carried)
