@@ -401,7 +401,7 @@ def neuron_chunk(
     if state is not None:
         _check_state(state, dyn, (B,) + feature)
     if loop is not None:
-        _check_loop(loop, dyn)
+        _check_loop(loop, dyn, (B,) + feature)
     if not fusable(x, fused) or T == 0:
         return loop_chunk(x, dyn, coef, state, loop)
     n = math.prod(feature)
@@ -434,16 +434,21 @@ def neuron_chunk(
     return y.reshape(x.shape), State(v.reshape((B,) + feature))
 
 
-def _check_loop(loop: Loop, dyn: Dynamics) -> None:
+def _check_loop(loop: Loop, dyn: Dynamics, shape: tuple[int, ...]) -> None:
+    """Refuse a malformed :class:`Loop` for a neuron of ``dyn`` and state shape ``(B, *features)``."""
     if not isinstance(loop, Loop):
         raise DataError(f"neuron loop: expected a Loop, got {type(loop).__name__}")
+    if loop.gain is None and loop.delayed_gain is None:
+        raise DataError("neuron loop: expected a gain, a delayed_gain or both")
     if loop.order not in LOOP_ORDERS:
         raise DataError(f"neuron loop: order must be one of {LOOP_ORDERS}, got {loop.order!r}")
     if dyn.kind != "cuba" and (loop.delayed_gain is not None or loop.gain is None):
-        raise GraphError("neuron_chunk: a loop through a Delay (two steps) is fused for current-based neurons only; "
+        raise GraphError("neuron_chunk: a loop through a Delay (two steps) is taken by current-based neurons only; "
                          "LIF, LI, IF and I take a one-step loop (Loop(gain, first))")
-    if loop.gain is None and loop.delayed_gain is None:
-        raise DataError("neuron loop: expected a gain, a delayed_gain or both")
+    for name, t, want in (("first", loop.first, shape), ("delayed_first", loop.delayed_first, (2,) + shape)):
+        if t is not None and (not isinstance(t, torch.Tensor) or tuple(t.shape) != want):
+            found = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise DataError(f"neuron loop field {name!r}: expected a tensor of shape {want}, got {found}")
 
 
 def _check_state(state: State, dyn: Dynamics, shape: tuple[int, ...]) -> None:

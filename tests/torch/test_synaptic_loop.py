@@ -158,11 +158,19 @@ def test_delayed_loop_on_a_leaky_neuron_and_bad_loops_are_refused():
     cuba = F.discretise_params(params_for(CASES["cuba_lif_zero"]()), x)
     gain = torch.zeros(N, dtype=torch.float64)
     with pytest.raises(GraphError, match="current-based neurons only"):
+        F.neuron_chunk(x, *lif, loop=F.Loop(None, None, gain))
+    with pytest.raises(GraphError, match="current-based neurons only"):
         F.neuron_chunk(x, *lif, loop=F.Loop(gain, None, gain))
     with pytest.raises(DataError, match="a gain, a delayed_gain or both"):
         F.neuron_chunk(x, *cuba, loop=F.Loop(None))
     with pytest.raises(DataError, match="order must be one of"):
         F.neuron_chunk(x, *cuba, loop=F.Loop(gain, order="x+y"))
+    with pytest.raises(DataError, match=r"'delayed_first': expected a tensor of shape \(2, 2, 5\), got \(2, 5\)"):
+        F.neuron_chunk(x, *cuba, loop=F.Loop(gain, None, gain, torch.zeros(2, N, dtype=torch.float64)))
+    with pytest.raises(DataError, match=r"'first': expected a tensor of shape \(2, 5\), got \(3, 5\)"):
+        F.neuron_chunk(x, *cuba, loop=F.Loop(gain, torch.zeros(3, N, dtype=torch.float64)))
+    with pytest.raises(DataError, match="expected a Loop"):
+        F.neuron_chunk(x, *cuba, loop=(gain,))
 
 
 # ------------------------------------------------------------------------------- in a graph
