@@ -637,10 +637,13 @@ class _CubaScan(torch.autograd.Function):
         zero = _np(None, n, x.dtype)
         a_syn_back, a_back = (a_syn.numpy(), a.numpy()) if ctx.temporal else (zero, zero)
         loop = ctx.loop and ctx.temporal  # the loops carry gradient back in time, like the state
+        want_d, want_e = d is not None and need[11], e is not None and need[13]
+        g_d_rows, g_e_rows = _zeros((B, n if want_d else 0), x.dtype), _zeros((B, n if want_e else 0), x.dtype)
         k.cuba_backward(
             g_out.numpy(), u.numpy(), *sg, a_syn_back, a_back, c.numpy(), th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_i.numpy(), g_th.numpy(),
             g_v0.numpy(), g_i0.numpy(), loop, _np(d, n, x.dtype), _np(e, n, x.dtype), c_syn.numpy(),
+            (out if ctx.loop else g_out[:0]).numpy(), g_d_rows.numpy(), g_e_rows.numpy(),
         )
         grads = [None] * 16
         g_x = g_i * c_syn if syn_grads else g_i  # dL/d(input of each step), loop terms included
@@ -666,12 +669,12 @@ class _CubaScan(torch.autograd.Function):
             grads[9] = g_v0
         if need[10]:
             grads[10] = g_i0
-        if d is not None and need[11]:
-            grads[11] = _sum_to(g_x[1:] * out[:-1])
+        if want_d:
+            grads[11] = g_d_rows.sum(0)
         if d is not None and need[12]:
             grads[12] = g_x[0]
-        if e is not None and need[13]:
-            grads[13] = _sum_to(g_x[2:] * out[:-2])
+        if want_e:
+            grads[13] = g_e_rows.sum(0)
         if e is not None and need[14]:
             grads[14] = torch.cat([g_x[:2], torch.zeros_like(g_x[:2 - min(T, 2)])])
         return tuple(grads)

@@ -234,12 +234,14 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
 
 @njit(**_FLAGS)
 def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, vr, scale, spiking, subtract, detach, g_u, g_i, g_th,
-                  gv_state, gi_state, loop, d, e, c_syn):
+                  gv_state, gi_state, loop, d, e, c_syn, y, g_d, g_e):
     """Reverse-time recurrence of the current-based neurons: dL/du, scale * dL/di and dL/dth;
     ``gv_state`` / ``gi_state``: gradients w.r.t. the final state in, the initial state out.
     ``loop``: the loops of :func:`cuba_forward` (gains ``d``, one step, and ``e``, two steps; a
     zero gain for an absent one): the output of step ``t`` also receives ``d * dL/dx[t+1] + e *
-    dL/dx[t+2]``, with ``dL/dx = c_syn * dL/di``."""
+    dL/dx[t+2]``, with ``dL/dx = c_syn * dL/di``. ``g_d`` / ``g_e`` (``[B, N]``, or ``[B, 0]``:
+    not wanted) add dL/dd, ``dL/dx[t] * y[t-1]``, and dL/de, ``dL/dx[t] * y[t-2]`` (``y``: the
+    forward outputs)."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
@@ -282,6 +284,16 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
                     gx = c_syn[n] * gi[n]
                     near[n] = d[n] * gx + far[n]
                     far[n] = e[n] * gx
+            if g_d.shape[1] and t > 0:
+                gd = g_d[bb]
+                before = y[t - 1, bb]
+                for n in range(N):
+                    gd[n] += c_syn[n] * gi[n] * before[n]
+            if g_e.shape[1] and t > 1:
+                ge = g_e[bb]
+                before = y[t - 2, bb]
+                for n in range(N):
+                    ge[n] += c_syn[n] * gi[n] * before[n]
         gv_state[bb, :] = gv
         gi_state[bb, :] = carry
 
