@@ -134,8 +134,8 @@ class Loop(NamedTuple):
     of a graph, such as the late reset of an snnTorch import): step ``t`` gets the input
     ``x[t] + gain * y[t-1]``; at the first step ``x[0] + first`` (``first`` None: just ``x[0]``).
 
-    Current-based neurons (CubaLIF, CubaLI) can also take a loop two steps long (through a
-    one-step Delay, the tail of snnTorch ``Synaptic``'s late reset): ``delayed_gain * y[t-2]``,
+    A second loop is two steps long (through a one-step Delay, e.g. the tail of snnTorch
+    ``Synaptic``'s late reset): ``delayed_gain * y[t-2]``,
     ``delayed_first[0]`` and ``delayed_first[1]`` (``[2, B, ...]``; None: zeros) at the first
     two steps. ``gain`` None: only the delayed loop. With both, ``order`` (one of
     :data:`LOOP_ORDERS`) says in which order the terms join the input."""
@@ -391,9 +391,8 @@ def neuron_chunk(
     """Run a neuron over ``x[k, B, ...]`` from ``state`` (None: at rest); return the outputs and
     the state after the last step. Consecutive chunks equal one :func:`neuron_scan` bit for bit.
 
-    ``loop`` feeds the output back into the next step's input through a gain (and, for
-    CubaLIF and CubaLI, into the input two steps later through another), inside the same fused
-    scan (:class:`Loop`)."""
+    ``loop`` feeds the output back into the next step's input through a gain, and/or into the
+    input two steps later through another, inside the same fused scan (:class:`Loop`)."""
     if x.dim() < 2:
         raise DataError(f"neuron input: expected a time-major tensor [T, B, ...], got shape {tuple(x.shape)}")
     T, B = x.shape[:2]
@@ -411,26 +410,20 @@ def neuron_chunk(
 
     v0 = state.v.reshape(B, n) if state is not None else None
     x3 = x.reshape(T, B, n)
-    if loop is not None and dyn.kind != "cuba":
-        gain = loop.gain.to(x.dtype) if isinstance(loop.gain, torch.Tensor) else _tensor(loop.gain, x).to(x.dtype)
-        first = None if loop.first is None else loop.first.reshape(B, n)
-        y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0,
-                                flat(gain), first)
-        return y.reshape(x.shape), State(v.reshape((B,) + feature))
+    loops: tuple = ()
+    if loop is not None:
+        gain = lambda g: g.to(x.dtype) if isinstance(g, torch.Tensor) else _tensor(g, x).to(x.dtype)  # noqa: E731
+        d = None if loop.gain is None else flat(gain(loop.gain))
+        r0 = None if loop.first is None or d is None else loop.first.reshape(B, n)
+        e = None if loop.delayed_gain is None else flat(gain(loop.delayed_gain))
+        q0 = None if loop.delayed_first is None or e is None else loop.delayed_first.reshape(2, B, n)
+        loops = (d, r0, e, q0, LOOP_ORDERS.index(loop.order))
     if dyn.kind == "cuba":
         i0 = state.i.reshape(B, n) if state is not None else None
-        loops: tuple = ()
-        if loop is not None:
-            gain = lambda g: g.to(x.dtype) if isinstance(g, torch.Tensor) else _tensor(g, x).to(x.dtype)  # noqa: E731
-            d = None if loop.gain is None else flat(gain(loop.gain))
-            r0 = None if loop.first is None or d is None else loop.first.reshape(B, n)
-            e = None if loop.delayed_gain is None else flat(gain(loop.delayed_gain))
-            q0 = None if loop.delayed_first is None or e is None else loop.delayed_first.reshape(2, B, n)
-            loops = (d, r0, e, q0, LOOP_ORDERS.index(loop.order))
         y, v, i = _CubaScan.apply(x3, dyn, flat(coef.a_syn), flat(coef.c_syn), flat(coef.a), flat(coef.b), flat(coef.c),
                                   flat(coef.v_threshold), flat(coef.v_reset), v0, i0, *loops)
         return y.reshape(x.shape), State(v.reshape((B,) + feature), i.reshape((B,) + feature))
-    y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0)
+    y, v = _LeakyScan.apply(x3, dyn, flat(coef.a), flat(coef.b), flat(coef.c), flat(coef.v_threshold), flat(coef.v_reset), v0, *loops)
     return y.reshape(x.shape), State(v.reshape((B,) + feature))
 
 
@@ -442,9 +435,6 @@ def _check_loop(loop: Loop, dyn: Dynamics, shape: tuple[int, ...]) -> None:
         raise DataError("neuron loop: expected a gain, a delayed_gain or both")
     if loop.order not in LOOP_ORDERS:
         raise DataError(f"neuron loop: order must be one of {LOOP_ORDERS}, got {loop.order!r}")
-    if dyn.kind != "cuba" and (loop.delayed_gain is not None or loop.gain is None):
-        raise GraphError("neuron_chunk: a loop through a Delay (two steps) is taken by current-based neurons only; "
-                         "LIF, LI, IF and I take a one-step loop (Loop(gain, first))")
     for name, t, want in (("first", loop.first, shape), ("delayed_first", loop.delayed_first, (2,) + shape)):
         if t is not None and (not isinstance(t, torch.Tensor) or tuple(t.shape) != want):
             found = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -519,11 +509,32 @@ def _scratch(x: torch.Tensor, keep: bool) -> torch.Tensor:
     return torch.empty_like(x) if keep else torch.empty((1,) + tuple(x.shape[1:]), dtype=x.dtype)
 
 
+def _loop_rows(d, r0, e, q0, x: torch.Tensor) -> tuple:
+    """The kernels' loop arguments for ``x[T, B, n]``: (loop, its first terms ``[B, n]``, delayed,
+    its first terms ``[2, B, n]``); an absent loop gets an empty array (never read)."""
+    B, n = x.shape[1:]
+    r = _state_rows(r0, x) if d is not None else _zeros((B, 0), x.dtype)
+    if e is None:
+        q = _zeros((2, B, 0), x.dtype)
+    else:
+        q = _zeros((2, B, n), x.dtype) if q0 is None else q0.detach().to(x.dtype).contiguous().clone()
+    return d is not None, r, e is not None, q
+
+
+def _with_loops(x, out, d, r0, e, q0, order: int) -> torch.Tensor:
+    """The input of each step with the loop terms (for a coefficient's gradient)."""
+    near = None if d is None else _previous(out * d, r0)
+    far = None if e is None else _previous(_previous(out * e, None if q0 is None else q0[1]), None if q0 is None else q0[0])
+    return _join(x, near, far, LOOP_ORDERS[order])
+
+
 class _LeakyScan(torch.autograd.Function):
-    """Fused LIF / LI / IF / I over time (forward and backward each one numba kernel)."""
+    """Fused LIF / LI / IF / I over time (forward and backward each one numba kernel), with the
+    optional loops of :class:`Loop` (gain ``d`` one step, ``e`` two steps; ``r0`` / ``q0`` their
+    first terms)."""
 
     @staticmethod
-    def forward(ctx, x, dyn, a, b, c, th, vr, v0, d=None, r0=None):
+    def forward(ctx, x, dyn, a, b, c, th, vr, v0, d=None, r0=None, e=None, q0=None, order=0):
         k = _kernels()
         T, B, n = x.shape
         x = x.contiguous()
@@ -531,26 +542,25 @@ class _LeakyScan(torch.autograd.Function):
         keep = any(ctx.needs_input_grad) and dyn.spiking
         u = _scratch(x, keep)
         v = _state_rows(v0, x)
-        loop = d is not None
-        r = _state_rows(r0, x) if loop else _zeros((B, 0), x.dtype)  # [B, 0]: never read
+        loop, r, delayed, q = _loop_rows(d, r0, e, q0, x)
         k.leaky_forward(
             x.numpy(), _np(a, n, x.dtype, 1.0), _np(b, n, x.dtype), _np(c, n, x.dtype), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), v.numpy(),
-            loop, _np(d, n, x.dtype), r.numpy(),
+            loop, _np(d, n, x.dtype), r.numpy(), delayed, _np(e, n, x.dtype), q.numpy(), order,
         )
-        ctx.dyn, ctx.temporal, ctx.loop = dyn, _TEMPORAL[0], loop
+        ctx.dyn, ctx.temporal, ctx.loop, ctx.order = dyn, _TEMPORAL[0], loop or delayed, order
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a zero tensor
-        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0, d, r0, out if loop else None)
+        ctx.save_for_backward(x, u if dyn.spiking else out, a, c, th, vr, v0, d, r0, e, q0, out if ctx.loop else None)
         return out, v
 
     @staticmethod
     def backward(ctx, g_out, g_v):
         k = _kernels()
         dyn = ctx.dyn
-        x, u, a, c, th, vr, v0, d, r0, out = ctx.saved_tensors
+        x, u, a, c, th, vr, v0, d, r0, e, q0, out = ctx.saved_tensors
         T, B, n = x.shape
-        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr, v0, d, r0
-        loop = ctx.loop and ctx.temporal  # the loop carries gradient back in time, like the state
+        need = ctx.needs_input_grad  # x, dyn, a, b, c, th, vr, v0, d, r0, e, q0, order
+        loop = ctx.loop and ctx.temporal  # the loops carry gradient back in time, like the state
         g_out = torch.zeros_like(x) if g_out is None else g_out.contiguous()
         g_u = torch.empty_like(g_out)
         g_th = _zeros((B, n), x.dtype)
@@ -562,31 +572,37 @@ class _LeakyScan(torch.autograd.Function):
         g_v0 = _state_rows(g_v, x)  # dL/d(final state) in, dL/d(initial state) out
         # Without temporal gradients the state carries nothing back: a decay of zero in backward.
         a_back = _np(a, n, x.dtype, 1.0) if ctx.temporal else _np(None, n, x.dtype)
-        want_d = ctx.loop and need[8]
-        g_d_rows = _zeros((B, n if want_d else 0), x.dtype)
+        want_d, want_e = d is not None and need[8], e is not None and need[10]
+        g_d_rows, g_e_rows = _zeros((B, n if want_d else 0), x.dtype), _zeros((B, n if want_e else 0), x.dtype)
         k.leaky_backward(
             g_out.numpy(), u.numpy(), *sg, a_back, th_np, _np(vr, n, x.dtype), scale,
             dyn.spiking, dyn.reset == "subtract", dyn.detach_reset, g_u.numpy(), g_th.numpy(), g_v0.numpy(),
-            loop, _np(d, n, x.dtype), _np(c, n, x.dtype), (out if ctx.loop else g_out[:0]).numpy(), g_d_rows.numpy(),
+            loop, _np(d, n, x.dtype), _np(e, n, x.dtype), _np(c, n, x.dtype), (out if ctx.loop else g_out[:0]).numpy(),
+            g_d_rows.numpy(), g_e_rows.numpy(),
         )
-        g_x = g_a = g_b = g_c = g_thr = g_d = g_r0 = None
-        g_in = g_u * c if coef_grads else g_u  # dL/d(input of each step), loop term included
+        grads = [None] * 13
+        g_in = g_u * c if coef_grads else g_u  # dL/d(input of each step), loop terms included
         if need[0]:
-            g_x = g_in
+            grads[0] = g_in
         if need[2]:
-            g_a = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
+            grads[2] = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
         if need[3]:
-            g_b = _sum_to(g_u)
+            grads[3] = _sum_to(g_u)
         if need[4]:
-            fed = _previous(out * d, r0) if ctx.loop else None
-            g_c = _sum_to(g_u * (x if fed is None else x + fed))
+            grads[4] = _sum_to(g_u * (_with_loops(x, out, d, r0, e, q0, ctx.order) if ctx.loop else x))
         if need[5]:
-            g_thr = _sum_to(g_th)
+            grads[5] = _sum_to(g_th)
+        if need[7]:
+            grads[7] = g_v0
         if want_d:
-            g_d = g_d_rows.sum(0)
-        if ctx.loop and need[9]:
-            g_r0 = g_in[0]
-        return g_x, None, g_a, g_b, g_c, g_thr, None, g_v0 if need[7] else None, g_d, g_r0
+            grads[8] = g_d_rows.sum(0)
+        if d is not None and need[9]:
+            grads[9] = g_in[0]
+        if want_e:
+            grads[10] = g_e_rows.sum(0)
+        if e is not None and need[11]:
+            grads[11] = torch.cat([g_in[:2], torch.zeros_like(g_in[:2 - min(T, 2)])])
+        return tuple(grads)
 
 
 class _CubaScan(torch.autograd.Function):
@@ -602,12 +618,7 @@ class _CubaScan(torch.autograd.Function):
         keep = any(ctx.needs_input_grad)
         u, i = _scratch(x, keep), _scratch(x, keep)
         v_end, i_end = _state_rows(v0, x), _state_rows(i0, x)
-        loop, delayed = d is not None, e is not None
-        r = _state_rows(r0, x) if loop else _zeros((B, 0), x.dtype)  # [B, 0]: never read
-        if delayed:
-            q = _zeros((2, B, n), x.dtype) if q0 is None else q0.detach().to(x.dtype).contiguous().clone()
-        else:
-            q = _zeros((2, B, 0), x.dtype)
+        loop, r, delayed, q = _loop_rows(d, r0, e, q0, x)
         k.cuba_forward(
             x.numpy(), a_syn.numpy(), c_syn.numpy(), a.numpy(), b.numpy(), c.numpy(), _np(th, n, x.dtype),
             _np(vr, n, x.dtype), dyn.spiking, dyn.reset == "subtract", out.numpy(), u.numpy(), i.numpy(),
@@ -652,11 +663,7 @@ class _CubaScan(torch.autograd.Function):
         if need[2]:
             grads[2] = _sum_to(g_i * _previous(i, i0))
         if need[3]:
-            if ctx.loop:  # the input of each step, loop terms included (for the gradient only)
-                near = None if d is None else _previous(out * d, r0)
-                far = None if e is None else _previous(_previous(out * e, None if q0 is None else q0[1]), None if q0 is None else q0[0])
-                x = _join(x, near, far, LOOP_ORDERS[ctx.order])
-            grads[3] = _sum_to(g_i * x)
+            grads[3] = _sum_to(g_i * (_with_loops(x, out, d, r0, e, q0, ctx.order) if ctx.loop else x))
         if need[4]:
             grads[4] = _sum_to(g_u * _previous(_post_reset(u, dyn, th, vr), v0))
         if need[5]:

@@ -7,8 +7,8 @@ all ``T*B`` samples at once (one batched GEMM or convolution over time), neurons
 loops run through the fused scan of :mod:`spikeflow.torch.functional`, and the nodes of a recurrent
 component (:meth:`spikeflow.ir.Graph.components`) step one time step at a time, delayed edges
 carrying the previous step's value. A component that is only ``neuron -> Scale -> neuron`` (the
-late reset of an snnTorch import), or for CubaLIF / CubaLI also a loop through a Scale and a
-one-step Delay (snnTorch ``Synaptic``'s late reset), runs inside the neuron's fused scan instead
+late reset of an snnTorch import), plus or instead a loop through a Scale and a one-step Delay
+(with the first, snnTorch ``Synaptic``'s late reset), runs inside the neuron's fused scan instead
 (:attr:`GraphModule.self_loops`, :attr:`GraphModule.delayed_loops`, :func:`_fusions`). The input
 of a node is the sum of its incoming edges in sorted
 source-name order, exactly as in :mod:`spikeflow.ir.discretise`. An EGRU node becomes a one-layer
@@ -252,9 +252,9 @@ class GraphModule(nn.Module):
         """Neuron -> Scale node of each ``neuron -> Scale -> neuron`` loop (snnTorch's late reset,
         :func:`_fusions`) that runs inside the neuron's fused scan instead of step by step."""
         self.delayed_loops = {k: f.chain for k, f in self._fusions.items() if f.chain is not None}
-        """CubaLIF / CubaLI -> the two nodes (Scale and one-step Delay, in loop order) of each loop
-        two steps long (the tail of snnTorch ``Synaptic``'s late reset) that runs inside the
-        neuron's fused scan."""
+        """Neuron -> the two nodes (Scale and one-step Delay, in loop order) of each loop two steps
+        long (the tail of snnTorch ``Synaptic``'s late reset) that runs inside the neuron's fused
+        scan."""
         self.layers = nn.ModuleDict()
         for name in self.order:
             node = flat.nodes[name]
@@ -678,23 +678,22 @@ class _Fusion:
 def _fusions(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[str, list[str]]) -> dict[str, _Fusion]:
     """The recurrent groups that run inside a neuron's fused scan, by neuron.
 
-    * LIF, LI, IF, I: a group that is exactly ``neuron -> Scale -> neuron`` adds ``scale * y[t-1]``
-      to the neuron's own input (snnTorch's late reset is imported as this loop, see
-      docs/conventions.md).
-    * CubaLIF, CubaLI: such a loop, a loop ``neuron -> Scale -> Delay -> neuron`` (or Delay, then
-      Scale) whose Delay is one step, adding ``scale * y[t-2]``, or both (snnTorch ``Synaptic``'s
-      late reset); nothing else in the group.
+    A group of a neuron (LIF, LI, IF, I, CubaLIF, CubaLI) and, besides it, only a ``neuron ->
+    Scale -> neuron`` loop, which adds ``scale * y[t-1]`` to the neuron's own input (snnTorch's
+    late reset is imported as this loop, see docs/conventions.md), a ``neuron -> Scale -> Delay
+    -> neuron`` loop (or Delay, then Scale) whose Delay is one step, adding ``scale * y[t-2]``, or
+    both (snnTorch ``Synaptic``'s late reset, on a CubaLIF).
 
     The neuron must have another input, and the loops' terms must join its sorted-source sum in an
     order the scan reproduces (:data:`spikeflow.torch.functional.LOOP_ORDERS`; a single loop term
     last, or one of two terms), so that the fused scan adds the terms in the graph's order: float64
     values stay bit-identical.
     """
-    leaky, cuba = (n.LIF, n.LI, n.IF, n.I), (n.CubaLIF, n.CubaLI)
+    kinds = (n.LIF, n.LI, n.IF, n.I, n.CubaLIF, n.CubaLI)
     found = {}
     for group, recurrent in groups:
-        neurons = [k for k in group if isinstance(flat.nodes[k], leaky + cuba)]
-        if not recurrent or len(neurons) != 1 or len(group) > (4 if isinstance(flat.nodes[neurons[0]], cuba) else 2):
+        neurons = [k for k in group if isinstance(flat.nodes[k], kinds)]
+        if not recurrent or len(neurons) != 1 or len(group) > 4:
             continue
         neuron = neurons[0]
         srcs = sources[neuron]
@@ -705,15 +704,13 @@ def _fusions(flat: Graph, groups: list[tuple[list[str], bool]], sources: dict[st
                 gain = first
             elif isinstance(node, (n.Scale, n.Delay)) and len(flat.successors(first)) == 1:
                 second = flat.successors(first)[0]
-                kinds = {type(node), type(flat.nodes[second])}
-                if kinds == {n.Scale, n.Delay} and sources[second] == [first] and sorted(flat.successors(second)) == [neuron]:
+                pair = {type(node), type(flat.nodes[second])}
+                if pair == {n.Scale, n.Delay} and sources[second] == [first] and sorted(flat.successors(second)) == [neuron]:
                     chain = (first, second)
         if chain is not None:
             delay = next(flat.nodes[k] for k in chain if isinstance(flat.nodes[k], n.Delay))
             if not np.all(discretise.coefficients(delay, flat.dt, "euler")["steps"] == 1):
                 chain = None
-        if chain is not None and not isinstance(flat.nodes[neuron], cuba):
-            continue  # the leaky scans take a one-step loop only
         loops = [k for k in (gain, chain[-1] if chain else None) if k is not None]
         if not loops or sorted(group) != sorted({neuron, *loops, *(chain or ())}) or neuron in srcs:
             continue

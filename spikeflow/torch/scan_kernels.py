@@ -81,34 +81,76 @@ def _fire(ut, ot, v, th, vr, spiking, subtract):
             v[n] = vr[n] if z else ut[n]
 
 
+@njit(inline="always")
+def _loop_input(xt, r, q, loop, delayed, order, xin):
+    """``xin`` = the input row ``xt`` plus the loop terms of this step (``r``: the one-step loop's,
+    ``q[0]``: the two-step loop's) in the graph's order: ``order`` 0: ``(x + r) + q``, 1: ``(x +
+    q) + r``, 2: ``x + (r + q)``; a single term: ``x + term``."""
+    N = xt.shape[0]
+    if loop and delayed:
+        if order == 0:
+            for n in range(N):
+                xin[n] = (xt[n] + r[n]) + q[0, n]
+        elif order == 1:
+            for n in range(N):
+                xin[n] = (xt[n] + q[0, n]) + r[n]
+        else:
+            for n in range(N):
+                xin[n] = xt[n] + (r[n] + q[0, n])
+    elif loop:
+        for n in range(N):
+            xin[n] = xt[n] + r[n]
+    elif delayed:
+        for n in range(N):
+            xin[n] = xt[n] + q[0, n]
+    else:
+        xin[:] = xt
+
+
+@njit(inline="always")
+def _loop_advance(ot, r, q, d, e, loop, delayed):
+    """After a step with output ``ot``: the loop terms of the coming steps."""
+    if loop:
+        for n in range(ot.shape[0]):
+            r[n] = ot[n] * d[n]
+    if delayed:
+        for n in range(ot.shape[0]):
+            q[0, n] = q[1, n]
+            q[1, n] = ot[n] * e[n]
+
+
 @njit(**_FLAGS)
-def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state, loop, d, r0):
+def leaky_forward(x, a, b, c, th, vr, spiking, subtract, out, u_save, v_state, loop, d, r0, delayed, e, q0, order):
     """LIF / LI / IF / I over time. ``out``: spikes (spiking) or membrane; ``u_save``: pre-reset
     membrane (a ``[1, B, N]`` scratch when it is not kept); ``v_state``: membrane in and out.
 
     ``loop``: the neuron's own output comes back one step later through the gain ``d`` (a
     ``X -> Scale -> X`` self-loop, e.g. snnTorch's late reset): the input of step ``t`` is
     ``x[t] + d*out[t-1]``, added in that order as the graph sums its edges; ``r0[B, N]`` is the
-    loop's term at the first step (the carried value of the previous chunk, or zeros)."""
+    loop's term at the first step (the carried value of the previous chunk, or zeros).
+    ``delayed``: it also (or only) comes back two steps later through the gain ``e`` (a loop
+    through a one-step Delay), ``q0[2, B, N]`` its terms at the first two steps; ``order``: how the
+    terms join the input (:func:`_loop_input`)."""
     T, B, N = x.shape
     keep = u_save.shape[0] == T
     for bb in prange(B):
         v = v_state[bb].copy()  # a private row: no aliasing with the outputs, so the loops vectorise
         r = r0[bb].copy()
+        q = q0[:, bb].copy()
+        xin = np.zeros(N, dtype=x.dtype)
         for t in range(T):
             xt = x[t, bb]
             ot = out[t, bb]
             ut = u_save[t if keep else 0, bb]
-            if loop:
+            if loop or delayed:
+                _loop_input(xt, r, q, loop, delayed, order, xin)
                 for n in range(N):
-                    ut[n] = a[n] * v[n] + c[n] * (xt[n] + r[n]) + b[n]
+                    ut[n] = a[n] * v[n] + c[n] * xin[n] + b[n]
             else:
                 for n in range(N):
                     ut[n] = a[n] * v[n] + c[n] * xt[n] + b[n]
             _fire(ut, ot, v, th, vr, spiking, subtract)
-            if loop:
-                for n in range(N):
-                    r[n] = ot[n] * d[n]
+            _loop_advance(ot, r, q, d, e, loop, delayed)
         v_state[bb, :] = v
 
 
@@ -120,9 +162,8 @@ def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_sav
     ``loop``: the output comes back one step later through the gain ``d`` (a ``X -> Scale -> X``
     self-loop), ``r0[B, N]`` its term at the first step; ``delayed``: it comes back two steps later
     through the gain ``e`` (a loop through a one-step Delay, e.g. the tail of snnTorch
-    ``Synaptic``'s late reset), ``q0[2, B, N]`` its terms at the first two steps. The terms join
-    the input in the graph's order: ``order`` 0: ``(x + loop) + delayed``, 1: ``(x + delayed) +
-    loop``, 2: ``x + (loop + delayed)``; a single loop term: ``x + term``."""
+    ``Synaptic``'s late reset), ``q0[2, B, N]`` its terms at the first two steps; ``order``: how
+    the terms join the input (:func:`_loop_input`)."""
     T, B, N = x.shape
     keep = u_save.shape[0] == T
     for bb in prange(B):
@@ -136,36 +177,13 @@ def cuba_forward(x, a_syn, c_syn, a, b, c, th, vr, spiking, subtract, out, u_sav
             ot = out[t, bb]
             ut = u_save[t if keep else 0, bb]
             it = i_save[t if keep else 0, bb]
-            if loop and delayed:
-                if order == 0:
-                    for n in range(N):
-                        xin[n] = (xt[n] + r[n]) + q[0, n]
-                elif order == 1:
-                    for n in range(N):
-                        xin[n] = (xt[n] + q[0, n]) + r[n]
-                else:
-                    for n in range(N):
-                        xin[n] = xt[n] + (r[n] + q[0, n])
-            elif loop:
-                for n in range(N):
-                    xin[n] = xt[n] + r[n]
-            elif delayed:
-                for n in range(N):
-                    xin[n] = xt[n] + q[0, n]
-            else:
-                xin[:] = xt
+            _loop_input(xt, r, q, loop, delayed, order, xin)
             for n in range(N):
                 cur[n] = a_syn[n] * cur[n] + c_syn[n] * xin[n]
                 it[n] = cur[n]
                 ut[n] = a[n] * v[n] + c[n] * cur[n] + b[n]
             _fire(ut, ot, v, th, vr, spiking, subtract)
-            if loop:
-                for n in range(N):
-                    r[n] = ot[n] * d[n]
-            if delayed:
-                for n in range(N):
-                    q[0, n] = q[1, n]
-                    q[1, n] = ot[n] * e[n]
+            _loop_advance(ot, r, q, d, e, loop, delayed)
         v_state[bb, :] = v
         i_state[bb, :] = cur
 
@@ -187,12 +205,13 @@ def _spiking_grads(go, gv, u, sg, th, vr, gu, gth, f_sub, f_keep):
 
 @njit(**_FLAGS)
 def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th, gv_state,
-                   loop, d, c, y, g_d):
+                   loop, d, e, c, y, g_d, g_e):
     """Reverse-time recurrence: ``g_u[T, B, N]`` = scale * dL/du, ``g_th[B, N]`` += dL/dth;
-    ``gv_state``: dL/d(final membrane) in, dL/d(initial membrane) out. ``loop``: the self-loop
-    of :func:`leaky_forward`: the output of step ``t`` also receives ``d * c * dL/du[t+1]``, and
-    ``g_d[B, N]`` (a ``[B, 0]`` array: not wanted) adds dL/dd, ``c * dL/du[t] * y[t-1]`` (``y``: the
-    forward outputs)."""
+    ``gv_state``: dL/d(final membrane) in, dL/d(initial membrane) out. ``loop``: the loops of
+    :func:`leaky_forward` (gains ``d``, one step, and ``e``, two steps; a zero gain for an absent
+    one): the output of step ``t`` also receives ``d * dL/dx[t+1] + e * dL/dx[t+2]``, with
+    ``dL/dx = c * dL/du``; ``g_d`` / ``g_e`` (``[B, N]``, or ``[B, 0]``: not wanted) add dL/dd,
+    ``dL/dx[t] * y[t-1]``, and dL/de, ``dL/dx[t] * y[t-2]`` (``y``: the forward outputs)."""
     T, B, N = g_out.shape
     f_sub = 1.0 if subtract else 0.0
     f_keep = 0.0 if detach else 1.0
@@ -200,13 +219,15 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
         gv = gv_state[bb].copy()
         gu = np.zeros(N, dtype=g_out.dtype)
         srow = np.zeros(N, dtype=g_out.dtype)
-        grow = np.zeros(N, dtype=g_out.dtype)  # dL/d(output) with the loop's share (stays 0 at T-1)
+        grow = np.zeros(N, dtype=g_out.dtype)  # dL/d(output) with the loops' share
+        near = np.zeros(N, dtype=g_out.dtype)  # the loops' share of dL/d(output) of this step
+        far = np.zeros(N, dtype=g_out.dtype)  # the two-step loop's share of dL/d(output) one step earlier
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
             if loop:
                 for n in range(N):
-                    grow[n] = go[n] + grow[n]
+                    grow[n] = go[n] + near[n]
                 go = grow
             if spiking:
                 if sg_kind == SG_ARRAY:
@@ -223,12 +244,19 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
                 gv[n] = a[n] * gu[n]
             if loop:
                 for n in range(N):
-                    grow[n] = d[n] * (c[n] * gu[n])
+                    gx = c[n] * gu[n]
+                    near[n] = d[n] * gx + far[n]
+                    far[n] = e[n] * gx
             if g_d.shape[1] and t > 0:
                 gd = g_d[bb]
                 before = y[t - 1, bb]
                 for n in range(N):
                     gd[n] += c[n] * gu[n] * before[n]
+            if g_e.shape[1] and t > 1:
+                ge = g_e[bb]
+                before = y[t - 2, bb]
+                for n in range(N):
+                    ge[n] += c[n] * gu[n] * before[n]
         gv_state[bb, :] = gv
 
 

@@ -159,16 +159,23 @@ def cuba_li(x, a_syn, c_syn, a, b, c, **kw):
     return cuba_forward(x, a_syn, c_syn, a, b, c, **kw)
 
 
-def leaky_loop_forward(x, gain, c, a=None, b=None, th=None, vr=0.0, reset="zero", first=None):
+def leaky_loop_forward(x, gain, c, a=None, b=None, th=None, vr=0.0, reset="zero", first=None,
+                       delayed_gain=None, delayed_first=None, order="x+gain+delayed"):
     """:func:`leaky_forward` with the output fed back one step later through ``gain`` (a graph's
     ``neuron -> Scale -> neuron`` loop, e.g. snnTorch's late reset): the input of step ``t`` is
-    ``x[t] + gain * out[t-1]``, of step 0 ``x[0] + first`` (``first`` None: ``x[0]``)."""
+    ``x[t] + gain * out[t-1]``, of step 0 ``x[0] + first`` (``first`` None: ``x[0]``); and two
+    steps later through ``delayed_gain`` (a loop through a one-step Delay; ``delayed_first[0]``,
+    ``delayed_first[1]`` at steps 0 and 1), the terms added in ``order`` (:func:`_join`). Either
+    gain may be None (no such loop)."""
     T = x.shape[0]
     v = np.zeros(x.shape[1:])
     out, us, zs, vs, xin = (np.zeros(x.shape) for _ in range(5))
     for t in range(T):
-        fed = (first if t == 0 else gain * out[t - 1])
-        xin[t] = x[t] if fed is None else x[t] + fed
+        near = None if gain is None else (first if t == 0 else gain * out[t - 1])
+        far = None
+        if delayed_gain is not None:
+            far = (None if delayed_first is None else delayed_first[t]) if t < 2 else delayed_gain * out[t - 2]
+        xin[t] = _join(x[t], near, far, order)
         u = v + c * xin[t] if a is None else a * v + c * xin[t] + b
         us[t] = u
         if th is None:
@@ -183,19 +190,26 @@ def leaky_loop_forward(x, gain, c, a=None, b=None, th=None, vr=0.0, reset="zero"
     return {"out": out, "u": us, "z": zs, "z_reset": zs, "v": vs, "x_in": xin}
 
 
-def leaky_loop_backward(g_out, trace, gain, c, a=None, th=None, vr=0.0, reset="zero", derivative=None, detach=True):
+def leaky_loop_backward(g_out, trace, gain, c, a=None, th=None, vr=0.0, reset="zero", derivative=None, detach=True,
+                        delayed_gain=None):
     """Gradients of ``sum(g_out * out)`` through :func:`leaky_loop_forward`: dict with ``x``
-    [T,B,N], ``first`` [B,N], and ``gain``, ``a``, ``b``, ``c``, ``v_threshold`` summed over time
-    and batch ([N]). The loop is differentiated like any edge: ``out[t-1]`` receives
-    ``gain * dL/dx_in[t]``, through the surrogate when spiking."""
+    [T,B,N], ``first`` [B,N], ``delayed_first`` [2,B,N], and ``gain``, ``delayed_gain``, ``a``,
+    ``b``, ``c``, ``v_threshold`` summed over time and batch ([N]). The loops are differentiated
+    like any edge: ``out[t-1]`` receives ``gain * dL/dx_in[t]`` and ``out[t-2]``
+    ``delayed_gain * dL/dx_in[t]``, through the surrogate when spiking."""
     xin, u, z, v, out = trace["x_in"], trace["u"], trace["z"], trace["v"], trace["out"]
     T = xin.shape[0]
+    g1 = np.zeros(xin.shape[2:]) if gain is None else gain
+    g2 = np.zeros(xin.shape[2:]) if delayed_gain is None else delayed_gain
     gv = np.zeros(xin.shape[1:])
-    g_next = np.zeros(xin.shape[1:])  # dL/dx_in[t+1]
-    grads = {k: np.zeros(xin.shape[2:]) for k in ("gain", "a", "b", "c", "v_threshold")}
+    grads = {k: np.zeros(xin.shape[2:]) for k in ("gain", "delayed_gain", "a", "b", "c", "v_threshold")}
     gx = np.zeros(xin.shape)
     for t in range(T - 1, -1, -1):
-        g_o = g_out[t] + gain * g_next
+        g_o = g_out[t].copy()
+        if t + 1 < T:
+            g_o += g1 * gx[t + 1]
+        if t + 2 < T:
+            g_o += g2 * gx[t + 2]
         if th is None:
             gu = g_o + gv
         else:
@@ -216,10 +230,12 @@ def leaky_loop_backward(g_out, trace, gain, c, a=None, th=None, vr=0.0, reset="z
         grads["c"] += (gu * xin[t]).sum(0)
         if t > 0:
             grads["gain"] += (gx[t] * out[t - 1]).sum(0)
+        if t > 1:
+            grads["delayed_gain"] += (gx[t] * out[t - 2]).sum(0)
         gv = gu if a is None else a * gu
-        g_next = gx[t]
     grads["x"] = gx
     grads["first"] = gx[0]
+    grads["delayed_first"] = np.stack([gx[0], gx[1] if T > 1 else np.zeros_like(gx[0])])
     return grads
 
 

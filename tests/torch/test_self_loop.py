@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import spikeflow as sf
-from spikeflow.errors import GraphError
 from spikeflow.ir import nodes as n
 from spikeflow.ir.discretise import coefficients
 from spikeflow.torch import functional as F
