@@ -103,8 +103,8 @@ class RramProgram:
             raise
         except Exception as exc:  # any malformed field: name the file, not a numpy internal
             raise FormatError(f"export {self.path}: program.json is malformed ({type(exc).__name__}: {exc})") from None
-        self._arrays = self._read_arrays()
         self._index = self._read_geometry()
+        self._arrays = self._read_arrays()
         self._graph = None
 
     def _read_arrays(self) -> dict[str, dict[str, np.ndarray]]:
