@@ -192,6 +192,22 @@ def plan(hw: Graph, tiles: dict[str, list[TileMap]], crossbar: Crossbar, device:
     }
 
 
+def _map(graph: Graph, device, options: dict):
+    """Stages 1-3: ``(device, crossbar, pulse, hardware graph, FixedPoint, tiles, report)``."""
+    options = dict(options)
+    dev = Device.preset(device, **(options.pop("device_overrides", None) or {}))
+    crossbar = Crossbar.from_options(**options)
+    flat, pulse = split_check(graph)
+    hw, fixed, tiles = quantise_graph(flat, crossbar, dev)
+    return dev, crossbar, pulse, hw, fixed, tiles, plan(hw, tiles, crossbar, dev, fixed)
+
+
+def mapping(graph: Graph, *, device: Any = "default", seed: int = 0, **options: Any) -> dict[str, Any]:
+    """The report :func:`export` would return, without programming or writing anything (cheap: the
+    pipeline checks a model with it before training); a BackendError names what cannot be mapped."""
+    return _map(graph, device, options)[-1]
+
+
 def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **options: Any) -> dict[str, Any]:
     """Export ``graph`` to the rram-lsm target folder ``path``; returns the report.
 
@@ -203,12 +219,7 @@ def export(graph: Graph, path, *, device: Any = "default", seed: int = 0, **opti
         **options: :class:`Crossbar` fields (``tile_rows``, ``encoding``, ``adc_bits``, ...) and
             ``device_overrides`` (a dict of Device fields applied on top of ``device``).
     """
-    overrides = options.pop("device_overrides", None) or {}
-    dev = Device.preset(device, **overrides)
-    crossbar = Crossbar.from_options(**options)
-    flat, pulse = split_check(graph)
-    hw, fixed, tiles = quantise_graph(flat, crossbar, dev)
-    report = plan(hw, tiles, crossbar, dev, fixed)
+    dev, crossbar, pulse, hw, fixed, tiles, report = _map(graph, device, options)
     initial, graph_out = {}, hw
     if pulse is not None:  # the hardware graph keeps the pulse, so sf.simulate(prog.graph) runs it; the chip starts from it
         from ..pulse import initial_values, restore
