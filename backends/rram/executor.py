@@ -4,10 +4,11 @@ Each step, in the exported op order: inputs pass the DAC (codes in the neurons' 
 a matrix tile reads its sampled conductances ``(G+ - G-) / step`` (after drift, its compensation
 and IR drop) against the input codes, adds read noise (per read: the column current's σ is the
 root sum of each cell's ``read_noise * G * x``), and its ADC rounds half up by ``2**frac`` and
-saturates; a convolution's tile is read so once per output position, with that position's input
-patch (im2col, zero padding) on its rows; the digital periphery adds sources (saturating, in name order) and updates the neurons
-in integer arithmetic (``v = sat(shift(a v) + shift(c x) + b)``, spike when ``v > threshold``)
-and pools (window sums; an average divides by the window rounding half up).
+saturates; a convolution's tile is read like that once per output position, with that position's
+input patch (im2col, zero padding) on its rows. The digital periphery adds sources (saturating, in
+name order), pools (window sums; an average divides by the window, rounding half up) and updates
+the neurons in integer arithmetic (``v = sat(shift(a v) + shift(c x) + b)``, spike when
+``v > threshold``).
 With an ideal device every read returns the programmed levels, and this is bit for bit the numba
 fixed-point interpreter running ``program.graph`` at ``program.precision``.
 """
@@ -59,7 +60,7 @@ def patch_index(geo: dict) -> np.ndarray:
     return np.where(inside[:, None, :], index, c * h * w).reshape(oh * ow, c * kh * kw)
 
 
-def _check_geometry(geo, size: int, source_size: int, where: str) -> dict:
+def _check_geometry(geo, size: int, source_size: int, pool: bool, where: str) -> dict:
     """A Conv/pool op's geometry, or a FormatError (a damaged export must not index out of bounds)."""
     keys = {"in_shape": 3, "out_shape": 3, "kernel": 2, "stride": 2, "padding": 2, "dilation": 2}
     if not isinstance(geo, dict) or set(geo) != set(keys):
@@ -70,7 +71,8 @@ def _check_geometry(geo, size: int, source_size: int, where: str) -> dict:
             raise FormatError(f"{where}: geometry field {key!r} is not {length} positive integers: {v!r}")
     c, h, w = geo["in_shape"]
     spatial = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in zip((h, w), geo["kernel"], geo["stride"], geo["padding"], geo["dilation"])]
-    if spatial != geo["out_shape"][1:] or math.prod(geo["out_shape"]) != size or c * h * w != source_size:
+    if (spatial != geo["out_shape"][1:] or math.prod(geo["out_shape"]) != size or c * h * w != source_size
+            or (pool and geo["out_shape"][0] != c)):
         raise FormatError(f"{where}: geometry {geo} does not fit the op's size {size} and its source's size {source_size}")
     return geo
 
@@ -159,19 +161,22 @@ class RramProgram:
 
     def _read_geometry(self) -> dict[str, np.ndarray]:
         """Each Conv and pool op's im2col index (:func:`patch_index`), its geometry checked first."""
-        sizes = {op["name"]: int(op["size"]) for op in self.ops}
         index = {}
-        for op in self.ops:
-            if op["kind"] not in ("Conv",) + POOL_KINDS:
-                continue
-            where = f"export {self.path}: program.json op {op['name']!r}"
-            sources = op["sources"]
-            if not sources or any(s not in sizes for s in sources):
-                raise FormatError(f"{where}: sources {sources!r} are not ops of the program")
-            geo = _check_geometry(op.get("conv" if op["kind"] == "Conv" else "pool"), sizes[op["name"]], sizes[sources[0]], where)
-            index[op["name"]] = patch_index(geo)
-            if op["kind"] == "Conv" and not 0 <= op["rows"][0] < op["rows"][1] <= index[op["name"]].shape[1]:
-                raise FormatError(f"{where}: rows {op['rows']} exceed the kernel's {index[op['name']].shape[1]} taps")
+        try:
+            sizes = {op["name"]: int(op["size"]) for op in self.ops}
+            for op in self.ops:
+                if op["kind"] not in ("Conv",) + POOL_KINDS:
+                    continue
+                where = f"export {self.path}: program.json op {op['name']!r}"
+                sources, pool = op["sources"], op["kind"] != "Conv"
+                if not sources or any(s not in sizes for s in sources):
+                    raise FormatError(f"{where}: sources {sources!r} are not ops of the program")
+                geo = _check_geometry(op.get("pool" if pool else "conv"), sizes[op["name"]], sizes[sources[0]], pool, where)
+                index[op["name"]] = patch_index(geo)
+                if not pool and not 0 <= op["rows"][0] < op["rows"][1] <= index[op["name"]].shape[1]:
+                    raise FormatError(f"{where}: rows {op['rows']} exceed the kernel's {index[op['name']].shape[1]} taps")
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise FormatError(f"export {self.path}: program.json is malformed ({type(exc).__name__}: {exc})") from None
         return index
 
     @property

@@ -196,6 +196,7 @@ def test_impossible_conv_mappings_and_damaged_geometry(tmp_path):
         "kernel": (lambda op: op["conv"].update(kernel=[3, "3"]), "geometry field 'kernel'"),
         "rows": (lambda op: op.update(rows=[0, 40]), r"rows \[0, 40\] exceed"),
         "pool": (lambda op: op.update(pool=None), "expected geometry fields"),
+        "rows type": (lambda op: op.update(rows="all"), "program.json is malformed"),
     }
     for key, (damage, message) in damages.items():
         bad = json.loads(json.dumps(program))
