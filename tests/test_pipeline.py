@@ -420,13 +420,35 @@ def test_bad_files_fail_before_any_work_naming_key_and_line(tmp_path, change, ke
 
 
 def test_an_export_the_model_cannot_take_fails_before_training(tmp_path, data_root):
-    """A CNN has convolutions, which the RRAM crossbar target cannot map: refused after the (cheap)
-    model stage, before the train stage runs."""
+    """A CNN whose kernels need more RRAM tiles than the chip has (``max_tiles``): refused after the
+    (cheap) model stage, before the train stage runs."""
     path = tiny(tmp_path, data_root=data_root, model='zoo = "saccade-cnn"')
-    path.write_text(path.read_text().replace("hidden = 16", "channels = [2, 2]"))
-    with pytest.raises(PipelineError, match=r"\[\[export\]\] #2 target: target 'rram-lsm' cannot take this model"):
+    path.write_text(path.read_text().replace("hidden = 16", "channels = [2, 2]").replace('device = "ideal"', 'device = "ideal"\nmax_tiles = 2'))
+    with pytest.raises(PipelineError, match=r"\[\[export\]\] #2 target: target 'rram-lsm' cannot take this model: .*needs 3 tiles"):
         run_pipeline(path, quiet=True)
     assert not (tmp_path / "run" / "cache" / "train").exists()
+
+
+def test_a_cnn_exports_to_the_rram_target(tmp_path, data_root):
+    """The shipped DigitSaccades CNN (no training) through export to rram-lsm: convolutions as
+    kernel matrices read per position; the robustness rows run the crossbar; with an ideal device
+    the executor equals numba fixed point on the exported graph."""
+    path = tiny(tmp_path, data_root=data_root, model='pretrained = "saccade-cnn"')
+    text = path.read_text().replace("[model.options]\nhidden = 16\n", "").replace("[train]\nepochs = 1\nlr = 0.002\n", "")
+    text = text.replace("bins = 4", "bins = 8").replace('record = ["lif2"]', 'record = ["lif1"]')
+    rram = text[text.index('[[export]]\ntarget = "rram-lsm"'):].replace("robustness = false", "robustness = true")
+    path.write_text(text.split("[early_exit]")[0] + rram)
+    result = run_pipeline(path, quiet=True)
+    assert result["executed"] == ["data", "model", "evaluate", "export"]
+    (export,) = result["results"]["export"]
+    assert export["report"]["tiles"] == 3 and export["report"]["adc_conversions_per_step"] == 8 * 17 * 17 + 16 * 8 * 8 + 10
+    rows = {row["case"]: row["accuracy"] for row in export["robustness"]["rows"]}
+    assert rows["float64 graph (numba-event)"] >= 0.5 and rows["programmed chip, 1 s"] >= 0.5
+    prog = sf.load_export(export["path"])
+    x = np.random.default_rng(0).poisson(0.5, (8, 2, 2, 34, 34)).astype(float)
+    got, want = prog.run(x, record=["lif1"]), sf.simulate(prog.graph, x, precision=prog.precision, record=["lif1"])
+    np.testing.assert_array_equal(got.spikes["lif1"], want.spikes["lif1"])
+    np.testing.assert_array_equal(got.output, want.output)
 
 
 def test_a_pretrained_model_without_training_and_the_report(tmp_path, data_root):

@@ -1,7 +1,8 @@
 """The rram-lsm target: a resistive-memory crossbar running matrices, with digital LIF periphery.
 
-``export(graph, path, device=..., **crossbar options)`` maps every Affine/Linear matrix onto tiles of
-RRAM cells through the device model (:mod:`.device`, :mod:`.crossbar`, :mod:`.export`);
+``export(graph, path, device=..., **crossbar options)`` maps every Affine/Linear matrix and every
+Conv1d/Conv2d kernel (its im2col matrix, read once per output position) onto tiles of RRAM cells
+through the device model (:mod:`.device`, :mod:`.crossbar`, :mod:`.export`);
 ``load_export(path)`` returns the program whose ``run(x)`` is the crossbar reference simulation
 (:mod:`.executor`). Register: ``register_target("rram-lsm", ".rram")``.
 """

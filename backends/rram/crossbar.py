@@ -5,6 +5,12 @@ the rows (word lines) through a DAC, its outputs are column currents read by an 
 than a tile is cut into row tiles (``tile_rows`` inputs each) and column tiles; each row tile's
 columns are converted on their own and the digital periphery adds the converted partial sums.
 
+A convolution (Conv1d/Conv2d) is its im2col matrix (:func:`kernel_matrix`: rows are the
+``in_channels x kh x kw`` taps, columns the output channels), programmed once and read at every
+output position with that position's input patch on the rows (time-multiplexed reads, one ADC
+conversion per output channel and position). Its row tiles hold whole input channels where a
+channel's ``kh x kw`` taps fit a tile. Pooling (SumPool2d, AvgPool2d) runs in the digital periphery.
+
 The converters are expressed as a :class:`~spikeflow.backends.numba.fixed_point.FixedPoint`, so the
 numba simulators run exactly what an ideal crossbar computes:
 
@@ -35,8 +41,9 @@ from .device import ENCODINGS, Device
 
 #: Node types the crossbar target runs: matrices on the array, the LIF family in digital periphery.
 MATRIX_NODES = (n.Affine, n.Linear)
+CONV_NODES = (n.Conv1d, n.Conv2d)
 NEURON_NODES = (n.LIF, n.LI, n.IF, n.I, n.CubaLIF, n.CubaLI)
-PLAIN_NODES = (n.Input, n.Output, n.Flatten, n.Scale, n.Threshold)
+PLAIN_NODES = (n.Input, n.Output, n.Flatten, n.Scale, n.Threshold, n.SumPool2d, n.AvgPool2d)
 
 #: Energy constants (pJ) used by the report; order-of-magnitude figures for a 40 nm macro, see docs/rram.md.
 ENERGY_PJ = {
@@ -137,13 +144,36 @@ class TileMap:
     bias: np.ndarray | None
     """float64 bias (state units) added after conversion, on the first row tile only."""
     col_tiles: int
+    reads: int = 1
+    """Array reads per step: 1 for a matrix, the output positions of a convolution."""
 
 
-def split_rows(name: str, weight: np.ndarray, bias, crossbar: Crossbar, device: Device, fixed: FixedPoint) -> list[TileMap]:
-    """Quantise a ``[n_out, n_in]`` matrix per row tile into integer levels that fit the device."""
+def kernel_matrix(node) -> np.ndarray:
+    """The im2col matrix ``[out_channels, in_channels * kh * kw]`` of a Conv1d/Conv2d (rows in
+    (channel, ky, kx) order); a grouped convolution becomes its block-diagonal dense kernel."""
+    w = np.asarray(node.weight, np.float64)
+    c_out, per_in = w.shape[:2]
+    per_out = c_out // node.groups
+    full = np.zeros((c_out, per_in * node.groups) + w.shape[2:])
+    for g in range(node.groups):
+        full[g * per_out : (g + 1) * per_out, g * per_in : (g + 1) * per_in] = w[g * per_out : (g + 1) * per_out]
+    return full.reshape(c_out, -1)
+
+
+def conv_row_step(node, crossbar: Crossbar) -> int:
+    """Rows per row tile of a convolution: as many whole input channels as fit a tile (a channel's
+    taps split only when one channel's ``kh x kw`` exceeds the tile)."""
+    taps = math.prod(node.weight.shape[2:])
+    return taps * (crossbar.tile_rows // taps) if taps <= crossbar.tile_rows else crossbar.tile_rows
+
+
+def split_rows(name: str, weight: np.ndarray, bias, crossbar: Crossbar, device: Device, fixed: FixedPoint,
+               step: int | None = None, reads: int = 1) -> list[TileMap]:
+    """Quantise a ``[n_out, n_in]`` matrix per row tile (``step`` rows, default a tile's) into
+    integer levels that fit the device; each tile is read ``reads`` times per step."""
     n_out, n_in = weight.shape
     bits = fixed.weight_bits
-    step = crossbar.tile_rows
+    step = step or crossbar.tile_rows
     starts = list(range(0, max(n_in, 1), step))
     tiles = []
     for k, lo in enumerate(starts):
@@ -154,7 +184,7 @@ def split_rows(name: str, weight: np.ndarray, bias, crossbar: Crossbar, device: 
         tiles.append(TileMap(
             node=name, name=name if len(starts) == 1 else f"{name}__rows{k}", rows=(lo, hi), frac=int(frac),
             levels=levels, bias=None if (bias is None or k) else np.asarray(bias, np.float64),
-            col_tiles=max(1, math.ceil(n_out / crossbar.weights_per_tile)),
+            col_tiles=max(1, math.ceil(n_out / crossbar.weights_per_tile)), reads=int(reads),
         ))
     return tiles
 

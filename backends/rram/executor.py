@@ -4,8 +4,11 @@ Each step, in the exported op order: inputs pass the DAC (codes in the neurons' 
 a matrix tile reads its sampled conductances ``(G+ - G-) / step`` (after drift, its compensation
 and IR drop) against the input codes, adds read noise (per read: the column current's σ is the
 root sum of each cell's ``read_noise * G * x``), and its ADC rounds half up by ``2**frac`` and
-saturates; the digital periphery adds sources (saturating, in name order) and updates the neurons
-in integer arithmetic (``v = sat(shift(a v) + shift(c x) + b)``, spike when ``v > threshold``).
+saturates; a convolution's tile is read like that once per output position, with that position's
+input patch (im2col, zero padding) on its rows. The digital periphery adds sources (saturating, in
+name order), pools (window sums; an average divides by the window, rounding half up) and updates
+the neurons in integer arithmetic (``v = sat(shift(a v) + shift(c x) + b)``, spike when
+``v > threshold``).
 With an ideal device every read returns the programmed levels, and this is bit for bit the numba
 fixed-point interpreter running ``program.graph`` at ``program.precision``.
 """
@@ -30,7 +33,9 @@ from .crossbar import ENERGY_PJ, Crossbar, effective_levels
 from .device import Chip, Device
 from .export import NEURON_ROLES, TARGET, VERSION
 
-_KINDS = ("Input", "Output", "Flatten", "Scale", "Threshold", "Affine", "Linear", "LIF", "CUBA", "IF")
+MATRIX_KINDS = ("Affine", "Linear", "Conv")
+POOL_KINDS = ("SumPool2d", "AvgPool2d")
+_KINDS = ("Input", "Output", "Flatten", "Scale", "Threshold", "LIF", "CUBA", "IF") + MATRIX_KINDS + POOL_KINDS
 
 
 def _shift(x: np.ndarray, frac: int) -> np.ndarray:
@@ -38,6 +43,38 @@ def _shift(x: np.ndarray, frac: int) -> np.ndarray:
     if frac <= 0:
         return x << -frac
     return (x + (np.int64(1) << (frac - 1))) >> frac
+
+
+def patch_index(geo: dict) -> np.ndarray:
+    """int64 ``[positions, channels * kh * kw]``: the input element each output position reads at
+    each (channel, ky, kx) tap (im2col); ``channels * height * width`` (one past the input) where
+    the tap falls on the zero padding."""
+    c, h, w = geo["in_shape"]
+    _, oh, ow = geo["out_shape"]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = geo["kernel"], geo["stride"], geo["padding"], geo["dilation"]
+    oy, ox = np.divmod(np.arange(oh * ow), ow)
+    ky, kx = np.divmod(np.arange(kh * kw), kw)
+    iy, ix = oy[:, None] * sh - ph + ky * dh, ox[:, None] * sw - pw + kx * dw
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    index = np.arange(c)[None, :, None] * (h * w) + (iy * w + ix)[:, None, :]
+    return np.where(inside[:, None, :], index, c * h * w).reshape(oh * ow, c * kh * kw)
+
+
+def _check_geometry(geo, size: int, source_size: int, pool: bool, where: str) -> dict:
+    """A Conv/pool op's geometry, or a FormatError (a damaged export must not index out of bounds)."""
+    keys = {"in_shape": 3, "out_shape": 3, "kernel": 2, "stride": 2, "padding": 2, "dilation": 2}
+    if not isinstance(geo, dict) or set(geo) != set(keys):
+        raise FormatError(f"{where}: expected geometry fields {sorted(keys)}, got {geo!r}")
+    for key, length in keys.items():
+        v = geo[key]
+        if not (isinstance(v, list) and len(v) == length and all(isinstance(i, int) and i >= (0 if key == "padding" else 1) for i in v)):
+            raise FormatError(f"{where}: geometry field {key!r} is not {length} positive integers: {v!r}")
+    c, h, w = geo["in_shape"]
+    spatial = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, k, st, p, d in zip((h, w), geo["kernel"], geo["stride"], geo["padding"], geo["dilation"])]
+    if (spatial != geo["out_shape"][1:] or math.prod(geo["out_shape"]) != size or c * h * w != source_size
+            or (pool and geo["out_shape"][0] != c)):
+        raise FormatError(f"{where}: geometry {geo} does not fit the op's size {size} and its source's size {source_size}")
+    return geo
 
 
 class RramProgram:
@@ -68,6 +105,7 @@ class RramProgram:
             raise
         except Exception as exc:  # any malformed field: name the file, not a numpy internal
             raise FormatError(f"export {self.path}: program.json is malformed ({type(exc).__name__}: {exc})") from None
+        self._index = self._read_geometry()
         self._arrays = self._read_arrays()
         self._graph = None
 
@@ -85,12 +123,13 @@ class RramProgram:
                     if kind not in _KINDS:
                         raise FormatError(f"{where}: op {name!r} has unknown kind {kind!r}")
                     want = {}
-                    if kind in ("Affine", "Linear"):
+                    if kind in MATRIX_KINDS:
                         lo, hi = op["rows"]
-                        shape = (size, hi - lo)
+                        n_out = op["conv"]["out_shape"][0] if kind == "Conv" else size
+                        shape = (n_out, hi - lo)
                         want = {"target": shape, "g_plus": shape, "g_minus": shape, "nu": (2, *shape)}
                         if op["bias"]:
-                            want["bias"] = (size,)
+                            want["bias"] = (n_out,)
                     elif kind == "Scale":
                         want = {"scale": (size,)}
                     elif kind == "Threshold":
@@ -119,6 +158,26 @@ class RramProgram:
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{where}: unreadable ({type(exc).__name__}: {exc})") from None
         return out
+
+    def _read_geometry(self) -> dict[str, np.ndarray]:
+        """Each Conv and pool op's im2col index (:func:`patch_index`), its geometry checked first."""
+        index = {}
+        try:
+            sizes = {op["name"]: int(op["size"]) for op in self.ops}
+            for op in self.ops:
+                if op["kind"] not in ("Conv",) + POOL_KINDS:
+                    continue
+                where = f"export {self.path}: program.json op {op['name']!r}"
+                sources, pool = op["sources"], op["kind"] != "Conv"
+                if not sources or any(s not in sizes for s in sources):
+                    raise FormatError(f"{where}: sources {sources!r} are not ops of the program")
+                geo = _check_geometry(op.get("pool" if pool else "conv"), sizes[op["name"]], sizes[sources[0]], pool, where)
+                index[op["name"]] = patch_index(geo)
+                if not pool and not 0 <= op["rows"][0] < op["rows"][1] <= index[op["name"]].shape[1]:
+                    raise FormatError(f"{where}: rows {op['rows']} exceed the kernel's {index[op['name']].shape[1]} taps")
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise FormatError(f"export {self.path}: program.json is malformed ({type(exc).__name__}: {exc})") from None
+        return index
 
     @property
     def graph(self):
@@ -166,11 +225,11 @@ class RramProgram:
         dac = (1 << (self.crossbar.dac_bits - 1))
         rng = np.random.default_rng(self.seed if seed is None else seed)
         ops = self.ops
-        reads = {op["name"]: self.levels(op["name"], age_s) for op in ops if op["kind"] in ("Affine", "Linear")}
+        reads = {op["name"]: self.levels(op["name"], age_s) for op in ops if op["kind"] in MATRIX_KINDS}
         sigma2 = {}
         if self.device.read_noise:
             for op in ops:
-                if op["kind"] in ("Affine", "Linear"):
+                if op["kind"] in MATRIX_KINDS:
                     gp, gm = self.chip(op["name"]).conductances(age_s)
                     sigma2[op["name"]] = ((self.device.read_noise / self.device.step) ** 2 * (gp**2 + gm**2)).T
         weights_t = {k: np.ascontiguousarray(v.T) for k, v in reads.items()}
@@ -196,9 +255,13 @@ class RramProgram:
                 xin = self._input_sum(op, out, lo, hi, counts)
                 if kind in ("Output", "Flatten", "Input"):
                     out[name][:] = xin
-                elif kind in ("Affine", "Linear"):
+                elif kind in MATRIX_KINDS:
                     r0, r1 = op["rows"]
-                    xr = xin[:, r0:r1].astype(np.float64)
+                    if kind == "Conv":  # one read per output position: [batch, positions, rows] patches
+                        padded = np.concatenate([xin, np.zeros((batch, 1), np.int64)], axis=1)
+                        xr = padded[:, self._index[name][:, r0:r1]].astype(np.float64)
+                    else:
+                        xr = xin[:, None, r0:r1].astype(np.float64)
                     acc = xr @ weights_t[name]
                     if name in sigma2:
                         acc += np.sqrt(xr**2 @ sigma2[name]) * rng.standard_normal(acc.shape)
@@ -206,11 +269,19 @@ class RramProgram:
                     y = np.floor(acc * 2.0 ** -op["frac"] + 0.5).astype(np.int64)
                     if op["bias"]:
                         y += par["bias"]
-                    out[name][:] = self._sat(y, lo, hi, counts)
-                    active = np.count_nonzero(xr, axis=1)
-                    counts["adc_conversions"] += op["size"] * batch
-                    counts["rows_driven"] += int(active.sum())
-                    counts["synaptic_events"] += int(active.sum()) * op["size"]
+                    out[name][:] = self._sat(y.transpose(0, 2, 1).reshape(batch, -1), lo, hi, counts)  # channel-major
+                    active = int(np.count_nonzero(xr))
+                    counts["adc_conversions"] += acc.size
+                    counts["rows_driven"] += active
+                    counts["synaptic_events"] += active * acc.shape[2]
+                elif kind in POOL_KINDS:  # digital periphery: window sums, an average rounded half up
+                    padded = np.concatenate([xin, np.zeros((batch, 1), np.int64)], axis=1)
+                    index = self._index[name]
+                    y = padded[:, index].reshape(batch, index.shape[0], op["shape"][0], -1).sum(axis=3)
+                    if kind == "AvgPool2d":
+                        taps = index.shape[1] // op["shape"][0]
+                        y = (2 * y + taps) // (2 * taps)
+                    out[name][:] = self._sat(y.transpose(0, 2, 1).reshape(batch, -1), lo, hi, counts)
                 elif kind == "Scale":
                     out[name][:] = self._sat(_shift(xin * par["scale"], fx.coef_frac), lo, hi, counts)
                 elif kind == "Threshold":

@@ -164,9 +164,9 @@ def check_graph_fits(p: Pipeline, graph) -> None:
 
                 if not egru.is_egru_graph(graph):  # EGRU graphs take their own export path
                     check(graph, make_target(entry["options"].get("chip")))
-            elif entry["target"] == "rram-lsm":
-                from spikeflow.backends.rram.export import check
+            elif entry["target"] == "rram-lsm":  # node types and tiles (max_tiles): the mapping without programming
+                from spikeflow.backends.rram.export import mapping
 
-                check(graph)
+                mapping(graph, **entry["options"])
         except SpikeflowError as err:
             raise p.error("export", "target", f"target {entry['target']!r} cannot take this model: {err}", i) from None

@@ -92,9 +92,9 @@ def rram(prog, stem: str, out: Path) -> list:
     rows = [("tiles", f"{r['tiles']} of {r['tile_shape'][0]}x{r['tile_shape'][1]} cells"), ("cells used", r["cells"]),
             ("utilisation (%)", fmt(100 * r["utilisation"], ".2f")), ("weight encoding", r["encoding"]), ("conductance levels", r["levels"]),
             ("ADC / DAC bits", f"{r['adc_bits']} / {r['dac_bits']}"), ("ADC conversions / step", r["adc_conversions_per_step"]),
-            ("neurons (digital periphery)", r["neurons"]), ("energy / step, upper bound (pJ)", fmt(r["energy_per_step_pj_max"], ".4g"))]
+            ("tile reads / step (a kernel: one per output position)", r.get("tile_reads_per_step", r["tiles"])), ("neurons (digital periphery)", r["neurons"]), ("energy / step, upper bound (pJ)", fmt(r["energy_per_step_pj_max"], ".4g"))]
     blocks: list = [Table(["field", "value"], rows, "resources of the export (from its program.json)")]
-    tiles = [op["name"] for op in prog.ops if op["kind"] in ("Affine", "Linear")]
+    tiles = [op["name"] for op in prog.ops if op["kind"] in ("Affine", "Linear", "Conv")]
     if not tiles:
         return blocks + [Text("The export holds no crossbar tile to draw.", "note")]
     conductance_histograms(prog, out / f"{stem}-conductances.png", tiles[:TILES_SHOWN])

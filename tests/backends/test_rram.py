@@ -144,8 +144,8 @@ def test_report_and_energy(tmp_path):
 
 
 @pytest.mark.parametrize("graph, options, message", [
-    (sf.Graph.sequential(n.Input(shape=(1, 4, 4)), n.Conv2d(weight=np.ones((1, 1, 2, 2)), bias=np.zeros(1)), n.LIF(tau=0.01, v_threshold=1.0)),
-     {}, "Conv2d cannot be mapped"),
+    (sf.Graph.sequential(n.Input(shape=(4,)), n.Delay(delay=np.full(4, 2e-3)), n.LIF(tau=0.01, v_threshold=1.0)),
+     {}, "Delay cannot be mapped"),
     (_recurrent(), {"max_tiles": 1}, "needs 2 tiles"),
     (_recurrent(), {"tile_rowz": 4}, "unknown crossbar options"),
     (_recurrent(), {"device": "perfect"}, "argument 'device'"),
