@@ -203,6 +203,27 @@ def _spiking_grads(go, gv, u, sg, th, vr, gu, gth, f_sub, f_keep):
         gth[n] += -gs - f_sub * z * gv[n]
 
 
+@njit(inline="always")
+def _loop_grads(gx, loop, d, e, near, far, gd, ge, y, t, bb):
+    """The loops' backward step, given ``gx`` = dL/dx[t]: the shares ``d * gx`` (one step) and
+    ``e * gx`` (two steps) that earlier outputs receive (``near``: the next step back's, ``far``:
+    the one after), and, when wanted (``gd`` / ``ge`` of length > 0), dL/dd += ``gx * y[t-1]`` and
+    dL/de += ``gx * y[t-2]``."""
+    N = gx.shape[0]
+    if loop:
+        for n in range(N):
+            near[n] = d[n] * gx[n] + far[n]
+            far[n] = e[n] * gx[n]
+    if gd.shape[0] and t > 0:
+        before = y[t - 1, bb]
+        for n in range(N):
+            gd[n] += gx[n] * before[n]
+    if ge.shape[0] and t > 1:
+        before = y[t - 2, bb]
+        for n in range(N):
+            ge[n] += gx[n] * before[n]
+
+
 @njit(**_FLAGS)
 def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale, spiking, subtract, detach, g_u, g_th, gv_state,
                    loop, d, e, c, y, g_d, g_e):
@@ -222,6 +243,7 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
         grow = np.zeros(N, dtype=g_out.dtype)  # dL/d(output) with the loops' share
         near = np.zeros(N, dtype=g_out.dtype)  # the loops' share of dL/d(output) of this step
         far = np.zeros(N, dtype=g_out.dtype)  # the two-step loop's share of dL/d(output) one step earlier
+        gx = np.zeros(N, dtype=g_out.dtype)  # dL/dx of this step (the loops' input)
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
@@ -242,21 +264,10 @@ def leaky_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a, th, vr, scale,
             for n in range(N):
                 out[n] = gu[n] * scale[n]
                 gv[n] = a[n] * gu[n]
-            if loop:
+            if loop or g_d.shape[1] or g_e.shape[1]:
                 for n in range(N):
-                    gx = c[n] * gu[n]
-                    near[n] = d[n] * gx + far[n]
-                    far[n] = e[n] * gx
-            if g_d.shape[1] and t > 0:
-                gd = g_d[bb]
-                before = y[t - 1, bb]
-                for n in range(N):
-                    gd[n] += c[n] * gu[n] * before[n]
-            if g_e.shape[1] and t > 1:
-                ge = g_e[bb]
-                before = y[t - 2, bb]
-                for n in range(N):
-                    ge[n] += c[n] * gu[n] * before[n]
+                    gx[n] = c[n] * gu[n]
+                _loop_grads(gx, loop, d, e, near, far, g_d[bb], g_e[bb], y, t, bb)
         gv_state[bb, :] = gv
 
 
@@ -283,6 +294,7 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
         grow = np.zeros(N, dtype=g_out.dtype)  # dL/d(output) with the loops' share
         near = np.zeros(N, dtype=g_out.dtype)  # the loops' share of dL/d(output) of this step
         far = np.zeros(N, dtype=g_out.dtype)  # the delayed loop's share of dL/d(output) one step earlier
+        gx = np.zeros(N, dtype=g_out.dtype)  # dL/dx of this step (the loops' input)
         gth = g_th[bb]
         for t in range(T - 1, -1, -1):
             go = g_out[t, bb]
@@ -307,21 +319,10 @@ def cuba_backward(g_out, u, sg_kind, sg_slope, sg_height, sg, a_syn, a, c, th, v
                 git[n] = gi[n] * scale[n]
                 carry[n] = a_syn[n] * gi[n]
                 gv[n] = a[n] * gu[n]
-            if loop:
+            if loop or g_d.shape[1] or g_e.shape[1]:
                 for n in range(N):
-                    gx = c_syn[n] * gi[n]
-                    near[n] = d[n] * gx + far[n]
-                    far[n] = e[n] * gx
-            if g_d.shape[1] and t > 0:
-                gd = g_d[bb]
-                before = y[t - 1, bb]
-                for n in range(N):
-                    gd[n] += c_syn[n] * gi[n] * before[n]
-            if g_e.shape[1] and t > 1:
-                ge = g_e[bb]
-                before = y[t - 2, bb]
-                for n in range(N):
-                    ge[n] += c_syn[n] * gi[n] * before[n]
+                    gx[n] = c_syn[n] * gi[n]
+                _loop_grads(gx, loop, d, e, near, far, g_d[bb], g_e[bb], y, t, bb)
         gv_state[bb, :] = gv
         gi_state[bb, :] = carry
 
