@@ -34,8 +34,9 @@ The neuron is the same ODE everywhere: a leaky integrator without synaptic curre
   gain 1, subtract reset, the same neuron as the others.
 
 Run: ``.venv/bin/python benchmarks/train_step.py`` (``--case TEXT``: only the cases whose name
-contains TEXT; their records replace those of the same cases in the results file). Timings are
-noisy on a shared machine.
+contains TEXT; their records replace those of the same cases in the results file; a large case
+run alone in a fresh process reads up to ~20% slow for spikeflow, see docs/benchmarks.md: record
+full runs). Timings are noisy on a shared machine.
 """
 
 from __future__ import annotations
