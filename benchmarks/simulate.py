@@ -246,13 +246,13 @@ def mlp(seed: int = 0):
 
 
 def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
-    """Case (c): the demo's trained DigitSaccades CNN, numba-event against the torch forward."""
+    """Case (c): the trained DigitSaccades CNN (saccade-cnn), numba-event against the torch forward."""
     import statistics
 
     import torch
 
     import spikeflow as sf
-    from spikeflow import demo
+    from spikeflow import workflows
     from spikeflow.backends import Simulator
 
     from spikeflow.datasets import digit_saccade_frames
@@ -260,17 +260,17 @@ def saccade_cnn_case(repeats: int, samples: int = 64) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         # trained in a child process: training starts numba's and torch's thread pools, whose
         # spinning threads would otherwise be timed along with the forward passes
-        code = ("import sys; from spikeflow import demo; "
-                "r = demo.train_saccade_cnn(sys.argv[1], progress=False, data_root=sys.argv[1] + '/data'); print(r['test_acc'])")
+        code = ("import sys; from spikeflow import workflows; "
+                "r = workflows.train_saccade_cnn(sys.argv[1], progress=False, data_root=sys.argv[1] + '/data'); print(r['test_acc'])")
         accuracy = float(subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, check=True).stdout.split()[-1])
         graph = sf.load(Path(tmp) / "saccade_cnn.h5")
-        config = {"data_root": Path(tmp) / "data", "config": dict(demo.CNN_DEFAULTS)}
-        events = demo.saccade_test_events(config, samples)
-        frames = digit_saccade_frames(config["data_root"], n_bins=demo.CNN_DEFAULTS["bins"], time_major=True, progress=False)
+        config = {"data_root": Path(tmp) / "data", "config": dict(workflows.CNN_DEFAULTS)}
+        events = workflows.saccade_test_events(config, samples)
+        frames = digit_saccade_frames(config["data_root"], n_bins=workflows.CNN_DEFAULTS["bins"], time_major=True, progress=False)
     x = frames["test"][0][:, :samples].astype(np.float64)  # [T, N, 2, 34, 34] event counts
     steps = x.shape[0]
-    checked = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE, record=["lif1", "lif2"])
-    sim = Simulator(graph, backend="numba-event", sensor_size=demo.SENSOR_SIZE)  # timed: outputs only, as torch's forward
+    checked = Simulator(graph, backend="numba-event", sensor_size=workflows.SENSOR_SIZE, record=["lif1", "lif2"])
+    sim = Simulator(graph, backend="numba-event", sensor_size=workflows.SENSOR_SIZE)  # timed: outputs only, as torch's forward
     net = sf.to_torch(graph, dtype=torch.float64).eval()
     xt = torch.from_numpy(x)
 

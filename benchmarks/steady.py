@@ -4,7 +4,7 @@ thread settings (spikeflow/_threads.py), and the spread of the times.
 numba's parallel kernels and torch each keep an OpenMP pool; with idle threads spinning (libgomp's
 default) the two pools fight over 2 cores and the same training swung from 2.9 s to 122 s. Each run
 here is a new Python process, as a user starting a script: it trains the digits MLP of
-``spikeflow train`` for 2 epochs (``spikeflow.demo.train_digits``) and reports the training's
+``spikeflow train`` for 2 epochs (``spikeflow.workflows.train_digits``) and reports the training's
 seconds (start-up and numba's cached load excluded). "without" sets ``OMP_WAIT_POLICY`` to an
 empty value, which libgomp ignores (its default: spin, then sleep) and spikeflow leaves alone, so
 only the wait policy differs. The two kinds of run alternate, so that a shared machine's slow
@@ -27,7 +27,7 @@ from _common import record, write_results  # noqa: E402
 
 CHILD = (
     "import tempfile, spikeflow as sf\n"
-    "from spikeflow.demo import train_digits\n"
+    "from spikeflow.workflows import train_digits\n"
     "with tempfile.TemporaryDirectory() as out:\n"
     "    print(train_digits(out, epochs={epochs}, progress=True)['train_seconds'])\n"
 )

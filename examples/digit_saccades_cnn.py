@@ -1,7 +1,7 @@
 """Train a spiking CNN on DigitSaccades events, save and reload it, and run it with numba-event.
 
-The CNN stage of ``spikeflow demo`` on its own (:func:`spikeflow.demo.train_saccade_cnn` and
-:func:`spikeflow.demo.compare_backends`): the built-in event set (real handwritten digits moved
+The DigitSaccades spiking CNN on its own (:func:`spikeflow.workflows.train_saccade_cnn` and
+:func:`spikeflow.workflows.compare_backends`): the built-in event set (real handwritten digits moved
 along N-MNIST's saccades in front of the DVS emulator) is generated once and cached, binned into
 ``--bins`` frames, and learned by a graph Conv2d -> LIF -> SumPool2d -> ... -> Affine -> LI lowered
 with ``sf.to_torch``. The trained graph then runs on the test set with numba-event (fed the raw
@@ -12,7 +12,7 @@ events one sample at a time, too) next to the torch forward. Run:
 
 import argparse
 
-from spikeflow.demo import CNN_DEFAULTS, LATENCY_SAMPLES, SENSOR_SIZE, saccade_test_events, backend_table, compare_backends, train_saccade_cnn
+from spikeflow.workflows import CNN_DEFAULTS, LATENCY_SAMPLES, SENSOR_SIZE, saccade_test_events, backend_table, compare_backends, train_saccade_cnn
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

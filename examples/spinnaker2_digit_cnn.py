@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 import spikeflow as sf
-from spikeflow import demo
+from spikeflow import workflows
 from spikeflow.train.qat import finetune
 from spikeflow.train import RateUpperBound
 
 
 def accuracy(output: np.ndarray, y: np.ndarray) -> float:
-    """The demo's decision: the class whose output is largest over time."""
+    """The decision: the class whose output is largest over time."""
     return float((output.max(axis=0).argmax(-1) == y).mean())
 
 
@@ -36,9 +36,9 @@ def executor_accuracy(graph, folder: Path, calib: np.ndarray, x_test: np.ndarray
 
 def main(epochs: int = 8, qat_epochs: int = 2, out: str = "examples/out/spinnaker2") -> dict:
     out_dir = Path(out)
-    result = demo.train_saccade_cnn(out_dir / "train", epochs=epochs, progress=False)
+    result = workflows.train_saccade_cnn(out_dir / "train", epochs=epochs, progress=False)
     cfg = result["config"]
-    data = demo.saccade_data(result["data_root"], cfg["bins"], cfg["subset"], cfg["val_fraction"], cfg["seed"], progress=False)
+    data = workflows.saccade_data(result["data_root"], cfg["bins"], cfg["subset"], cfg["val_fraction"], cfg["seed"], progress=False)
     x_test = np.ascontiguousarray(np.swapaxes(data["x_test"], 0, 1)).astype(np.float64)
     y_test = data["y_test"]
     calib = np.ascontiguousarray(np.swapaxes(data["x_train"][:64], 0, 1)).astype(np.float64)

@@ -1,8 +1,8 @@
 """Train a spiking MLP on rate-coded handwritten digits, save it to HDF5 and NIR, reload and check,
 then run it on the test set with numba-event next to torch.
 
-:func:`spikeflow.demo.train_digits` (what ``spikeflow train`` runs without ``--dataset``), then
-:func:`spikeflow.demo.reload_check` and :func:`spikeflow.demo.compare_backends`. Run:
+:func:`spikeflow.workflows.train_digits` (what ``spikeflow train`` runs without ``--dataset``), then
+:func:`spikeflow.workflows.reload_check` and :func:`spikeflow.workflows.compare_backends`. Run:
 
     python examples/train_digits_mlp.py [--out out/digits] [--epochs 15]
 """
@@ -10,7 +10,7 @@ then run it on the test set with numba-event next to torch.
 import argparse
 from pathlib import Path
 
-from spikeflow.demo import compare_backends, reload_check, summary, train_digits
+from spikeflow.workflows import compare_backends, reload_check, summary, train_digits
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

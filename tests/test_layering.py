@@ -26,7 +26,7 @@ LAYERS = {
     "spikeflow.train": 6, "spikeflow.models": 6, "spikeflow.convert": 6,
     "spikeflow.continual": 7, "spikeflow.exit": 7, "spikeflow.report": 7,
     "spikeflow.models.retrain": 8,  # retrains the pretrained models by running their recipes through the pipeline
-    "spikeflow.demo": 8, "spikeflow.cli": 8, "spikeflow.pipeline": 8, "spikeflow.__main__": 8, "spikeflow": 8,
+    "spikeflow.workflows": 8, "spikeflow.cli": 8, "spikeflow.pipeline": 8, "spikeflow.__main__": 8, "spikeflow": 8,
 }
 # backends/ subpackages other than numba are adapters and hardware targets: above spikeflow.torch
 BACKEND_BASE = ("spikeflow.backends.numba", "spikeflow.backends.capabilities", "spikeflow.backends.inputs",
@@ -70,7 +70,7 @@ def imports(name: str, path: Path):
             else:
                 target = node.module
             yield target, node.lineno
-            for alias in node.names:  # "from spikeflow import demo" imports the module spikeflow.demo
+            for alias in node.names:  # "from spikeflow import demo" imports the module spikeflow.workflows
                 yield f"{target}.{alias.name}", node.lineno
 
 

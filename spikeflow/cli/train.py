@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from spikeflow import demo as stages
+from spikeflow import workflows as stages
 from spikeflow.cli._common import load_graph
 from spikeflow.errors import DataError
 

@@ -6,7 +6,7 @@ and takes the trained graph from them: there is no second training route. :func:
 a graph on the model's fixed evaluation data, the same way for the shipped figure and for the test
 that reproduces it:
 
-* ``digits-mlp``: the 360 test digits of :func:`spikeflow.demo.digits_split`, rate-coded once with
+* ``digits-mlp``: the 360 test digits of :func:`spikeflow.workflows.digits_split`, rate-coded once with
   a generator seeded ``seed + 10``; class = the output's maximum membrane potential over time.
 * ``saccade-cnn``: the 360 DigitSaccades test recordings (generated deterministically, seeded),
   binned; the same decision.
@@ -95,7 +95,7 @@ def digits_test(recipe: dict) -> tuple[np.ndarray, np.ndarray]:
     """The digits MLP's test input ``[T, N, 64]`` (spikes, float64) and labels."""
     import torch
 
-    from spikeflow.demo import _encoder, digits_split
+    from spikeflow.workflows import _encoder, digits_split
 
     seed = _seed(recipe)
     data = digits_split(seed)
@@ -105,7 +105,7 @@ def digits_test(recipe: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def saccade_split(recipe: dict, root: str | Path, progress: bool = False) -> dict[str, np.ndarray]:
     """DigitSaccades frames ``[N, T, 2, 34, 34]`` at the recipe's bins: train / val (seeded) / test."""
-    from spikeflow.demo import saccade_data
+    from spikeflow.workflows import saccade_data
 
     return saccade_data(root, int(_setting(recipe, "data", "bins")), None, 0.1, _seed(recipe), progress)
 

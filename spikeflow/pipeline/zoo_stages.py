@@ -41,7 +41,7 @@ def load_zoo_data(cfg: dict[str, Any], seed: int, progress: bool) -> tuple[dict[
     if cfg["dataset"] == "sklearn-digits":
         import torch
 
-        from spikeflow.demo import digits_split
+        from spikeflow.workflows import digits_split
 
         data = digits_split(seed)
         encode = rate_encoder(cfg)

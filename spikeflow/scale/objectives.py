@@ -26,7 +26,7 @@ def digits_snn(params: dict[str, Any], context) -> dict[str, float]:
     import torch
 
     import spikeflow as sf
-    from spikeflow.demo import digits_split
+    from spikeflow.workflows import digits_split
     from spikeflow.models import digits_mlp
     from spikeflow.train import RateEncoder, Trainer
 

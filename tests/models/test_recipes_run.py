@@ -124,12 +124,12 @@ def test_a_pipeline_evaluates_the_shipped_char_lm_to_its_stored_figure(tmp_path)
 
 def test_fresh_spikes_train_as_the_demo_does_and_differ_from_spikes_drawn_once(tmp_path):
     """``[train] fresh_spikes``: the train stage codes the digits afresh every epoch with the
-    trainer's seeded generator, which is what ``spikeflow.demo.train_digits`` (the reference) does:
+    trainer's seeded generator, which is what ``spikeflow.workflows.train_digits`` (the reference) does:
     the same weights to the bit. Without it, the spikes drawn once by the data stage train another
     network."""
     import numpy as np
 
-    from spikeflow.demo import train_digits
+    from spikeflow.workflows import train_digits
     from spikeflow.pipeline import stage_graph
 
     path = tmp_path / "digits-mlp.toml"

@@ -1,18 +1,18 @@
-"""The DigitSaccades CNN stage of the demo: the graph, a quick run on a subset, and (slow) the accuracy."""
+"""The DigitSaccades CNN trainer (spikeflow.workflows): the graph, a quick run on a subset, and (slow) the accuracy."""
 
 import numpy as np
 import pytest
 import torch
 
 import spikeflow as sf
-from spikeflow import demo
+from spikeflow import workflows
 from spikeflow.errors import DataError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_cnn_graph_shapes_time_step_and_unit_input_gain():
-    graph = demo.saccade_cnn(bins=10, channels=(3, 5), seed=1)
+    graph = workflows.saccade_cnn(bins=10, channels=(3, 5), seed=1)
     shapes = graph.shapes()
     assert shapes["pool0"] == (2, 17, 17)
     assert shapes["lif1"] == (3, 17, 17) and shapes["pool1"] == (3, 8, 8)
@@ -27,21 +27,21 @@ def test_cnn_graph_shapes_time_step_and_unit_input_gain():
     net = sf.to_torch(graph, dtype=torch.float64)
     assert net(torch.zeros(10, 3, 2, 34, 34)).shape == (10, 3, 10)
     # seeded: the same seed gives the same weights, another seed others
-    assert demo.saccade_cnn(bins=10, channels=(3, 5), seed=1) == graph
-    assert not np.array_equal(demo.saccade_cnn(bins=10, channels=(3, 5), seed=2).nodes["conv1"].weight, graph.nodes["conv1"].weight)
+    assert workflows.saccade_cnn(bins=10, channels=(3, 5), seed=1) == graph
+    assert not np.array_equal(workflows.saccade_cnn(bins=10, channels=(3, 5), seed=2).nodes["conv1"].weight, graph.nodes["conv1"].weight)
 
 
 @pytest.mark.parametrize("kwargs", [{"bins": 0}, {"channels": (4,)}, {"channels": (0, 4)}])
 def test_cnn_graph_refuses_bad_settings(kwargs):
     with pytest.raises(DataError, match="saccade_cnn"):
-        demo.saccade_cnn(**kwargs)
+        workflows.saccade_cnn(**kwargs)
 
 
 @pytest.fixture(scope="module")
 def quick_cnn(tmp_path_factory):
     """One epoch on the first 40 digits of each split: fast, not accurate."""
     out = tmp_path_factory.mktemp("cnn")
-    return demo.train_saccade_cnn(out, epochs=1, progress=False, subset=40, bins=4, channels=(4, 4)), out
+    return workflows.train_saccade_cnn(out, epochs=1, progress=False, subset=40, bins=4, channels=(4, 4)), out
 
 
 def test_quick_cnn_saves_reloads_and_draws(quick_cnn):
@@ -59,9 +59,9 @@ def test_quick_cnn_saves_reloads_and_draws(quick_cnn):
 
 def test_quick_cnn_numba_event_from_raw_events_agrees_with_torch(quick_cnn):
     result, _ = quick_cnn
-    events = demo.saccade_test_events(result, 5)
-    report = demo.compare_backends(result["graph"], result["x_test"], result["y_test"], events=events,
-                                   sensor_size=demo.SENSOR_SIZE, latency_samples=5)
+    events = workflows.saccade_test_events(result, 5)
+    report = workflows.compare_backends(result["graph"], result["x_test"], result["y_test"], events=events,
+                                   sensor_size=workflows.SENSOR_SIZE, latency_samples=5)
     assert report["batch1_input"] == "events" and report["batch1_n"] == 5
     assert report["differing_predictions"] == 0 and report["max_abs_output_diff"] < 1e-12
     assert report["differing_spikes"] == 0 and report["spikes_compared"] == 4 * 40 * (4 * 17 * 17 + 4 * 8 * 8)
@@ -72,11 +72,11 @@ def test_quick_cnn_numba_event_from_raw_events_agrees_with_torch(quick_cnn):
 
 @pytest.mark.slow
 def test_cnn_reaches_85_percent_and_numba_event_agrees(tmp_path):
-    result = demo.train_saccade_cnn(tmp_path, epochs=4, progress=False)
+    result = workflows.train_saccade_cnn(tmp_path, epochs=4, progress=False)
     assert result["sizes"] == {"train": 1293, "val": 144, "test": 360}
     assert result["test_acc"] >= 0.85
-    report = demo.compare_backends(result["graph"], result["x_test"], result["y_test"],
-                                   events=demo.saccade_test_events(result, 8), sensor_size=demo.SENSOR_SIZE, latency_samples=8)
+    report = workflows.compare_backends(result["graph"], result["x_test"], result["y_test"],
+                                   events=workflows.saccade_test_events(result, 8), sensor_size=workflows.SENSOR_SIZE, latency_samples=8)
     assert report["differing_predictions"] == 0 and report["batch1_same_predictions"]
     assert report["differing_spikes"] == 0
     assert report["numba-event"]["acc"] >= 0.85

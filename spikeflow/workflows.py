@@ -7,7 +7,6 @@ digits; :func:`train_saccade_cnn` trains a spiking CNN on the built-in DigitSacc
 identical predictions (:func:`reload_check`); :func:`compare_backends` runs a trained graph on its
 test set with the numba-event simulator next to the torch no-grad forward (both float64, through
 :func:`spikeflow.simulate`) and compares accuracy, synaptic events, time per sample and predictions.
-The demo itself is a pipeline: ``spikeflow demo`` (:data:`spikeflow.pipeline.DEMO`).
 
 Heavy packages (torch, numba, matplotlib, tonic) load inside the functions that need them.
 """
@@ -25,7 +24,7 @@ from spikeflow.errors import DataError, SpikeflowError
 from spikeflow.models import digits_mlp, saccade_cnn
 from spikeflow.models.cnn import saccade_duration_us as _duration_us
 from spikeflow.pipeline.data import split_validation
-from spikeflow.pipeline.stages import predict as _predict  # one rule for the demo and the pipeline
+from spikeflow.pipeline.stages import predict as _predict  # one readout rule for these workflows and the pipeline
 
 # hyper-parameters of the digits MLP (64 -> hidden LIF -> 10 LI), chosen to train in seconds
 DIGITS_DEFAULTS = {
@@ -328,7 +327,7 @@ def compare_backends(graph, x, y, *, events: list[np.ndarray] | None = None, sen
 
 
 def compared_backends() -> tuple[str, str]:
-    """The backends the demo compares, from the registry: the one that trains (torch) and the
+    """The backends compared, from the registry: the one that trains (torch) and the
     event-driven simulator that takes raw events."""
     from spikeflow.backends import backend_names
 
