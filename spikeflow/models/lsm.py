@@ -138,7 +138,7 @@ def reservoir_features(graph: Graph, x: np.ndarray, *, windows: int = 3, trace_d
     """
     from spikeflow.ir.discretise import coefficients
     from spikeflow.models.lsm_kernels import run_features
-    from spikeflow.models.readout import features
+    from spikeflow.models.readout import feature_layout
 
     expected = {("input", "w_in"), ("w_in", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")}
     kinds = {"w_in": nodes.Linear, "w_rec": nodes.Linear, "lif": nodes.LIF}
@@ -148,8 +148,7 @@ def reservoir_features(graph: Graph, x: np.ndarray, *, windows: int = 3, trace_d
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != w_in.shape[1]:
         raise GraphError(f"reservoir_features: expected input [T, B, {w_in.shape[1]}], got shape {x.shape}")
-    # the window edges and trace weights of readout.features, checked there on a tiny call
-    features(np.zeros((x.shape[0], 1, 1)), windows, trace_decay)
+    edges, trace_weight = feature_layout(x.shape[0], windows, trace_decay)  # those of readout.features
     if dtype not in ("float32", "float64"):
         raise GraphError(f"reservoir_features: dtype must be 'float32' or 'float64', got {dtype!r}")
     size, steps = w_in.shape[0], x.shape[0]
@@ -160,10 +159,8 @@ def reservoir_features(graph: Graph, x: np.ndarray, *, windows: int = 3, trace_d
     # (W x) * c == x (W^T * c): fold the input gain into both matrices
     w_in_t = np.ascontiguousarray(w_in.T * c, dtype=dtype)
     w_rec_t = np.ascontiguousarray(graph.nodes["w_rec"].weight.T * c, dtype=dtype)
-    edges = np.linspace(0, steps, windows + 1).astype(int)
     window_of = np.searchsorted(edges, np.arange(steps), side="right") - 1
-    trace_weight = np.zeros(0, np.float32) if trace_decay is None else (trace_decay ** np.arange(steps - 1, -1, -1)).astype(np.float32)
     out = np.zeros((x.shape[1], (windows + (trace_decay is not None)) * size), np.float32)
     run_features(np.ascontiguousarray(x, dtype=dtype), w_in_t, w_rec_t, bias, a, threshold, v_reset,
-                 lif.reset == "zero", window_of, trace_weight, out)
+                 lif.reset == "zero", window_of, np.zeros(0, np.float32) if trace_weight is None else trace_weight, out)
     return out

@@ -31,15 +31,21 @@ def features(spikes: np.ndarray, windows: int = 3, trace_decay: float | None = 0
     z = np.asarray(spikes, dtype=np.float32)
     if z.ndim != 3:
         raise DataError(f"features: expected spikes [T, B, N], got shape {z.shape}")
-    steps = z.shape[0]
+    edges, weights = feature_layout(z.shape[0], windows, trace_decay)
+    parts = [z[a:b].sum(0) for a, b in zip(edges[:-1], edges[1:])]
+    if weights is not None:
+        parts.append(np.einsum("t,tbn->bn", weights, z))
+    return np.concatenate(parts, axis=1)
+
+
+def feature_layout(steps: int, windows: int, trace_decay: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The window edges (``windows + 1`` step indices) and float32 trace weights ``d^(T-1-t)`` (None
+    without a trace) of :func:`features` over ``steps`` steps."""
     if not 1 <= windows <= steps:
         raise DataError(f"features: windows must be in [1, {steps}], got {windows}")
     edges = np.linspace(0, steps, windows + 1).astype(int)
-    parts = [z[a:b].sum(0) for a, b in zip(edges[:-1], edges[1:])]
-    if trace_decay is not None:
-        weights = (trace_decay ** np.arange(steps - 1, -1, -1)).astype(np.float32)
-        parts.append(np.einsum("t,tbn->bn", weights, z))
-    return np.concatenate(parts, axis=1)
+    weights = None if trace_decay is None else (trace_decay ** np.arange(steps - 1, -1, -1)).astype(np.float32)
+    return edges, weights
 
 
 @dataclass
