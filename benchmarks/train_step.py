@@ -129,40 +129,26 @@ def _train_step(net):
 def snntorch_step(weights):
     import snntorch as snn
 
-    fcs = linear_layers(weights)
-    lifs = [snn.Leaky(beta=BETA, threshold=THRESHOLD) for _ in fcs]
-    params = [p for fc in fcs for p in fc.parameters()]
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step(x, labels):
-        for p in params:
-            p.grad = None
-        mems = [lif.init_leaky() for lif in lifs]
-        record_ = []
-        for t in range(x.shape[0]):
-            h = x[t]
-            for i, (fc, lif) in enumerate(zip(fcs, lifs)):
-                h, mems[i] = lif(fc(h), mems[i])
-            record_.append(h)
-        out = torch.stack(record_)
-        loss_fn(out.sum(0), labels).backward()
-        return out
-
-    return step
+    return _snntorch_loop(weights, lambda: snn.Leaky(beta=BETA, threshold=THRESHOLD), lambda lif: [lif.init_leaky()])
 
 
 def snntorch_synaptic_step(weights):
     import snntorch as snn
 
+    return _snntorch_loop(weights, lambda: snn.Synaptic(alpha=ALPHA, beta=BETA, threshold=THRESHOLD), lambda lif: list(lif.init_synaptic()))
+
+
+def _snntorch_loop(weights, make_neuron, initial_state):
+    """snnTorch's documented training loop: its neurons stepped in Python, one state list per layer."""
     fcs = linear_layers(weights)
-    lifs = [snn.Synaptic(alpha=ALPHA, beta=BETA, threshold=THRESHOLD) for _ in fcs]
+    lifs = [make_neuron() for _ in fcs]
     params = [p for fc in fcs for p in fc.parameters()]
     loss_fn = nn.CrossEntropyLoss()
 
     def step(x, labels):
         for p in params:
             p.grad = None
-        states = [lif.init_synaptic() for lif in lifs]
+        states = [initial_state(lif) for lif in lifs]
         record_ = []
         for t in range(x.shape[0]):
             h = x[t]
